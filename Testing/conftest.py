@@ -1,0 +1,34 @@
+"""pytest configuration: in-tree imports, the shared BraTS data, deterministic seeds."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "GadoReduce"
+# Tests import the in-tree GadoReduceLib (and the Slicer module file) whether or not the
+# package is installed, exactly as 3D Slicer does with the module folder on its path.
+for path in (str(MODULE_DIR), str(REPO / "Testing")):
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+SHARED_DATA = Path(os.environ.get("GADOREDUCE_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data with the BraTS pairs; tests that need it skip with a clear message when absent."""
+    if not (SHARED_DATA / "brats18").is_dir():
+        pytest.skip(f"BraTS pairs not found at {SHARED_DATA} (set GADOREDUCE_SHARED_DATA to the folder "
+                    "holding brats18/ and brats20_186/ to run this test)")
+    return SHARED_DATA
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20241121)
