@@ -32,3 +32,17 @@ def shared_data() -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(20241121)
+
+
+@pytest.fixture(scope="session")
+def _harness_session():
+    from slicer_harness import Harness
+    return Harness()
+
+
+@pytest.fixture
+def harness(_harness_session):
+    """Real MRML scene with Slicer's module logics; stand-ins for the Slicer application (see slicer_harness)."""
+    _harness_session.clear()
+    yield _harness_session
+    _harness_session.clear()

@@ -171,9 +171,10 @@ def read_image_with_header(path: str | os.PathLike, series_uid: str | None = Non
         raise ImageReadError(
             f"{path} could not be read as an image ({_first_line(error)}). GadoReduce reads NIfTI "
             "(.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and folders of DICOM files.") from None
-    header = {"format": reader.GetImageIO() or path.suffix.lstrip(".")}
+    header = {"format": _format_name(path)}
+    nifti = header["format"] == "NIfTI"
     for key in reader.GetMetaDataKeys():
-        if key in NIFTI_FIELDS or not key.startswith(("ITK_", "dim[", "pixdim[", "srow_", "q", "intent_p")):
+        if (key in NIFTI_FIELDS) if nifti else not key.startswith("ITK_"):
             value = reader.GetMetaData(key)
             if "UNKNOWN_PRINT" not in value:
                 header[key] = value.strip()
@@ -283,6 +284,14 @@ def format_info(info: dict) -> str:
         lines.append("  header:")
         lines.extend(f"    {k}: {v}" for k, v in extra.items())
     return "\n".join(lines)
+
+
+def _format_name(path: Path) -> str:
+    name = path.name.lower()
+    for suffixes, label in (((".nii", ".nii.gz"), "NIfTI"), ((".nrrd", ".nhdr"), "NRRD"), ((".mha", ".mhd"), "MetaImage")):
+        if name.endswith(suffixes):
+            return label
+    return path.suffix.lstrip(".") or "unknown"
 
 
 def _first_line(error: Exception) -> str:

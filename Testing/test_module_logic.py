@@ -1,0 +1,88 @@
+"""The Slicer module's logic on real MRML (stand-ins only for the application, see slicer_harness)."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+import pytest
+
+from slicer_harness import make_module_parent
+from test_mrml_geometry import make_oblique_node, node_matrix, node_voxels
+
+
+@pytest.fixture
+def module(harness):
+    import GadoReduce
+    return importlib.reload(GadoReduce)
+
+
+def test_module_metadata_says_research_use_and_citation(module):
+    parent = make_module_parent()
+    module.GadoReduce(parent)
+    assert parent.title == "GadoReduce"
+    assert "not for diagnosis" in parent.helpText.lower() or "must not be used for diagnosis" in parent.helpText
+    assert "arXiv:2403.03539" in parent.acknowledgementText
+
+
+def test_parameter_node_stores_values_and_references_in_the_scene(module, harness):
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    assert params.dose == pytest.approx(0.33) and params.fieldStrength == 3.0 and params.agent == "gadobutrol"
+    pre, _ = make_oblique_node(harness.scene, name="pre")
+    params.preContrast = pre
+    params.dose = 0.1
+    raw = harness.scene.GetSingletonNode("GadoReduce", "vtkMRMLScriptedModuleNode")
+    assert raw.GetNodeReferenceID("preContrast") == pre.GetID()
+    assert raw.GetParameter("dose") == "0.1"
+    assert logic.getParameterNode().preContrast is pre  # the same singleton node is found again
+    with pytest.raises(ValueError, match="dose"):
+        params.dose = 1.5
+
+
+def test_logic_converts_nodes_without_touching_inputs(module, harness):
+    logic = module.GadoReduceLogic()
+    node, array = make_oblique_node(harness.scene, name="pre")
+    matrix = node_matrix(node)
+    image = logic.imageFromVolume(node)
+    copy = logic.volumeFromImage(image, "pre copy")
+    assert np.array_equal(node_voxels(copy), array) and np.allclose(node_matrix(copy), matrix)
+    again = logic.volumeFromImage(image * 2, "ignored", node=copy)
+    assert again is copy and np.array_equal(node_voxels(copy), array * 2)
+    assert np.array_equal(node_voxels(node), array) and np.allclose(node_matrix(node), matrix)
+    labels = logic.volumeFromImage(image > 500, "mask", labelmap=True)
+    assert labels.IsA("vtkMRMLLabelMapVolumeNode")
+
+
+def test_check_inputs_names_each_problem(module, harness):
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    problems = logic.checkInputs(params)
+    assert any("preContrast" in p for p in problems) and any("lowDose" in p for p in problems)
+
+    pre, _ = make_oblique_node(harness.scene, name="pre")
+    low, _ = make_oblique_node(harness.scene, name="low")
+    params.preContrast, params.lowDose = pre, low
+    assert logic.checkInputs(params) == []
+
+    params.lowDose = pre
+    assert any("two different volumes" in p for p in logic.checkInputs(params))
+
+    flat = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "flat")
+    image_data = vtkImageData()
+    image_data.SetDimensions(8, 8, 1)
+    image_data.AllocateScalars(10, 1)  # VTK_FLOAT
+    flat.SetAndObserveImageData(image_data)
+    params.lowDose = flat
+    assert any("'flat' (lowDose) is 2D" in p for p in logic.checkInputs(params))
+
+    far, _ = make_oblique_node(harness.scene, name="far")
+    far.SetOrigin(500.0, 500.0, 500.0)
+    params.lowDose = far
+    assert any("do not overlap" in p for p in logic.checkInputs(params))
+
+
+def test_self_test_runs_on_real_mrml(module):
+    test = module.GadoReduceTest()
+    test.runTest()  # raises on failure
