@@ -118,3 +118,14 @@ def test_core_imports_without_slicer():
     out = subprocess.run([sys.executable, "-c", code], cwd=MODULE_DIR, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"
+
+
+def test_console_script_entry_point_resolves():
+    import importlib
+    import tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    module_name, function = project["scripts"]["gadoreduce"].split(":")
+    assert callable(getattr(importlib.import_module(module_name), function))
+    pins = [d for d in project["dependencies"] + project["optional-dependencies"]["test"]]
+    assert all("==" in d for d in pins), f"unpinned dependencies: {[d for d in pins if '==' not in d]}"
+    assert "torch==2.13.0" in pins and any(d.startswith("slicer-core==") for d in pins)

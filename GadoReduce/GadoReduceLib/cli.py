@@ -55,6 +55,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except BrokenPipeError:  # output piped into `head` and the like
+        return 0
     except (ValueError, FileNotFoundError, OSError) as error:
         if args.debug:
             raise
