@@ -24,6 +24,11 @@ Method (physics-based; per voxel, all inputs on one grid):
    standard-dose subtraction, noise_estimate.estimate_noise_sigma), giving the low-dose subtraction the
    noise level of the standard-dose one. Exactly-zero background stays zero. The noise is seeded by
    (seed, dose), so the same seed gives identical bytes and different doses independent noise.
+   Caveats: sigma_SD includes registration and resolution residuals of the pair (large in BraTS
+   cases whose pre-contrast scan was acquired with thick slices), so the added noise can exceed the
+   thermal noise of one scan; and since the synthetic image carries (1 - dose) of the pre-contrast
+   image, its own noise is higher than that of the standard-dose image, while its subtraction
+   image (what GadoReduce's model consumes) has the right noise level.
 
 The agent enters only the reported concentration estimate (dR1 / r1): the relaxation change is measured
 from the pair itself. Field strength selects the sequence model and the white-matter T1. Synthetic data
