@@ -189,3 +189,16 @@ def test_cli_writes_images_sidecars_and_preview(brats, tmp_path, capsys):
                  "--output", str(bad)]) == 2
     assert "dose 33 is outside (0, 1]" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_default_mask_without_zero_background_uses_otsu(rng):
+    pre, post, lesion, brain = _phantom(rng)
+    # not skull-stripped: a dim noisy background instead of exact zeros
+    background = lambda: np.abs(0.003 * rng.standard_normal(brain.shape))  # noqa: E731
+    pre_a = np.where(brain, sitk.GetArrayFromImage(pre), background())
+    post_a = np.where(brain, sitk.GetArrayFromImage(post), 2.0 * background())
+    low, params = synthesize_low_dose(_image(pre_a), _image(post_a), 0.33)
+    assert params["brain_voxels"] == pytest.approx(brain.sum(), rel=0.05)
+    assert params["intensity_scale_pre_to_standard_dose"] == pytest.approx(2.0, rel=0.02)
+    low_a = sitk.GetArrayFromImage(low)
+    assert np.mean(low_a[lesion]) > np.mean(low_a[brain & ~lesion])     # the lesion still enhances
