@@ -188,19 +188,24 @@ def _displacement_transform(transform: sitk.Transform, grid: Geometry, step: int
 def _smooth_fields(rng: np.random.Generator, grid: Geometry, config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """Bias field (multiplicative, exp of a random quadratic) and g-factor map (>= 1), [k, j, i] float32."""
     m = grid.ijk_to_lps()
-    k, j, i = np.meshgrid(*[np.arange(n) for n in grid.size[::-1]], indexing="ij", sparse=True)
+    step = 4  # smooth fields: evaluated every 4 voxels, interpolated linearly
+    k, j, i = np.meshgrid(*[np.arange(int(np.ceil((n - 1) / step)) + 2) * step for n in grid.size[::-1]],
+                          indexing="ij", sparse=True)
     xyz = [m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3)]
     centre = m @ np.r_[(np.asarray(grid.size) - 1) / 2.0, 1.0]
     u = [(xyz[a] - centre[a]) / 100.0 for a in range(3)]
     terms = [u[0], u[1], u[2], u[0] ** 2, u[1] ** 2, u[2] ** 2, u[0] * u[1], u[0] * u[2], u[1] * u[2]]
     coefficients = rng.standard_normal(len(terms))
-    log_bias = sum(c * t for c, t in zip(coefficients, terms)) + np.zeros(grid.size[::-1])
+    log_bias = upsample_linear(sum(c * t for c, t in zip(coefficients, terms)) + np.zeros(xyz[0].shape[:1]
+                               + xyz[1].shape[1:2] + xyz[2].shape[2:]), float(step), tuple(grid.size[::-1]))
     log_bias -= log_bias.mean()
     peak = np.abs(log_bias).max()
     log_bias *= config.bias_strength / peak if peak > 0 else 0.0
     g_centre = centre[:3] + rng.uniform(-15, 15, 3)
     widths = rng.uniform(45, 70, 3)
-    g = 1.0 + config.g_factor_strength * np.exp(-0.5 * sum(((xyz[a] - g_centre[a]) / widths[a]) ** 2 for a in range(3)))
+    g = 1.0 + config.g_factor_strength * upsample_linear(
+        np.exp(-0.5 * sum(((xyz[a] - g_centre[a]) / widths[a]) ** 2 for a in range(3))), float(step),
+        tuple(grid.size[::-1]))
     parameters = {
         "bias_field": {"model": "exp(sum c_n * monomial_n(u)), u = (x - grid centre)/100 mm, monomials up to "
                                 "degree 2, mean-free and scaled to a peak |log| of bias_strength; multiplies the "
@@ -269,9 +274,14 @@ def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration:
             standard = 0.0
         else:
             standard = STANDARD_DOSE_TISSUE_CONCENTRATION_MM[tissue]
-        s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
-        s = np.asarray(s, np.float32) if np.ndim(s) else np.float32(s)
-        total += fraction * (s * np.float32(scale))
+        if np.ndim(standard):  # spatial concentration map: evaluate where the compartment is present
+            where = fraction > 0
+            s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard[where], dose),
+                              sequence)
+            total[where] += fraction[where] * (s * scale).astype(np.float32)
+        else:
+            s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
+            total += fraction * np.float32(s * scale)
     return total
 
 

@@ -36,7 +36,7 @@ COMPARTMENTS = ("white_matter", "grey_matter", "csf", "blood", "fat", "muscle", 
                 "choroid_plexus")
 """Compartments of the normal head (lesion compartments are added on the scanner grid)."""
 
-CHOROID_PLEXUS_LPS_MM = ((27.0, 40.0, 17.0), (-27.0, 40.0, 17.0))
+CHOROID_PLEXUS_LPS_MM = ((24.0, 42.0, 13.0), (-24.0, 42.0, 13.0))
 """Glomus of the choroid plexus in the atria of the lateral ventricles, atlas space (LPS mm)."""
 
 
@@ -155,12 +155,12 @@ def _tube_fraction(shape: tuple[int, int, int], geometry: Geometry, points_lps: 
                    radii_mm: np.ndarray) -> np.ndarray:
     """Fraction of voxels inside tubes given as dense centre-line points with a radius each.
 
-    Radii are grouped into classes of 0.25 mm; one distance map per class.
+    Radii are grouped into classes of 0.5 mm; one distance map per class.
     """
     h = geometry.spacing[0]
     ijk = np.round((points_lps - np.asarray(geometry.origin)) / h).astype(int)[:, ::-1]  # -> (k, j, i)
     inside = np.all((ijk >= 0) & (ijk < np.asarray(shape)), axis=1)
-    ijk, radii_mm = ijk[inside], np.round(radii_mm[inside] * 4.0) / 4.0
+    ijk, radii_mm = ijk[inside], np.round(radii_mm[inside] * 2.0) / 2.0
     fraction = np.zeros(shape, np.float32)
     for radius in np.unique(radii_mm):
         seeds = np.zeros(shape, np.uint8)
@@ -199,7 +199,7 @@ def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.n
         wiggle = 6.0 * np.sin(2 * np.pi * (rng.uniform(1, 2.5) * t + rng.uniform(0, 1))) * rng.standard_normal(3)
         line = project((1 - t) * start + t * end + wiggle)
         points.append(line)
-        radii.append(np.full(len(line), rng.uniform(0.6, 1.3)))
+        radii.append(np.full(len(line), rng.uniform(0.8, 1.5)))
     return np.concatenate(points), np.concatenate(radii)
 
 
@@ -240,9 +240,9 @@ def build_head(rng: np.random.Generator, spacing_mm: float) -> HeadModel:
     band = _shell(d, csf_band - 1.0, dura_end + 3.0, h)
     sss = band * np.clip((4.0 - np.abs(x)) / h + 0.5, 0, 1) * np.clip((z + 10.0) / h, 0, 1)
     transverse = band * np.clip((3.5 - np.abs(z + 18.0)) / h + 0.5, 0, 1) * np.clip((y - 40.0) / h, 0, 1)
-    n_veins = int(rng.integers(8, 15))
-    veins, radii = _cortical_veins(rng, geometry, d, 0.8, n_veins)
-    cortical = _tube_fraction(shape, geometry, veins, radii) * np.clip(1.0 - base["hull"] + fr["csf"], 0, 1)
+    n_veins = int(rng.integers(12, 21))
+    veins, radii = _cortical_veins(rng, geometry, d, -0.9, n_veins)  # in the subarachnoid space
+    cortical = _tube_fraction(shape, geometry, veins, radii) * np.clip(1.0 - base["hull"], 0, 1)
     blood = np.clip(np.maximum(np.maximum(sss, transverse), cortical), 0.0, 1.0)
     # choroid plexus: ellipsoidal glomus inside ventricular CSF
     plexus = np.zeros(shape, np.float32)

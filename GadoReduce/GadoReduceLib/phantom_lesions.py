@@ -116,7 +116,7 @@ def render_lesions(lesions: list[dict], geometry: Geometry, fractions: dict[str,
             necrosis = inside(r_u - rim)
             lesion["rim_thickness_mm"] = float(rim)
         elif kind == "glioblastoma":
-            rim_u = np.clip(rng.uniform(3.0, 5.0) * (1.0 + 0.45 * _angular_field(rng)(u)), 1.5, 0.6 * radius)
+            rim_u = np.clip(rng.uniform(3.5, 6.0) * (1.0 + 0.5 * _angular_field(rng)(u)), 2.0, 0.6 * radius)
             necrosis = inside(r_u - rim_u)
             lesion["rim_thickness_mm"] = [float(rim_u.min()), float(rim_u.max())]
         core_enh = np.zeros_like(body) if kind == "non_enhancing" else body - necrosis
