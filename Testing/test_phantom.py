@@ -11,6 +11,7 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from GadoReduceLib import cli
+from GadoReduceLib.agents import get_agent
 from GadoReduceLib.imageio import Geometry, read_image
 from GadoReduceLib.phantom import PhantomConfig, dose_name, generate_phantom, write_phantom
 
@@ -187,18 +188,25 @@ def test_written_files_geometry_and_sidecar(case, tmp_path):
     assert sidecar["sequence"]["kind"] == "spgr" and sidecar["agent"]["relaxivity_l_per_mmol_s"] > 0
 
 
-def test_anisotropic_spacing_field_strength_agent_sequence():
-    config = PhantomConfig(seed=8, spacing_mm=(2.0, 2.0, 4.0), field_strength=1.5, agent="Dotarem",
-                           sequence="mprage", doses=(0.25,), lesions={"solid": 2})
-    case = generate_phantom(config)
-    assert case.pre_contrast.GetSpacing() == (2.0, 2.0, 4.0) and case.pre_contrast.GetSize()[2] == 44
-    p = case.parameters
+def test_anisotropic_voxels_average_the_object_and_conditions_are_used():
+    common = dict(seed=8, field_strength=1.5, agent="Dotarem", sequence="mprage", doses=(0.25,),
+                  lesions={"solid": 2}, noise_level=0.0, bias_strength=0.0)
+    thick = generate_phantom(PhantomConfig(**common, spacing_mm=(2.0, 2.0, 4.0)))
+    thin = generate_phantom(PhantomConfig(**common))
+    assert thick.pre_contrast.GetSpacing() == (2.0, 2.0, 4.0) and thick.pre_contrast.GetSize()[2] == 44
+    assert thick.parameters["supersampling"] == [1, 1, 2]
+    # a 4 mm voxel is the mean of the two 2 mm voxels it covers (box slice profile), same anatomy
+    thin_pre = _array(thin.pre_contrast)
+    averaged = 0.5 * (thin_pre[0::2] + thin_pre[1::2])
+    assert np.abs(_array(thick.pre_contrast) - averaged).max() < 1e-3 * averaged.max()
+    assert thick.pre_contrast.GetOrigin()[2] == pytest.approx(thin.pre_contrast.GetOrigin()[2] + 1.0)
+    p = thick.parameters
     assert p["agent"]["name"] == "gadoterate" and p["field_strength_t"] == 1.5 and p["sequence"]["kind"] == "mprage"
-    assert list(case.low_dose) == [0.25] and [l["type"] for l in p["lesions"]] == ["solid", "solid"]
-    # MPRAGE: CSF darker than white matter; enhancing lesions brighter after contrast
-    labels = _array(case.lesion_labels)
-    pre, post = _array(case.pre_contrast), _array(case.standard_dose)
+    assert list(thick.low_dose) == [0.25] and [l["type"] for l in p["lesions"]] == ["solid", "solid"]
+    labels = _array(thick.lesion_labels)
+    pre, post = _array(thick.pre_contrast), _array(thick.standard_dose)
     assert post[labels > 0].mean() > pre[labels > 0].mean() * 1.1
+    assert p["agent"]["relaxivity_l_per_mmol_s"] == get_agent("gadoterate").relaxivity(1.5)
 
 
 def test_cli_writes_case_and_preview(tmp_path, capsys):

@@ -185,6 +185,38 @@ def _displacement_transform(transform: sitk.Transform, grid: Geometry, step: int
     return sitk.DisplacementFieldTransform(image)
 
 
+def supersampling(grid: Geometry) -> tuple[int, int, int]:
+    """Sub-samples per voxel along i, j, k: round(spacing / smallest spacing) where that is >= 1.5, else 1."""
+    ratio = np.asarray(grid.spacing) / min(grid.spacing)
+    return tuple(int(round(r)) if r >= 1.5 else 1 for r in ratio)
+
+
+def _fine_grid(grid: Geometry, factors: tuple[int, int, int]) -> Geometry:
+    """``grid`` with each voxel split into ``factors`` sub-voxels (same field of view and centre)."""
+    f = np.asarray(factors, float)
+    spacing = np.asarray(grid.spacing) / f
+    origin = np.asarray(grid.origin) + grid.direction_matrix @ (-(f - 1) / 2.0 * spacing)
+    return Geometry(tuple(int(n * k) for n, k in zip(grid.size, factors)), tuple(float(s) for s in spacing),
+                    tuple(float(o) for o in origin), grid.direction)
+
+
+def _block_mean(array: np.ndarray, factors: tuple[int, int, int]) -> np.ndarray:
+    """Mean over blocks of ``factors`` (i, j, k) voxels of an array [k, j, i]."""
+    if factors == (1, 1, 1):
+        return array
+    fi, fj, fk = factors
+    k, j, i = (n // f for n, f in zip(array.shape, (fk, fj, fi)))
+    return array.reshape(k, fk, j, fj, i, fi).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _block_labels(labels: np.ndarray, factors: tuple[int, int, int], values: list[int]) -> np.ndarray:
+    """Label of each block: a value that covers at least half of its sub-voxels (else 0)."""
+    out = np.zeros(_block_mean(labels == 0, factors).shape, labels.dtype)
+    for value in values:
+        out[_block_mean(labels == value, factors) >= 0.5] = value
+    return out
+
+
 def _smooth_fields(rng: np.random.Generator, grid: Geometry, config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """Bias field (multiplicative, exp of a random quadratic) and g-factor map (>= 1), [k, j, i] float32."""
     m = grid.ijk_to_lps()
@@ -292,15 +324,17 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     """
     config = (config or PhantomConfig()).validated()
     grid = scanner_grid(config)
+    factors = supersampling(grid)
+    fine = _fine_grid(grid, factors)  # the object is sampled here, then averaged into thick voxels
     agent = get_agent(config.agent)
     sequence = default_sequence(config.field_strength, config.sequence)
     anatomy_spacing = float(np.clip(min(grid.spacing), 1.0, 2.0))
     head = build_head(_rng(config, "anatomy"), anatomy_spacing)
     atlas_reference = array_to_image(np.zeros(head.geometry.size[::-1], np.float32), head.geometry)
-    transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), grid, atlas_reference,
+    transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), fine, atlas_reference,
                                                        config.deformation_mm)
-    reference = array_to_image(np.zeros(grid.size[::-1], np.float32), grid)
-    to_scanner = _displacement_transform(transform, grid)
+    reference = array_to_image(np.zeros(fine.size[::-1], np.float32), fine)
+    to_scanner = _displacement_transform(transform, fine)
 
     def resample(array: np.ndarray) -> np.ndarray:
         image = sitk.Resample(array_to_image(array, head.geometry), reference, to_scanner, sitk.sitkLinear, 0.0)
@@ -309,15 +343,15 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     fractions = {c: resample(head.fractions[c]) for c in COMPARTMENTS}
     brain = resample(head.brain) >= 0.5
     head_mask = sum(fractions.values()) >= 0.5
-    depth = brain_depth_mm(brain, grid)
+    depth = brain_depth_mm(brain, fine)
     parenchyma = fractions["white_matter"] + fractions["grey_matter"]
-    lesions = sample_lesions(_rng(config, "lesions"), grid, parenchyma, depth, config.lesions)
-    labels, lesion_concentration = render_lesions(lesions, grid, fractions,
+    lesions = sample_lesions(_rng(config, "lesions"), fine, parenchyma, depth, config.lesions)
+    labels, lesion_concentration = render_lesions(lesions, fine, fractions,
                                                   STANDARD_DOSE_TISSUE_CONCENTRATION_MM["lesion"])
     bias, g_factor, field_parameters = _smooth_fields(_rng(config, "fields"), grid, config)
     scale = WHITE_MATTER_SIGNAL / float(tissue_signal("white_matter", config.field_strength, agent, 0.0, sequence))
     noise_sigma = config.noise_level * WHITE_MATTER_SIGNAL
-    m = grid.ijk_to_lps()
+    m = fine.ijk_to_lps()
     brain_ijk = np.argwhere(brain)[::7, ::-1]
     brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
     motion_centre = np.round(brain_points.mean(axis=0), 3)
@@ -331,13 +365,20 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
                  "frame": "pre-contrast frame (no motion)" if dose == 0.0 else "head moved by 'motion'"}
         if dose > 0.0:
             motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
-            moved = sitk.Resample(array_to_image(clean, grid), reference, motion.GetInverse(), sitk.sitkBSpline, 0.0)
+            moved = sitk.Resample(array_to_image(clean, fine), reference, motion.GetInverse(), sitk.sitkBSpline, 0.0)
             clean = np.maximum(sitk.GetArrayFromImage(moved), 0.0)
+        clean = _block_mean(clean, factors)
         noisy = _noise(_rng(config, "noise", key), clean * bias, np.float32(noise_sigma) * g_factor)
         images[dose] = array_to_image(noisy, grid)
         scans[name] = entry
 
-    parameters = _sidecar(config, grid, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
+    if factors != (1, 1, 1):
+        brain, head_mask = _block_mean(brain, factors) >= 0.5, _block_mean(head_mask, factors) >= 0.5
+        labels = _block_labels(labels, factors, [lesion["label"] for lesion in lesions])
+    for lesion in lesions:
+        lesion["labelled_voxels"] = int((labels == lesion["label"]).sum())
+        lesion["labelled_volume_mm3"] = lesion["labelled_voxels"] * float(np.prod(grid.spacing))
+    parameters = _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
                           head.parameters, field_parameters, brain, labels)
     mask_image = lambda a: array_to_image(a.astype(np.uint8), grid)  # noqa: E731
     return PhantomCase(
@@ -347,7 +388,7 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
         bias_field=array_to_image(bias, grid), parameters=parameters)
 
 
-def _sidecar(config, grid, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters, head_parameters,
+def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters, head_parameters,
              field_parameters, brain, labels) -> dict:
     m = grid.ijk_to_lps()
     for lesion in lesions:
@@ -364,7 +405,9 @@ def _sidecar(config, grid, agent, sequence, scale, noise_sigma, scans, lesions, 
                  "direction_lps": list(grid.direction), "orientation": grid.orientation()},
         "frames": "All images lie on the pre-contrast grid. Anatomy, lesion_labels, brain_mask and head_mask are "
                   "in the pre-contrast frame; each post-contrast scan shows the head moved by its 'motion'. "
-                  "Voxels sample the object at their centres (no slice-profile averaging).",
+                  "Voxels average the object over their extent (box slice profile) along axes whose spacing is "
+                  "at least 1.5 times the smallest, with 'supersampling' sub-samples per voxel (i, j, k).",
+        "supersampling": list(factors),
         "field_strength_t": config.field_strength,
         "agent": {"name": agent.name, "relaxivity_l_per_mmol_s": agent.relaxivity(config.field_strength),
                   "standard_dose_mmol_per_kg": agent.standard_dose_mmol_per_kg,

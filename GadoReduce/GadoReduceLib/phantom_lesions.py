@@ -154,9 +154,6 @@ def render_lesions(lesions: list[dict], geometry: Geometry, fractions: dict[str,
         lesion["concentration_standard_dose_mM"] = float(
             (c_local * core_enh).sum() / max(core_enh.sum(), 1e-6)) if kind != "non_enhancing" else 0.0
         lesion["edema_extent"] = float(edema_extent)
-    for lesion in lesions:
-        lesion["labelled_voxels"] = int((labels == lesion["label"]).sum())
-        lesion["labelled_volume_mm3"] = lesion["labelled_voxels"] * voxel_volume
     return labels, concentration
 
 
