@@ -438,7 +438,8 @@ def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, 
 
 
 def write_phantom(case: PhantomCase, folder) -> dict[str, Path]:
-    """Write the case as NIfTI files and ``phantom.json`` into ``folder``; returns name -> path."""
+    """Write the case as NIfTI files, ``phantom.json`` and, per post-contrast scan, its true motion as an
+    elastix transform file ``motion_<scan>.txt`` into ``folder``; returns name -> path."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     images = {"pre_contrast": case.pre_contrast, "standard_dose": case.standard_dose,
@@ -446,12 +447,44 @@ def write_phantom(case: PhantomCase, folder) -> dict[str, Path]:
               "lesion_labels": case.lesion_labels, "brain_mask": case.brain_mask, "head_mask": case.head_mask,
               "g_factor": case.g_factor, "bias_field": case.bias_field}
     paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in images.items()}
+    for scan, entry in case.parameters["scans"].items():
+        if "motion" in entry:
+            path = folder / f"motion_{scan}.txt"
+            path.write_text(elastix_transform_text(case.parameters, scan))
+            paths[f"motion_{scan}"] = path
     sidecar = folder / "phantom.json"
     partial = folder / ".partial-phantom.json"
     partial.write_text(json.dumps(case.parameters, indent=1))
     partial.replace(sidecar)
     paths["phantom.json"] = sidecar
     return paths
+
+
+def elastix_transform_text(parameters: dict, scan: str) -> str:
+    """elastix TransformParameters file of a post-contrast scan's true motion (fixed = pre_contrast grid).
+
+    With transformix (``-tp FILE -in SCAN``) it realigns the scan to the pre-contrast scan, as a
+    registration result would. ``parameters`` is a case's sidecar, ``scan`` e.g. "standard_dose".
+    """
+    motion = parameters["scans"][scan]["motion"]["elastix"]
+    grid = parameters["grid"]
+    direction = np.asarray(grid["direction_lps"]).reshape(3, 3).T.ravel()  # elastix lists it column by column
+    fmt = lambda values: " ".join(f"{float(v):.10g}" for v in values)  # noqa: E731
+    lines = [
+        '(Transform "EulerTransform")', "(NumberOfParameters 6)",
+        f"(TransformParameters {fmt(motion['TransformParameters'])})",
+        '(InitialTransformParametersFileName "NoInitialTransform")', '(HowToCombineTransforms "Compose")',
+        "(FixedImageDimension 3)", "(MovingImageDimension 3)",
+        '(FixedInternalImagePixelType "float")', '(MovingInternalImagePixelType "float")',
+        f"(Size {' '.join(str(int(n)) for n in grid['size_ijk'])})", "(Index 0 0 0)",
+        f"(Spacing {fmt(grid['spacing_mm'])})", f"(Origin {fmt(grid['origin_lps_mm'])})",
+        f"(Direction {fmt(direction)})", '(UseDirectionCosines "true")',
+        f"(CenterOfRotationPoint {fmt(motion['CenterOfRotationPoint'])})", f'(ComputeZYX "{motion["ComputeZYX"]}")',
+        '(ResampleInterpolator "FinalBSplineInterpolator")', "(FinalBSplineInterpolationOrder 3)",
+        '(Resampler "DefaultResampler")', "(DefaultPixelValue 0)", '(ResultImageFormat "nii.gz")',
+        '(ResultImagePixelType "float")', '(CompressResultImage "true")',
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def preview_phantom(case: PhantomCase, path) -> Path:
