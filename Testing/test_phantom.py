@@ -248,6 +248,7 @@ def test_cli_writes_case_and_preview(tmp_path, capsys):
 @pytest.mark.parametrize("args, words", [
     (["--doses", "0.1,1.5"], "not in (0, 1)"),
     (["--doses", "0.1,0.101"], "same percent"),
+    (["--doses", "0.004"], "from 0.01 to 0.99"),
     (["--doses", "a,b"], "comma-separated"),
     (["--spacing", "1,1"], "3 comma-separated"),
     (["--spacing", "1,1,-2"], "between 0.3 and 8"),

@@ -83,6 +83,9 @@ class PhantomConfig:
             if not 0.0 < d < 1.0:
                 raise ValueError(f"low dose {d:g} is not in (0, 1): give fractions of the standard dose such as "
                                  "0.1,0.33 (the standard dose 1 is always generated)")
+            if not 1 <= round(d * 100) <= 99:
+                raise ValueError(f"low dose {d:g} rounds to {round(d * 100)} %; files are named by percent, so "
+                                 "give doses from 0.01 to 0.99")
         names = [dose_name(d) for d in doses]
         if len(set(names)) != len(names):
             raise ValueError(f"doses {list(doses)} round to the same percent ({names}); give distinct doses")
@@ -217,7 +220,8 @@ def _block_labels(labels: np.ndarray, factors: tuple[int, int, int], values: lis
     return out
 
 
-def _smooth_fields(rng: np.random.Generator, grid: Geometry, config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+def _smooth_fields(rng: np.random.Generator, grid: Geometry,
+                   config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, dict]:
     """Bias field (multiplicative, exp of a random quadratic) and g-factor map (>= 1), [k, j, i] float32."""
     m = grid.ijk_to_lps()
     step = 4  # smooth fields: evaluated every 4 voxels, interpolated linearly
@@ -251,7 +255,8 @@ def _smooth_fields(rng: np.random.Generator, grid: Geometry, config: PhantomConf
     return np.exp(log_bias).astype(np.float32), g.astype(np.float32), parameters
 
 
-def _motion(rng: np.random.Generator, config: PhantomConfig, centre: np.ndarray, brain_points: np.ndarray) -> tuple[sitk.Euler3DTransform, dict]:
+def _motion(rng: np.random.Generator, config: PhantomConfig, centre: np.ndarray,
+            brain_points: np.ndarray) -> tuple[sitk.Euler3DTransform, dict]:
     """Random rigid motion (pre-contrast frame -> post-contrast frame) and its sidecar entry."""
     angles = np.deg2rad(rng.uniform(-1, 1, 3) * config.max_motion_deg)
     translation = rng.uniform(-1, 1, 3) * config.max_motion_mm
@@ -378,8 +383,8 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     for lesion in lesions:
         lesion["labelled_voxels"] = int((labels == lesion["label"]).sum())
         lesion["labelled_volume_mm3"] = lesion["labelled_voxels"] * float(np.prod(grid.spacing))
-    parameters = _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
-                          head.parameters, field_parameters, brain, labels)
+    parameters = _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions,
+                          anatomy_parameters, head.parameters, field_parameters, brain)
     mask_image = lambda a: array_to_image(a.astype(np.uint8), grid)  # noqa: E731
     return PhantomCase(
         pre_contrast=images[0.0], low_dose={d: images[d] for d in sorted(config.doses)},
@@ -388,8 +393,9 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
         bias_field=array_to_image(bias, grid), parameters=parameters)
 
 
-def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters, head_parameters,
-             field_parameters, brain, labels) -> dict:
+def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
+             head_parameters, field_parameters, brain) -> dict:
+    """The JSON sidecar: every parameter of the case (see the module docstring for the conventions)."""
     m = grid.ijk_to_lps()
     for lesion in lesions:
         lesion["centre_ras_mm"] = (LPS_TO_RAS @ np.asarray(lesion["centre_lps_mm"])).tolist()

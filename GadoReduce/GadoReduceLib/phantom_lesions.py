@@ -43,12 +43,12 @@ def sample_lesions(rng: np.random.Generator, geometry: Geometry, parenchyma: np.
     """Random lesions (type, centre LPS mm, diameter mm, ...) inside the brain, not overlapping.
 
     parenchyma: GM + WM fraction [k, j, i]; depth_mm: distance to the outside of the brain mask (mm).
+    A lesion that finds no free place in 60 tries is left out (the sidecar lists the lesions made).
     """
     lesions: list[dict] = []
     m = geometry.ijk_to_lps()
     order = [t for t in LESION_TYPES for _ in range(int(counts.get(t, 0)))]
-    order.sort(key=LESION_TYPES.index)
-    for kind in sorted(order, key=lambda t: -DIAMETER_RANGE_MM[t][1]):  # large lesions first
+    for kind in sorted(order, key=lambda t: -DIAMETER_RANGE_MM[t][1]):  # large lesions first (stable sort)
         lo, hi = DIAMETER_RANGE_MM[kind]
         for _attempt in range(60):
             diameter = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
