@@ -157,6 +157,11 @@ def test_relative_enhancement_grows_with_dose_but_not_proportionally(quiet_pair)
     labels = _array(still.lesion_labels)
     pre = _array(still.pre_contrast).astype(float)
     doses = {0.1: still.low_dose[0.1], 0.33: still.low_dose[0.33], 1.0: still.standard_dose}
+    # without noise and motion, standard dose minus pre-contrast is exactly the true contrast signal
+    truth = _array(still.true_contrast_signal)
+    assert np.abs(_array(still.standard_dose) - pre - truth).max() < 1e-3 * truth.max()
+    normal_brain = _array(still.brain_mask).astype(bool) & (labels == 0)
+    assert truth[labels > 0].mean() > 10 * np.median(np.abs(truth[normal_brain]))
     checked = 0
     for lesion in still.parameters["lesions"]:
         region = labels == lesion["label"]

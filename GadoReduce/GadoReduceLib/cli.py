@@ -90,8 +90,9 @@ def _add_synth(sub) -> None:
     synth = p.add_subparsers(dest="synth_command", metavar="KIND", required=True)
     q = synth.add_parser("phantom", help="digital head phantom with lesions: pre-contrast, low doses, standard dose",
                          description="Write a synthetic case: pre_contrast, low_dose_NNN (dose in percent), "
-                                     "standard_dose, lesion_labels, brain_mask, head_mask, g_factor, bias_field "
-                                     "(NIfTI) and phantom.json with every parameter (noise sigma, motion, lesions).")
+                                     "standard_dose, lesion_labels, brain_mask, head_mask, g_factor, bias_field, "
+                                     "true_contrast_signal (NIfTI), motion_<scan>.txt (elastix) and phantom.json "
+                                     "with every parameter (noise sigma, motion, lesions).")
     q.add_argument("--output", required=True, metavar="DIR", help="folder for the case (created)")
     q.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files (default 0)")
     q.add_argument("--doses", default="0.1,0.33", help="low doses, fractions of the standard dose (default 0.1,0.33)")

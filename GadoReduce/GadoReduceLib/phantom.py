@@ -119,7 +119,12 @@ class PhantomConfig:
 
 @dataclass
 class PhantomCase:
-    """Images of one case on the pre-contrast grid and the sidecar ``parameters`` (JSON-serialisable)."""
+    """Images of one case on the pre-contrast grid and the sidecar ``parameters`` (JSON-serialisable).
+
+    Scans are float32 magnitudes; masks and labels uint8/uint16; g_factor (>= 1) and bias_field
+    (multiplicative) are the acquisition fields; true_contrast_signal is the noise-free standard-dose
+    contrast signal in the pre-contrast frame (with the bias field).
+    """
 
     pre_contrast: sitk.Image
     low_dose: dict[float, sitk.Image]
@@ -129,6 +134,7 @@ class PhantomCase:
     head_mask: sitk.Image
     g_factor: sitk.Image
     bias_field: sitk.Image
+    true_contrast_signal: sitk.Image
     parameters: dict
 
 
@@ -361,11 +367,13 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
     motion_centre = np.round(brain_points.mean(axis=0), 3)
 
-    scans, images = {}, {}
+    scans, images, still = {}, {}, {}
     for dose in (0.0, *sorted(config.doses), 1.0):
         name = "pre_contrast" if dose == 0.0 else "standard_dose" if dose == 1.0 else dose_name(dose)
         key = int(round(dose * 10000))
         clean = _compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale)
+        if dose in (0.0, 1.0):
+            still[dose] = _block_mean(clean, factors)  # noise-free, pre-contrast frame
         entry = {"file": f"{name}.nii.gz", "dose": dose, "noise_sigma": noise_sigma,
                  "frame": "pre-contrast frame (no motion)" if dose == 0.0 else "head moved by 'motion'"}
         if dose > 0.0:
@@ -390,7 +398,8 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
         pre_contrast=images[0.0], low_dose={d: images[d] for d in sorted(config.doses)},
         standard_dose=images[1.0], lesion_labels=array_to_image(labels, grid), brain_mask=mask_image(brain),
         head_mask=mask_image(head_mask), g_factor=array_to_image(g_factor, grid),
-        bias_field=array_to_image(bias, grid), parameters=parameters)
+        bias_field=array_to_image(bias, grid),
+        true_contrast_signal=array_to_image((still[1.0] - still[0.0]) * bias, grid), parameters=parameters)
 
 
 def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
@@ -431,6 +440,9 @@ def _sidecar(config, grid, factors, agent, sequence, scale, noise_sigma, scans, 
         "tissue_concentrations_standard_dose_mM": dict(STANDARD_DOSE_TISSUE_CONCENTRATION_MM),
         "scans": scans,
         "lesions": lesions,
+        "true_contrast_signal": {"meaning": "noise-free standard dose minus noise-free pre-contrast scan, both "
+                                            "in the pre-contrast frame (no motion), times the bias field: the "
+                                            "contrast signal a perfect method would recover at standard dose"},
         "lesion_labels": {"meaning": "one integer per lesion ('label' in 'lesions'); voxels where the lesion's "
                                      "enhancing tissue (rim for ring and glioblastoma-like lesions; the whole "
                                      "body for non-enhancing lesions) covers at least half the voxel; "
@@ -451,7 +463,8 @@ def write_phantom(case: PhantomCase, folder) -> dict[str, Path]:
     images = {"pre_contrast": case.pre_contrast, "standard_dose": case.standard_dose,
               **{dose_name(d): img for d, img in case.low_dose.items()},
               "lesion_labels": case.lesion_labels, "brain_mask": case.brain_mask, "head_mask": case.head_mask,
-              "g_factor": case.g_factor, "bias_field": case.bias_field}
+              "g_factor": case.g_factor, "bias_field": case.bias_field,
+              "true_contrast_signal": case.true_contrast_signal}
     paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in images.items()}
     for scan, entry in case.parameters["scans"].items():
         if "motion" in entry:
