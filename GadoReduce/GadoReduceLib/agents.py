@@ -68,14 +68,14 @@ class ContrastAgent:
         return _interpolate_field({1.5: self.r1_1p5t, 3.0: self.r1_3t}, field_strength, f"r1 of {self.name}")
 
 
-def _check_field_strength(field_strength: float) -> float:
+def _check_field_strength(field_strength: float, what: str = "the tables") -> float:
     try:
         b = float(field_strength)
     except (TypeError, ValueError):
         raise ValueError(f"field strength must be a number in tesla, got {field_strength!r}") from None
     lo, hi = FIELD_STRENGTH_RANGE_T
     if not (lo <= b <= hi):
-        raise ValueError(f"field strength {b:g} T is outside the supported range {lo:g}-{hi:g} T "
+        raise ValueError(f"field strength {b:g} T is outside the supported range {lo:g}-{hi:g} T for {what} "
                          "(relaxivities and T1 values are tabulated at 1.5 T and 3 T); "
                          "use 1.5 or 3 (tesla, not millitesla)")
     return b
@@ -83,7 +83,7 @@ def _check_field_strength(field_strength: float) -> float:
 
 def _interpolate_field(values: dict[float, float], field_strength: float, what: str) -> float:
     """Linear interpolation in field strength between the 1.5 T and 3 T entries of ``values``."""
-    b = _check_field_strength(field_strength)
+    b = _check_field_strength(field_strength, what)
     v15, v30 = values[1.5], values[3.0]
     return float(v15 + (v30 - v15) * (b - 1.5) / 1.5)
 

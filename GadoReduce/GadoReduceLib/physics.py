@@ -210,7 +210,8 @@ def r1_from_signal_ratio(ratio, r1_pre, sequence: Sequence):
     SPGR, closed form: with f(E) = (1 - E) / (1 - cos(a) E) and y = ratio f(E_pre),
     E = (1 - y) / (1 - y cos(a)) and R1 = -ln(E) / TR. f is at most 1 (R1 -> infinity), so ratios with
     y >= 1 (more enhancement than the model allows) and y <= 0 give R1 clipped to R1_RANGE_PER_S.
-    MPRAGE: the signed signal is inverted by bisection on log R1 within R1_RANGE_PER_S (monotone there);
+    MPRAGE: the signed signal (monotone in R1) is inverted on log R1 by table lookup plus Newton steps
+    within R1_RANGE_PER_S;
     valid where the pre-contrast signal is positive (T1 shorter than the inversion null).
     Arrays broadcast; NaN in gives NaN out.
     """
@@ -228,18 +229,19 @@ def r1_from_signal_ratio(ratio, r1_pre, sequence: Sequence):
         r1 = -np.log(e) / sequence.tr_s
         return np.where(np.isnan(ratio) | np.isnan(r1_pre), np.nan, _clip_r1(r1))
     if sequence.kind == "mprage":
-        target = ratio * _mprage_signed(r1_pre, sequence)
-        shape = np.broadcast(target, r1_pre).shape
-        target = np.broadcast_to(target, shape)
-        lo = np.full(shape, np.log(R1_RANGE_PER_S[0]))
-        hi = np.full(shape, np.log(R1_RANGE_PER_S[1]))
-        for _ in range(60):
-            mid = 0.5 * (lo + hi)
-            below = _mprage_signed(np.exp(mid), sequence) < target
-            lo = np.where(below, mid, lo)
-            hi = np.where(below, hi, mid)
-        r1 = np.exp(0.5 * (lo + hi))
-        return np.where(np.isnan(target), np.nan, r1)
+        target = np.broadcast_to(ratio * _mprage_signed(r1_pre, sequence), np.broadcast(ratio, r1_pre).shape)
+        lo, hi = np.log(R1_RANGE_PER_S[0]), np.log(R1_RANGE_PER_S[1])
+        grid = np.linspace(lo, hi, 8192)
+        table = _mprage_signed(np.exp(grid), sequence)
+        if np.any(np.diff(table) <= 0):
+            raise ValueError("this MPRAGE sequence's signal is not monotone in R1; it cannot be inverted")
+        x = np.interp(target, table, grid)          # lookup on log R1, then Newton steps on log R1
+        h = 1e-4
+        for _ in range(3):
+            f = _mprage_signed(np.exp(x), sequence) - target
+            df = (_mprage_signed(np.exp(x + h), sequence) - _mprage_signed(np.exp(x - h), sequence)) / (2 * h)
+            x = np.clip(x - np.where(df > 0, f / np.where(df > 0, df, 1.0), 0.0), lo, hi)
+        return np.where(np.isnan(target), np.nan, np.exp(x))
     raise ValueError(f"unknown sequence kind {sequence.kind!r}")
 
 
