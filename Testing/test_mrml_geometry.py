@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -174,6 +175,9 @@ def test_image_written_by_gadoreduce_loads_in_mrml(harness, tmp_path):
     node, array = make_oblique_node(harness.scene)
     path = imageio.write_image(mrml.image_from_volume_node(node), tmp_path / "sub" / "out.nrrd")
     assert not [p for p in path.parent.iterdir() if p.name.startswith(".partial")]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # readable by others like any written file
     import slicer
     reread = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "reread")
     storage = slicer.vtkMRMLVolumeArchetypeStorageNode()

@@ -220,6 +220,9 @@ def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = Tru
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, useCompression=compress)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the file the usual permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
