@@ -1,0 +1,404 @@
+"""Digital phantom: a synthetic head with lesions, scanned before contrast, at low doses and at standard dose.
+
+Ground truth without patients (research software; synthetic images are no clinical evidence).
+``generate_phantom(PhantomConfig(seed=1))`` returns a :class:`PhantomCase`; ``write_phantom`` writes it
+as NIfTI files and a JSON sidecar with every parameter. Deterministic for a seed: each random part
+(anatomy, lesions, acquisition fields, motion and noise of each scan) draws from its own stream, so
+switching one part off (e.g. ``max_motion_deg=0``) leaves the others unchanged.
+
+Frames: all images lie on the pre-contrast grid (LPS). The anatomy, the lesion labels and the brain
+mask are in the pre-contrast frame (the head's position during the pre-contrast scan). Each
+post-contrast scan is acquired with the head moved by a rigid motion: a point of the head at LPS
+position p in the pre-contrast scan is at ``motion(p)`` during that scan. ``motion`` is exactly the
+transform that a registration with fixed = pre-contrast and moving = post-contrast scan estimates:
+resampling the post-contrast image with it realigns it to the pre-contrast scan.
+Intensity: signal of the sequence (``physics.signal``) times a scale that makes pure white matter
+1000 before contrast, times a bias field, plus Rician noise (Gaussian of sigma ``noise_sigma * g``
+in the real and imaginary channels, g the g-factor map).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import DISCLAIMER, __version__
+from .agents import STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
+from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
+from .phantom_anatomy import COMPARTMENTS, build_head
+from .phantom_lesions import LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
+from .physics import concentration_at_dose, default_sequence, tissue_signal
+
+SIZE_PRESETS = {
+    "small": {"spacing_mm": (2.0, 2.0, 2.0), "fov_mm": (192.0, 256.0, 176.0)},
+    "full": {"spacing_mm": (1.0, 1.0, 1.0), "fov_mm": (256.0, 256.0, 176.0)},
+}
+"""Scanner grids: voxel spacing (x, y, z mm) and field of view (mm); size = round(fov / spacing)."""
+WHITE_MATTER_SIGNAL = 1000.0
+"""Pre-contrast signal of pure white matter (without bias field): the phantom's intensity unit."""
+ATLAS_HEAD_CENTRE_LPS_MM = (0.0, 18.0, 20.0)
+"""Point of the atlas head placed at the centre of the scanner grid (before the random pose)."""
+COMPARTMENT_TISSUE = {"non_enhancing": "lesion"}
+"""Tissue (agents.TISSUES) whose relaxation a compartment uses when the names differ."""
+STREAMS = {"anatomy": 1, "lesions": 2, "fields": 3, "motion": 4, "noise": 5}
+
+
+@dataclass
+class PhantomConfig:
+    """Parameters of one phantom case (defaults: a small 3 T gadobutrol SPGR case for tests and demos).
+
+    doses: low doses, fractions of the standard dose in (0, 1); field_strength in tesla; agent: any name
+    of ``agents.get_agent``; sequence: "spgr" or "mprage" (``physics.default_sequence``); size: a key of
+    SIZE_PRESETS; spacing_mm: voxel spacing (x, y, z) overriding the preset's (the field of view stays);
+    noise_level: noise sigma relative to pure white matter before contrast; g_factor_strength: peak
+    g-factor minus 1; bias_strength: peak |log| of the bias field; max_motion_deg / max_motion_mm:
+    bounds of the uniform random rotation (each axis) and translation (each axis) of every post-contrast
+    scan; deformation_mm: standard deviation of the random B-spline coefficients (mm); lesions: count
+    per type of LESION_TYPES.
+    """
+
+    seed: int = 0
+    doses: tuple[float, ...] = (0.1, 0.33)
+    field_strength: float = 3.0
+    agent: str = "gadobutrol"
+    sequence: str = "spgr"
+    size: str = "small"
+    spacing_mm: tuple[float, float, float] | None = None
+    noise_level: float = 0.02
+    g_factor_strength: float = 0.3
+    bias_strength: float = 0.2
+    max_motion_deg: float = 2.0
+    max_motion_mm: float = 2.0
+    deformation_mm: float = 3.0
+    lesions: dict = field(default_factory=lambda: {"solid": 3, "ring": 2, "glioblastoma": 1, "non_enhancing": 1})
+
+    def validated(self) -> "PhantomConfig":
+        """Checks every field; ValueError naming the problem and the fix."""
+        doses = tuple(float(d) for d in self.doses)
+        for d in doses:
+            if not 0.0 < d < 1.0:
+                raise ValueError(f"low dose {d:g} is not in (0, 1): give fractions of the standard dose such as "
+                                 "0.1,0.33 (the standard dose 1 is always generated)")
+        names = [dose_name(d) for d in doses]
+        if len(set(names)) != len(names):
+            raise ValueError(f"doses {list(doses)} round to the same percent ({names}); give distinct doses")
+        if self.size not in SIZE_PRESETS:
+            raise ValueError(f"unknown size {self.size!r}; use one of {', '.join(SIZE_PRESETS)}")
+        spacing = self.spacing_mm
+        if spacing is not None:
+            spacing = tuple(float(s) for s in spacing)
+            if len(spacing) != 3 or not all(0.3 <= s <= 8.0 for s in spacing):
+                raise ValueError(f"spacing {self.spacing_mm} must be three values in mm between 0.3 and 8, "
+                                 "e.g. 1,1,1 or 1,1,3")
+        get_agent(self.agent)
+        default_sequence(self.field_strength, self.sequence)
+        for name in ("noise_level", "g_factor_strength", "bias_strength", "max_motion_deg", "max_motion_mm",
+                     "deformation_mm"):
+            value = float(getattr(self, name))
+            if not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, got {getattr(self, name)!r}")
+        if self.max_motion_deg > 20 or self.max_motion_mm > 30:
+            raise ValueError("motion bounds above 20 degrees / 30 mm are not head motion; lower max_motion_deg "
+                             "or max_motion_mm")
+        counts = dict(self.lesions)
+        unknown = set(counts) - set(LESION_TYPES)
+        if unknown or any(int(v) < 0 for v in counts.values()):
+            raise ValueError(f"lesion counts {counts} invalid: use non-negative counts for {', '.join(LESION_TYPES)}")
+        return PhantomConfig(int(self.seed), doses, float(self.field_strength), get_agent(self.agent).name,
+                             self.sequence, self.size, spacing, float(self.noise_level), float(self.g_factor_strength),
+                             float(self.bias_strength), float(self.max_motion_deg), float(self.max_motion_mm),
+                             float(self.deformation_mm), {k: int(v) for k, v in counts.items()})
+
+
+@dataclass
+class PhantomCase:
+    """Images of one case on the pre-contrast grid and the sidecar ``parameters`` (JSON-serialisable)."""
+
+    pre_contrast: sitk.Image
+    low_dose: dict[float, sitk.Image]
+    standard_dose: sitk.Image
+    lesion_labels: sitk.Image
+    brain_mask: sitk.Image
+    head_mask: sitk.Image
+    g_factor: sitk.Image
+    bias_field: sitk.Image
+    parameters: dict
+
+
+def dose_name(dose: float) -> str:
+    """File stem of a low-dose scan: ``low_dose_010`` for 0.1 (dose in percent, 3 digits)."""
+    return f"low_dose_{int(round(dose * 100)):03d}"
+
+
+def scanner_grid(config: PhantomConfig) -> Geometry:
+    """The pre-contrast grid: LPS axes, centred near the magnet's isocentre (non-zero origin)."""
+    preset = SIZE_PRESETS[config.size]
+    spacing = np.asarray(config.spacing_mm or preset["spacing_mm"], float)
+    size = np.maximum(np.round(np.asarray(preset["fov_mm"]) / spacing).astype(int), 8)
+    centre = np.array([1.5, -12.0, 8.0])  # table position: head centre slightly off the isocentre
+    origin = centre - (size - 1) * spacing / 2.0
+    return Geometry(tuple(int(s) for s in size), tuple(float(s) for s in spacing), tuple(float(o) for o in origin),
+                    tuple(float(v) for v in np.eye(3).ravel()))
+
+
+def _rng(config: PhantomConfig, stream: str, *keys: int) -> np.random.Generator:
+    return np.random.default_rng([config.seed, STREAMS[stream], *keys])
+
+
+def _anatomy_transform(rng: np.random.Generator, grid: Geometry, atlas_reference: sitk.Image,
+                       deformation_mm: float) -> tuple[sitk.Transform, dict]:
+    """Transform mapping scanner points (pre-contrast frame) to atlas points: pose, head size, deformation."""
+    centre = np.asarray(grid.ijk_to_lps() @ np.r_[(np.asarray(grid.size) - 1) / 2.0, 1.0])[:3]
+    angles = np.deg2rad([rng.uniform(-8, 8), rng.uniform(-3, 3), rng.uniform(-3, 3)])  # pitch, roll, yaw
+    scale = rng.uniform(0.92, 1.06, 3)
+    shift = rng.uniform(-4, 4, 3)
+    rotation = sitk.Euler3DTransform((0, 0, 0), *angles)
+    matrix = np.diag(1.0 / scale) @ np.asarray(rotation.GetMatrix()).reshape(3, 3)
+    affine = sitk.AffineTransform(3)
+    affine.SetCenter(tuple(centre))
+    affine.SetMatrix(tuple(matrix.ravel()))
+    affine.SetTranslation(tuple(np.asarray(ATLAS_HEAD_CENTRE_LPS_MM) + shift - centre))
+    bspline = sitk.BSplineTransformInitializer(atlas_reference, [5, 5, 5], 3)
+    coefficients = rng.standard_normal(len(bspline.GetParameters())) * deformation_mm
+    bspline.SetParameters(tuple(coefficients))
+    transform = sitk.CompositeTransform([bspline, affine])  # applied right to left: affine, then bspline
+    parameters = {"head_rotation_deg": np.rad2deg(angles).tolist(), "head_scale": scale.tolist(),
+                  "head_shift_mm": shift.tolist(), "deformation_bspline_mesh": [5, 5, 5],
+                  "deformation_coefficient_sd_mm": deformation_mm,
+                  "convention": "scanner LPS point -> affine (rotation, 1/scale) -> B-spline -> MNI atlas LPS point"}
+    return transform, parameters
+
+
+def _smooth_fields(rng: np.random.Generator, grid: Geometry, config: PhantomConfig) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Bias field (multiplicative, exp of a random quadratic) and g-factor map (>= 1), [k, j, i] float32."""
+    m = grid.ijk_to_lps()
+    k, j, i = np.meshgrid(*[np.arange(n) for n in grid.size[::-1]], indexing="ij", sparse=True)
+    xyz = [m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3)]
+    centre = m @ np.r_[(np.asarray(grid.size) - 1) / 2.0, 1.0]
+    u = [(xyz[a] - centre[a]) / 100.0 for a in range(3)]
+    terms = [u[0], u[1], u[2], u[0] ** 2, u[1] ** 2, u[2] ** 2, u[0] * u[1], u[0] * u[2], u[1] * u[2]]
+    coefficients = rng.standard_normal(len(terms))
+    log_bias = sum(c * t for c, t in zip(coefficients, terms)) + np.zeros(grid.size[::-1])
+    log_bias -= log_bias.mean()
+    peak = np.abs(log_bias).max()
+    log_bias *= config.bias_strength / peak if peak > 0 else 0.0
+    g_centre = centre[:3] + rng.uniform(-15, 15, 3)
+    widths = rng.uniform(45, 70, 3)
+    g = 1.0 + config.g_factor_strength * np.exp(-0.5 * sum(((xyz[a] - g_centre[a]) / widths[a]) ** 2 for a in range(3)))
+    parameters = {
+        "bias_field": {"model": "exp(sum c_n * monomial_n(u)), u = (x - grid centre)/100 mm, monomials up to "
+                                "degree 2, mean-free and scaled to a peak |log| of bias_strength; multiplies the "
+                                "noise-free signal of every scan (fixed to the scanner, not the head)",
+                       "bias_strength": config.bias_strength, "coefficients": coefficients.tolist()},
+        "g_factor": {"model": "1 + strength * exp(-0.5 * sum(((x - centre)/width)^2)); scales the noise sigma "
+                              "of every scan (fixed to the scanner)",
+                     "strength": config.g_factor_strength, "centre_lps_mm": g_centre.tolist(),
+                     "width_mm": widths.tolist(), "max": float(g.max()), "min": float(g.min())},
+    }
+    return np.exp(log_bias).astype(np.float32), g.astype(np.float32), parameters
+
+
+def _motion(rng: np.random.Generator, config: PhantomConfig, centre: np.ndarray, brain_points: np.ndarray) -> tuple[sitk.Euler3DTransform, dict]:
+    """Random rigid motion (pre-contrast frame -> post-contrast frame) and its sidecar entry."""
+    angles = np.deg2rad(rng.uniform(-1, 1, 3) * config.max_motion_deg)
+    translation = rng.uniform(-1, 1, 3) * config.max_motion_mm
+    transform = sitk.Euler3DTransform(tuple(centre), *angles, tuple(translation))
+    matrix = np.eye(4)
+    matrix[:3, :3] = np.asarray(transform.GetMatrix()).reshape(3, 3)
+    matrix[:3, 3] = np.asarray(transform.GetTranslation()) + centre - matrix[:3, :3] @ centre
+    moved = brain_points @ matrix[:3, :3].T + matrix[:3, 3]
+    displacement = np.linalg.norm(moved - brain_points, axis=1)
+    entry = {
+        "convention": "maps the LPS position (mm) of a point of the head in the pre-contrast scan to its LPS "
+                      "position in this scan; equals the transform a registration with fixed=pre_contrast, "
+                      "moving=this scan finds (resample this scan with it to realign it)",
+        "pre_to_post_lps": matrix.tolist(),
+        "post_to_pre_lps": np.linalg.inv(matrix).tolist(),
+        "pre_to_post_ras": (_lps_to_ras4() @ matrix @ _lps_to_ras4()).tolist(),
+        "rotation_deg": np.rad2deg(angles).tolist(),
+        "translation_mm": translation.tolist(),
+        "center_of_rotation_lps_mm": centre.tolist(),
+        "elastix": {"Transform": "EulerTransform", "NumberOfParameters": 6,
+                    "TransformParameters": [*angles.tolist(), *translation.tolist()],
+                    "CenterOfRotationPoint": centre.tolist(), "ComputeZYX": "false",
+                    "note": "itk::Euler3DTransform: x -> R (x - c) + c + t, R = Rz Rx Ry, angles in radians"},
+        "brain_displacement_mm": {"mean": float(displacement.mean()), "max": float(displacement.max())},
+    }
+    return transform, entry
+
+
+def _lps_to_ras4() -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = LPS_TO_RAS
+    return m
+
+
+def _noise(rng: np.random.Generator, magnitude: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
+    """Rician magnitude |s + n_re + i n_im|, n ~ N(0, sigma_map^2) in each channel."""
+    real = magnitude + sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
+    imag = sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
+    return np.sqrt(real * real + imag * imag).astype(np.float32)
+
+
+def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration: np.ndarray, dose: float,
+                         config: PhantomConfig, sequence, scale: float) -> np.ndarray:
+    """Noise-free magnitude: partial-volume sum of each compartment's signal at ``dose`` (0 = native)."""
+    agent = get_agent(config.agent)
+    total = np.zeros(next(iter(fractions.values())).shape, np.float32)
+    for compartment, fraction in fractions.items():
+        tissue = COMPARTMENT_TISSUE.get(compartment, compartment)
+        if compartment == "lesion":
+            standard = lesion_concentration
+        elif compartment == "non_enhancing":
+            standard = 0.0
+        else:
+            standard = STANDARD_DOSE_TISSUE_CONCENTRATION_MM[tissue]
+        s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
+        s = np.asarray(s, np.float32) if np.ndim(s) else np.float32(s)
+        total += fraction * (s * np.float32(scale))
+    return total
+
+
+def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
+    """One synthetic case: pre-contrast, each low dose, standard dose, labels, masks and the sidecar.
+
+    Deterministic for ``config.seed``. Small preset: a few seconds on 2 cores; full preset: about a minute.
+    """
+    config = (config or PhantomConfig()).validated()
+    grid = scanner_grid(config)
+    agent = get_agent(config.agent)
+    sequence = default_sequence(config.field_strength, config.sequence)
+    anatomy_spacing = float(np.clip(min(grid.spacing), 1.0, 2.0))
+    head = build_head(_rng(config, "anatomy"), anatomy_spacing)
+    atlas_reference = array_to_image(np.zeros(head.geometry.size[::-1], np.float32), head.geometry)
+    transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), grid, atlas_reference,
+                                                       config.deformation_mm)
+    reference = array_to_image(np.zeros(grid.size[::-1], np.float32), grid)
+    displacement = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, grid.size, grid.origin,
+                                                     grid.spacing, grid.direction)
+    to_scanner = sitk.DisplacementFieldTransform(displacement)
+
+    def resample(array: np.ndarray) -> np.ndarray:
+        image = sitk.Resample(array_to_image(array, head.geometry), reference, to_scanner, sitk.sitkLinear, 0.0)
+        return np.clip(sitk.GetArrayFromImage(image), 0.0, 1.0)
+
+    fractions = {c: resample(head.fractions[c]) for c in COMPARTMENTS}
+    brain = resample(head.brain) >= 0.5
+    head_mask = sum(fractions.values()) >= 0.5
+    depth = brain_depth_mm(brain, grid)
+    parenchyma = fractions["white_matter"] + fractions["grey_matter"]
+    lesions = sample_lesions(_rng(config, "lesions"), grid, parenchyma, depth, config.lesions)
+    labels, lesion_concentration = render_lesions(lesions, grid, fractions,
+                                                  STANDARD_DOSE_TISSUE_CONCENTRATION_MM["lesion"])
+    bias, g_factor, field_parameters = _smooth_fields(_rng(config, "fields"), grid, config)
+    scale = WHITE_MATTER_SIGNAL / float(tissue_signal("white_matter", config.field_strength, agent, 0.0, sequence))
+    noise_sigma = config.noise_level * WHITE_MATTER_SIGNAL
+    m = grid.ijk_to_lps()
+    brain_ijk = np.argwhere(brain)[::7, ::-1]
+    brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
+    motion_centre = np.round(brain_points.mean(axis=0), 3)
+
+    scans, images = {}, {}
+    for dose in (0.0, *sorted(config.doses), 1.0):
+        name = "pre_contrast" if dose == 0.0 else "standard_dose" if dose == 1.0 else dose_name(dose)
+        key = int(round(dose * 10000))
+        clean = _compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale)
+        entry = {"file": f"{name}.nii.gz", "dose": dose, "noise_sigma": noise_sigma,
+                 "frame": "pre-contrast frame (no motion)" if dose == 0.0 else "head moved by 'motion'"}
+        if dose > 0.0:
+            motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
+            moved = sitk.Resample(array_to_image(clean, grid), reference, motion.GetInverse(), sitk.sitkBSpline, 0.0)
+            clean = np.maximum(sitk.GetArrayFromImage(moved), 0.0)
+        noisy = _noise(_rng(config, "noise", key), clean * bias, np.float32(noise_sigma) * g_factor)
+        images[dose] = array_to_image(noisy, grid)
+        scans[name] = entry
+
+    parameters = _sidecar(config, grid, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters,
+                          head.parameters, field_parameters, brain, labels)
+    mask_image = lambda a: array_to_image(a.astype(np.uint8), grid)  # noqa: E731
+    return PhantomCase(
+        pre_contrast=images[0.0], low_dose={d: images[d] for d in sorted(config.doses)},
+        standard_dose=images[1.0], lesion_labels=array_to_image(labels, grid), brain_mask=mask_image(brain),
+        head_mask=mask_image(head_mask), g_factor=array_to_image(g_factor, grid),
+        bias_field=array_to_image(bias, grid), parameters=parameters)
+
+
+def _sidecar(config, grid, agent, sequence, scale, noise_sigma, scans, lesions, anatomy_parameters, head_parameters,
+             field_parameters, brain, labels) -> dict:
+    m = grid.ijk_to_lps()
+    for lesion in lesions:
+        lesion["centre_ras_mm"] = (LPS_TO_RAS @ np.asarray(lesion["centre_lps_mm"])).tolist()
+        lesion["centre_ijk"] = (np.linalg.inv(m) @ np.r_[lesion["centre_lps_mm"], 1.0])[:3].tolist()
+    voxel_volume = float(np.prod(grid.spacing))
+    return {
+        "generator": f"GadoReduce {__version__} digital phantom (GadoReduceLib.phantom)",
+        "disclaimer": "Synthetic images for testing and training; not patient data and no clinical evidence. "
+                      + DISCLAIMER,
+        "seed": config.seed,
+        "config": asdict(config),
+        "grid": {"size_ijk": list(grid.size), "spacing_mm": list(grid.spacing), "origin_lps_mm": list(grid.origin),
+                 "direction_lps": list(grid.direction), "orientation": grid.orientation()},
+        "frames": "All images lie on the pre-contrast grid. Anatomy, lesion_labels, brain_mask and head_mask are "
+                  "in the pre-contrast frame; each post-contrast scan shows the head moved by its 'motion'. "
+                  "Voxels sample the object at their centres (no slice-profile averaging).",
+        "field_strength_t": config.field_strength,
+        "agent": {"name": agent.name, "relaxivity_l_per_mmol_s": agent.relaxivity(config.field_strength),
+                  "standard_dose_mmol_per_kg": agent.standard_dose_mmol_per_kg,
+                  "concentration_mmol_per_ml": agent.concentration_mmol_per_ml},
+        "sequence": asdict(sequence),
+        "doses": sorted(config.doses),
+        "intensity": {"signal_scale": scale, "white_matter_pre_contrast_signal": WHITE_MATTER_SIGNAL,
+                      "model": "scale * sum over compartments of fraction * physics.tissue_signal(tissue, "
+                               "concentration_at_dose(C_standard, dose)), times bias_field, plus Rician noise"},
+        "noise": {"noise_sigma": noise_sigma, "noise_level": config.noise_level,
+                  "definition": "standard deviation of the Gaussian noise in each of the real and imaginary "
+                                "channels where the g-factor is 1; the local sigma is noise_sigma * g_factor; "
+                                "images are magnitudes (Rician); the bias field does not scale the noise",
+                  **field_parameters},
+        "tissue_concentrations_standard_dose_mM": dict(STANDARD_DOSE_TISSUE_CONCENTRATION_MM),
+        "scans": scans,
+        "lesions": lesions,
+        "lesion_labels": {"meaning": "one integer per lesion ('label' in 'lesions'); voxels where the lesion's "
+                                     "enhancing tissue (rim for ring and glioblastoma-like lesions; the whole "
+                                     "body for non-enhancing lesions) covers at least half the voxel; "
+                                     "pre-contrast frame", "count": len(lesions)},
+        "brain_mask": {"meaning": "brain with ventricles and sulcal CSF (closed brain hull), pre-contrast frame; "
+                                  "excludes the subarachnoid CSF band over the hull, dura, sinuses, skull, scalp",
+                       "volume_ml": float(brain.sum() * voxel_volume / 1000.0)},
+        "anatomy": {**anatomy_parameters, **head_parameters,
+                    "template": "MNI ICBM152 2009a symmetric (GM, WM, T1), see Resources/Atlas/README.md"},
+    }
+
+
+def write_phantom(case: PhantomCase, folder) -> dict[str, Path]:
+    """Write the case as NIfTI files and ``phantom.json`` into ``folder``; returns name -> path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = {"pre_contrast": case.pre_contrast, "standard_dose": case.standard_dose,
+              **{dose_name(d): img for d, img in case.low_dose.items()},
+              "lesion_labels": case.lesion_labels, "brain_mask": case.brain_mask, "head_mask": case.head_mask,
+              "g_factor": case.g_factor, "bias_field": case.bias_field}
+    paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in images.items()}
+    sidecar = folder / "phantom.json"
+    partial = folder / ".partial-phantom.json"
+    partial.write_text(json.dumps(case.parameters, indent=1))
+    partial.replace(sidecar)
+    paths["phantom.json"] = sidecar
+    return paths
+
+
+def preview_phantom(case: PhantomCase, path) -> Path:
+    """PNG montage: pre-contrast, each low dose, standard dose (one shared window) and lesion labels."""
+    from .preview import montage
+    images = [case.pre_contrast, *case.low_dose.values(), case.standard_dose]
+    titles = ["pre-contrast", *[f"low dose {d * 100:g}%" for d in case.low_dose], "standard dose"]
+    arrays = [sitk.GetArrayFromImage(image) for image in images]
+    labels = sitk.GetArrayFromImage(case.lesion_labels)
+    return montage(arrays, titles, path, label_overlay=labels, spacing=case.pre_contrast.GetSpacing(),
+                   shared_window=True,
+                   footer=f"synthetic phantom, seed {case.parameters['seed']}, {case.parameters['agent']['name']}, "
+                          f"{case.parameters['field_strength_t']:g} T; not patient data")
