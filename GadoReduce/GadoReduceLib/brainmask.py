@@ -27,6 +27,7 @@ import SimpleITK as sitk
 
 from .imageio import check_3d
 from .registration import AFFINE_ATLAS_PARAMETER_FILE, RegistrationResult, register
+from .regrid import downsample
 from .resources import resource_path
 
 ATLAS_FILES = {"t1": "mni_icbm152_2009a_t1.nii.gz", "gm": "mni_icbm152_2009a_gm.nii.gz",
@@ -70,32 +71,6 @@ def atlas_mask(t1: sitk.Image | None = None) -> sitk.Image:
     mask = sitk.Or(t1 > 0, (gm + wm) >= 127.5)
     mask = sitk.BinaryFillhole(mask)
     return sitk.Cast(mask, sitk.sitkUInt8)
-
-
-def isotropic_reference(image: sitk.Image, spacing_mm: float) -> sitk.Image:
-    """An empty float32 image covering ``image``'s field of view with isotropic ``spacing_mm``."""
-    old_spacing = np.asarray(image.GetSpacing())
-    size = np.maximum(np.round(np.asarray(image.GetSize()) * old_spacing / spacing_mm).astype(int), 1)
-    ref = sitk.Image([int(s) for s in size], sitk.sitkFloat32)
-    ref.SetSpacing([spacing_mm] * 3)
-    ref.SetDirection(image.GetDirection())
-    # keep the physical extent: the corner of the first voxel stays in place
-    direction = np.asarray(image.GetDirection()).reshape(3, 3)
-    corner = np.asarray(image.GetOrigin()) - direction @ (old_spacing / 2)
-    ref.SetOrigin(tuple(corner + direction @ (np.full(3, spacing_mm) / 2)))
-    return ref
-
-
-def downsample(image: sitk.Image, spacing_mm: float, interpolator=sitk.sitkLinear) -> sitk.Image:
-    """``image`` on an isotropic grid of ``spacing_mm`` (Gaussian anti-aliasing when coarser)."""
-    ref = isotropic_reference(image, spacing_mm)
-    src = sitk.Cast(image, sitk.sitkFloat32)
-    factor = spacing_mm / np.asarray(image.GetSpacing())
-    if interpolator != sitk.sitkNearestNeighbor and np.any(factor > 1.2):
-        sigma = [float(max(0.5 * s * np.sqrt(max(f * f - 1, 0.0)), 0.01 * s))
-                 for s, f in zip(image.GetSpacing(), factor)]
-        src = sitk.SmoothingRecursiveGaussian(src, sigma)
-    return sitk.Resample(src, ref, sitk.Transform(3, sitk.sitkIdentity), interpolator, 0.0, sitk.sitkFloat32)
 
 
 def foreground_mask(image: sitk.Image) -> sitk.Image:

@@ -318,13 +318,14 @@ def resample_onto(moving: sitk.Image, reference: sitk.Image, transform: sitk.Tra
 def register(fixed: sitk.Image, moving: sitk.Image, parameter_file=RIGID_PARAMETER_FILE,
              backend: str = "auto", fixed_mask: sitk.Image | None = None, moving_mask: sitk.Image | None = None,
              initial_translation=None, threads: int | None = None, elastix_path=None,
-             interpolator=sitk.sitkBSpline) -> RegistrationResult:
+             interpolator=sitk.sitkBSpline, reference: sitk.Image | None = None) -> RegistrationResult:
     """Register ``moving`` to ``fixed`` with an elastix parameter file; see the module docstring.
 
     fixed_mask / moving_mask: binary images on the fixed / moving grid limiting the metric.
     initial_translation: (3,) mm, a first guess of the fixed->moving translation; it is applied
         by shifting the moving image's origin and folded into the returned transform.
-    threads: elastix threads (None: elastix's default). Returns a :class:`RegistrationResult`.
+    threads: elastix threads (None: elastix's default). reference: grid of the resampled image
+    (default: the fixed grid). Returns a :class:`RegistrationResult`.
     """
     check_3d(fixed, "fixed image")
     check_3d(moving, "moving image")
@@ -352,8 +353,8 @@ def register(fixed: sitk.Image, moving: sitk.Image, parameter_file=RIGID_PARAMET
     if np.any(shift):
         # moving_f(p) = moving(p + shift): the full fixed -> moving map is T(x) + shift.
         transform = _add_translation(transform, shift)
-    resampled = resample_onto(moving, fixed, transform, interpolator)
-    metric = mutual_information(fixed, resampled, fixed_mask)
+    metric = mutual_information(fixed, resample_onto(moving, fixed, transform, sitk.sitkLinear), fixed_mask)
+    resampled = resample_onto(moving, fixed if reference is None else reference, transform, interpolator)
     return RegistrationResult(transform, resampled, metric, backend, text, seconds)
 
 
