@@ -47,7 +47,8 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
         result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads)
     paths = write_outputs(result, args.output, args.qc)
     qc = result.qc
-    print(f"brain mask: {qc['brain_volume_ml']:.0f} ml ({'skull-stripped input' if qc['skull_stripped_input'] else 'head'})")
+    kind = "skull-stripped input" if qc["skull_stripped_input"] else "head"
+    print(f"brain mask: {qc['brain_volume_ml']:.0f} ml ({kind})")
     for name in ("low_dose", "standard_dose"):
         if name in qc:
             s = qc[name]

@@ -70,7 +70,7 @@ class PreprocessResult:
     pre_contrast: sitk.Image
     pre_percentile: float
     brain_mask: sitk.Image
-    brain: bm.BrainMaskResult
+    brain: bm.BrainMaskResult | None  # None when a brain mask was given
     low_dose: ScanPreprocessing
     standard_dose: ScanPreprocessing | None
     noise_sigma_ld: float
@@ -205,12 +205,13 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
 
 def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
                backend: str = "auto", threads: int | None = None, isotropic: bool = True,
-               brain: bm.BrainMaskResult | None = None) -> PreprocessResult:
+               brain: bm.BrainMaskResult | sitk.Image | None = None) -> PreprocessResult:
     """The preprocessing chain of paper 001 (see the module docstring); returns every intermediate image.
 
     backend: registration backend (``registration.BACKENDS``); isotropic: regrid anisotropic
     pre-contrast scans onto a nested nearly isotropic working grid; brain: a precomputed
-    :func:`brainmask.brain_mask` result for this pre-contrast scan (skips the atlas registration).
+    :func:`brainmask.brain_mask` result, or a binary brain mask on the pre-contrast grid (either
+    skips the atlas registration).
     """
     check_inputs(pre_contrast, low_dose, standard_dose)
     pre_native = sitk.Cast(pre_contrast, sitk.sitkFloat32)
@@ -218,8 +219,18 @@ def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: si
         pre_work = regrid.to_grid(pre_native, regrid.nested_isotropic_grid(pre_native))
     else:
         pre_work = pre_native
-    brain = brain if brain is not None else bm.brain_mask(pre_native, backend=backend, threads=threads)
-    mask_native = brain.brain_mask
+    if brain is None:
+        brain = bm.brain_mask(pre_native, backend=backend, threads=threads)
+    if isinstance(brain, sitk.Image):
+        check_3d(brain, "brain mask")
+        if brain.GetSize() != pre_native.GetSize() or not np.allclose(brain.GetOrigin(), pre_native.GetOrigin(), atol=1e-3):
+            raise ValueError("The given brain mask is not on the pre-contrast grid; resample it onto the "
+                             "pre-contrast image first (nearest neighbour).")
+        mask_native = sitk.Cast(brain > 0, sitk.sitkUInt8)
+        mask_native.CopyInformation(pre_native)
+        brain = None
+    else:
+        mask_native = brain.brain_mask
     mask_work = (mask_native if pre_work is pre_native else
                  sitk.Cast(regrid.to_grid(mask_native, pre_work, sitk.sitkNearestNeighbor), sitk.sitkUInt8))
     brain_ml = float(sitk.GetArrayViewFromImage(mask_native).sum() * np.prod(mask_native.GetSpacing()) / 1000)
@@ -235,8 +246,9 @@ def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: si
         sd = _post_contrast(standard_dose, "standard-dose image", pre_native, pre_normalized, mask_native,
                             mask_work, registration_mask, backend, threads, sigma_ld)
         y, p = noise.contrast_signal(sd.normalized_subtraction, sigma_ld)
-    qc = {"brain_volume_ml": brain_ml, "skull_stripped_input": brain.skull_stripped,
-          "atlas_registration_metric": brain.registration.metric,
+    qc = {"brain_volume_ml": brain_ml, "brain_mask_source": "atlas registration" if brain else "given",
+          "skull_stripped_input": brain.skull_stripped if brain else None,
+          "atlas_registration_metric": brain.registration.metric if brain else None,
           "working_grid_spacing_mm": list(pre_work.GetSpacing()), "regridded": pre_work is not pre_native,
           "pre_contrast_percentile_95": pre_q, "noise_sigma_ld": sigma_ld, "low_dose": low.qc,
           "warnings": list(low.qc["warnings"])}
