@@ -77,6 +77,82 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
     p.add_argument("--qc", metavar="PNG", help="write the QC montage to this .png file")
     p.set_defaults(func=_cmd_preprocess)
+def _numbers(text: str, option: str, count: int | None = None) -> tuple[float, ...]:
+    """Comma-separated numbers of an option; ValueError naming the option otherwise."""
+    try:
+        values = tuple(float(v) for v in str(text).split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"{option} {text!r} is not a comma-separated list of numbers, e.g. "
+                         f"{'1,1,1' if count == 3 else '0.1,0.33'}") from None
+    if not values or (count is not None and len(values) != count):
+        raise ValueError(f"{option} {text!r} needs {count or 'at least one'} comma-separated numbers")
+    return values
+
+
+def _lesion_counts(text: str) -> dict[str, int]:
+    counts = {}
+    for item in str(text).split(","):
+        if not item.strip():
+            continue
+        name, _, value = item.partition("=")
+        try:
+            counts[name.strip()] = int(value)
+        except ValueError:
+            raise ValueError(f"--lesions {text!r}: write counts as type=N, e.g. solid=3,ring=2,glioblastoma=1,"
+                             "non_enhancing=1") from None
+    return counts
+
+
+def _cmd_synth_phantom(args: argparse.Namespace) -> int:
+    from .phantom import PhantomConfig, generate_phantom, preview_phantom, write_phantom
+    defaults = PhantomConfig()
+    config = PhantomConfig(
+        seed=args.seed, doses=_numbers(args.doses, "--doses"), field_strength=args.field_strength,
+        agent=args.agent, sequence=args.sequence, size=args.size,
+        spacing_mm=_numbers(args.spacing, "--spacing", 3) if args.spacing else None,
+        noise_level=args.noise_level, g_factor_strength=args.g_factor, bias_strength=args.bias,
+        max_motion_deg=args.max_motion_deg, max_motion_mm=args.max_motion_mm,
+        lesions=_lesion_counts(args.lesions) if args.lesions else defaults.lesions).validated()
+    if args.preview and not str(args.preview).lower().endswith(".png"):
+        raise ValueError(f"--preview {args.preview!r} must be a .png file")
+    case = generate_phantom(config)
+    paths = write_phantom(case, args.output)
+    if args.preview:
+        paths["preview"] = preview_phantom(case, args.preview)
+    for name, path in paths.items():
+        print(f"{name}: {path}")
+    lesions = case.parameters["lesions"]
+    print(f"{len(lesions)} lesions ({', '.join(sorted({l['type'] for l in lesions}))}); noise sigma "
+          f"{case.parameters['noise']['noise_sigma']:g}; synthetic data, not for diagnosis")
+    return 0
+
+
+def _add_synth(sub) -> None:
+    p = sub.add_parser("synth", help="generate synthetic data (digital phantom)",
+                       description="Generate synthetic data with known ground truth. Not patient data.")
+    synth = p.add_subparsers(dest="synth_command", metavar="KIND", required=True)
+    q = synth.add_parser("phantom", help="digital head phantom with lesions: pre-contrast, low doses, standard dose",
+                         description="Write a synthetic case: pre_contrast, low_dose_NNN (dose in percent), "
+                                     "standard_dose, lesion_labels, brain_mask, head_mask, g_factor, bias_field "
+                                     "(NIfTI) and phantom.json with every parameter (noise sigma, motion, lesions).")
+    q.add_argument("--output", required=True, metavar="DIR", help="folder for the case (created)")
+    q.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files (default 0)")
+    q.add_argument("--doses", default="0.1,0.33", help="low doses, fractions of the standard dose (default 0.1,0.33)")
+    q.add_argument("--field-strength", type=float, default=3.0, metavar="T", help="tesla (default 3)")
+    q.add_argument("--agent", default="gadobutrol", help="contrast agent (generic or brand name; default gadobutrol)")
+    q.add_argument("--sequence", default="spgr", choices=("spgr", "mprage"), help="T1w sequence (default spgr)")
+    q.add_argument("--size", default="small", choices=("small", "full"),
+                   help="small: 2 mm 96x128x88; full: 1 mm 256x256x176 (default small)")
+    q.add_argument("--spacing", metavar="X,Y,Z", help="voxel spacing in mm, e.g. 1,1,3 (field of view kept)")
+    q.add_argument("--noise-level", type=float, default=0.02, help="noise sigma / white-matter signal (default 0.02)")
+    q.add_argument("--g-factor", type=float, default=0.3, help="peak g-factor minus 1 (default 0.3)")
+    q.add_argument("--bias", type=float, default=0.2, help="peak |log| of the bias field (default 0.2)")
+    q.add_argument("--max-motion-deg", type=float, default=2.0, help="max rotation per axis (default 2)")
+    q.add_argument("--max-motion-mm", type=float, default=2.0, help="max translation per axis (default 2)")
+    q.add_argument("--lesions", metavar="TYPE=N,...",
+                   help="lesion counts, e.g. solid=3,ring=2,glioblastoma=1,non_enhancing=1 (the default)")
+    q.add_argument("--preview", metavar="PNG", help="also write a montage PNG to look at")
+    q.set_defaults(func=_cmd_synth_phantom)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -90,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_info(sub)
     _add_preprocess(sub)
+    _add_synth(sub)
     return parser
 
 

@@ -60,18 +60,27 @@ def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], spacing_mm: f
     step = max(correlation_mm / 2.0 / spacing_mm, 1.0)
     coarse_shape = tuple(int(np.ceil(n / step)) + 2 for n in shape)
     coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape), 1.0, mode="wrap")
-    axes = [np.arange(n) / step for n in shape]
-    field = coarse
-    for axis, coords in enumerate(axes):  # separable linear interpolation, one axis at a time
-        lo = np.floor(coords).astype(int)
-        w = (coords - lo).astype(np.float32)
-        shape_w = [1] * 3
-        shape_w[axis] = len(coords)
-        w = w.reshape(shape_w)
-        field = np.take(field, lo, axis=axis) * (1 - w) + np.take(field, lo + 1, axis=axis) * w
-    field = field.astype(np.float32)
+    field = upsample_linear(coarse.astype(np.float32), step, shape)
     field -= field.mean()
     return field / max(float(field.std()), 1e-12)
+
+
+def upsample_linear(coarse: np.ndarray, step: float, shape: tuple[int, int, int]) -> np.ndarray:
+    """Separable linear interpolation of ``coarse`` (first 3 axes) at indices ``arange(n) / step``.
+
+    ``coarse`` needs at least ``ceil((n - 1) / step) + 2`` samples along each axis; extra trailing
+    axes (e.g. vector components) are carried along.
+    """
+    field = coarse
+    for axis, n in enumerate(shape):
+        coords = np.arange(n) / step
+        lo = np.floor(coords).astype(int)
+        w = (coords - lo).astype(coarse.dtype)
+        shape_w = [1] * coarse.ndim
+        shape_w[axis] = n
+        w = w.reshape(shape_w)
+        field = np.take(field, lo, axis=axis) * (1 - w) + np.take(field, lo + 1, axis=axis) * w
+    return field
 
 
 def atlas_grid(spacing_mm: float) -> Geometry:
@@ -98,11 +107,11 @@ def _base_head(spacing_mm: float) -> tuple[Geometry, dict[str, np.ndarray]]:
     reference = array_to_image(np.zeros(geometry.size[::-1], np.float32), geometry)
     maps = {}
     for name, file in ATLAS_FILES.items():
-        array, atlas_geometry = image_to_array(sitk.ReadImage(str(resource_path("Atlas", file))))
-        array = array.astype(np.float32) / np.float32(255.0)
-        if spacing_mm > 1.0:  # anti-aliasing before downsampling
-            array = ndimage.gaussian_filter(array, 0.4 * spacing_mm, truncate=2.5)
-        image = array_to_image(array, atlas_geometry)
+        image = sitk.Cast(sitk.ReadImage(str(resource_path("Atlas", file))), sitk.sitkFloat32)
+        shrink = int(np.floor(spacing_mm + 1e-6))
+        if shrink > 1:  # anti-aliasing before downsampling: mean of shrink^3 blocks
+            image = sitk.BinShrink(image, [shrink] * 3)
+        image = image / 255.0
         maps[name] = image_to_array(sitk.Resample(image, reference, sitk.Transform(), sitk.sitkLinear, 0.0))[0]
     # continue the brainstem downwards as a column (the template is cut at z = -72 mm)
     z = geometry.origin[2] + spacing_mm * np.arange(geometry.size[2])
@@ -144,18 +153,23 @@ def _shell(distance: np.ndarray, inner: np.ndarray | float, outer: np.ndarray | 
 
 def _tube_fraction(shape: tuple[int, int, int], geometry: Geometry, points_lps: np.ndarray,
                    radii_mm: np.ndarray) -> np.ndarray:
-    """Fraction of voxels inside tubes given as dense centre-line points with a radius each."""
+    """Fraction of voxels inside tubes given as dense centre-line points with a radius each.
+
+    Radii are grouped into classes of 0.25 mm; one distance map per class.
+    """
     h = geometry.spacing[0]
     ijk = np.round((points_lps - np.asarray(geometry.origin)) / h).astype(int)[:, ::-1]  # -> (k, j, i)
     inside = np.all((ijk >= 0) & (ijk < np.asarray(shape)), axis=1)
-    ijk, radii_mm = ijk[inside], radii_mm[inside]
-    seeds = np.ones(shape, dtype=bool)
-    seeds[tuple(ijk.T)] = False
-    radius_map = np.zeros(shape, dtype=np.float32)
-    radius_map[tuple(ijk.T)] = radii_mm
-    distance, index = ndimage.distance_transform_edt(seeds, sampling=h, return_indices=True)
-    nearest_radius = radius_map[tuple(index)]
-    return np.clip((nearest_radius - distance) / h + 0.5, 0.0, 1.0).astype(np.float32) * (nearest_radius > 0)
+    ijk, radii_mm = ijk[inside], np.round(radii_mm[inside] * 4.0) / 4.0
+    fraction = np.zeros(shape, np.float32)
+    for radius in np.unique(radii_mm):
+        seeds = np.zeros(shape, np.uint8)
+        seeds[tuple(ijk[radii_mm == radius].T)] = 1
+        distance = sitk.SignedMaurerDistanceMap(array_to_image(seeds, geometry), insideIsPositive=False,
+                                                squaredDistance=False, useImageSpacing=True)
+        d = np.maximum(image_to_array(distance)[0], 0.0)
+        fraction = np.maximum(fraction, np.clip((radius - d) / h + 0.5, 0.0, 1.0))
+    return fraction
 
 
 def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.ndarray, depth_mm: float,

@@ -13,9 +13,9 @@ voxel), ``necrosis``, ``edema`` and ``non_enhancing``. Oedema spreads in white m
 from __future__ import annotations
 
 import numpy as np
-from scipy import ndimage
+import SimpleITK as sitk
 
-from .imageio import Geometry
+from .imageio import Geometry, array_to_image, image_to_array
 
 LESION_TYPES = ("solid", "ring", "glioblastoma", "non_enhancing")
 LESION_COMPARTMENTS = ("lesion", "necrosis", "edema", "non_enhancing")
@@ -162,4 +162,7 @@ def render_lesions(lesions: list[dict], geometry: Geometry, fractions: dict[str,
 
 def brain_depth_mm(brain_mask: np.ndarray, geometry: Geometry) -> np.ndarray:
     """Distance (mm) of each voxel inside ``brain_mask`` to the nearest voxel outside it."""
-    return ndimage.distance_transform_edt(brain_mask, sampling=tuple(geometry.spacing[::-1])).astype(np.float32)
+    image = array_to_image((~brain_mask).astype(np.uint8), geometry)
+    distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False,
+                                            useImageSpacing=True)
+    return np.maximum(image_to_array(distance)[0], 0.0).astype(np.float32)
