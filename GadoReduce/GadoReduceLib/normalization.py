@@ -47,7 +47,7 @@ def percentile_normalize(image: sitk.Image, mask, percentile: float = NORMALIZAT
                          ) -> tuple[sitk.Image, float]:
     """``image / q`` (float32) and q, the ``percentile``-th percentile inside ``mask``."""
     q = percentile_scale(image, mask, percentile)
-    return sitk.Cast(image, sitk.sitkFloat32) / q, q
+    return sitk.Cast(sitk.Cast(image, sitk.sitkFloat32) / float(q), sitk.sitkFloat32), q
 
 
 def radiometric_scale(pre_contrast: sitk.Image | np.ndarray, post_contrast: sitk.Image | np.ndarray, mask,

@@ -33,6 +33,8 @@ MIN_OVERLAP = 0.25
 """Least fraction of the pre-contrast field of view that a post-contrast scan must cover."""
 REGISTRATION_MASK_MARGIN_MM = 5.0
 """The brain mask, dilated by this margin (mm), limits the registration metric (no facial motion)."""
+MIN_BRAIN_COVERAGE = 0.9
+"""Below this fraction of the brain inside a registered scan's field of view, QC warns."""
 QC_MIN_CORRELATION = 0.6
 """Below this brain correlation of pre-contrast and registered post-contrast, registration is suspect."""
 ENHANCEMENT_SIGMAS = 3.0
@@ -58,6 +60,7 @@ class ScanPreprocessing:
     local_mean: sitk.Image
     local_std: sitk.Image
     normalized_subtraction: sitk.Image  # z (eq. 1), noise level sigma_LD
+    coverage: sitk.Image            # 1 where the registered scan has data (inside its field of view)
     qc: dict = field(default_factory=dict)
 
 
@@ -83,17 +86,18 @@ class PreprocessResult:
         images = {"pre_contrast": self.pre_contrast, "brain_mask": self.brain_mask,
                   "low_dose_registered": self.low_dose.registered, "subtraction_ld": self.low_dose.subtraction,
                   "local_mean_ld": self.low_dose.local_mean, "local_std_ld": self.low_dose.local_std,
-                  "normalized_subtraction_ld": self.low_dose.normalized_subtraction}
+                  "normalized_subtraction_ld": self.low_dose.normalized_subtraction,
+                  "coverage_ld": self.low_dose.coverage}
         if self.standard_dose is not None:
             sd = self.standard_dose
             images.update({"standard_dose_registered": sd.registered, "subtraction_sd": sd.subtraction,
                            "local_mean_sd": sd.local_mean, "local_std_sd": sd.local_std,
-                           "normalized_subtraction_sd": sd.normalized_subtraction,
+                           "normalized_subtraction_sd": sd.normalized_subtraction, "coverage_sd": sd.coverage,
                            "contrast_mask": self.contrast_mask, "contrast_signal": self.contrast_signal})
         ref = self.pre_contrast_input
         out = {}
         for name, image in images.items():
-            mapped = regrid.back_to_grid(image, ref, sitk.sitkNearestNeighbor if name == "brain_mask" else sitk.sitkBSpline)
+            mapped = regrid.back_to_grid(image, ref, sitk.sitkNearestNeighbor if name == "brain_mask" or name.startswith("coverage") else sitk.sitkBSpline)
             out[name] = mapped
         return out
 
@@ -175,32 +179,60 @@ def correlation_in_mask(a: sitk.Image, b: sitk.Image, mask: sitk.Image) -> float
     return float(np.corrcoef(x, y)[0, 1])
 
 
+def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
+                       margin_voxels: int = 2) -> sitk.Image:
+    """uint8 mask on ``reference``'s grid: 1 where ``transform`` maps into ``post``'s field of view,
+    at least ``margin_voxels`` from its border (where B-spline interpolation sees zero padding)."""
+    ones = sitk.Image(post.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(post)
+    inner = sitk.BinaryErode(ones, [margin_voxels] * 3, sitk.sitkBall, 0, 1, False)  # border voxels -> 0
+    return sitk.Cast(sitk.Resample(inner, reference, transform, sitk.sitkNearestNeighbor, 0), sitk.sitkUInt8)
+
+
 def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work: sitk.Image,
                    mask_native: sitk.Image, mask_work: sitk.Image, registration_mask: sitk.Image,
                    backend: str, threads: int | None, sigma_ld: float | None) -> ScanPreprocessing:
     before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
     reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
                    threads=threads, reference=pre_work)
-    registered, q = normalization.percentile_normalize(reg.resampled, mask_work)
-    scale = normalization.radiometric_scale(pre_work, registered, mask_work)
-    registered = registered * scale
-    subtraction = sitk.Cast(registered - pre_work, sitk.sitkFloat32)
-    sigma = noise.noise_sigma(subtraction, mask_work)
-    enhancing = check_enhancement(subtraction, mask_work, sigma, name)
-    mean, std = noise.local_statistics(subtraction, mask_work, sigma)
-    z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
-    after = correlation_in_mask(pre_work, registered, mask_work)
+    coverage = field_of_view_mask(post, pre_work, reg.transform)
+    valid = sitk.And(mask_work, coverage)
+    covered = float(sitk.GetArrayViewFromImage(valid).sum() / max(sitk.GetArrayViewFromImage(mask_work).sum(), 1))
+    registered, q = normalization.percentile_normalize(reg.resampled, valid)
+    scale = normalization.radiometric_scale(pre_work, registered, valid)
+    registered = sitk.Cast(registered * float(scale), sitk.sitkFloat32)
+    # outside the scan's field of view the subtraction is unknown: 0 there
+    subtraction = sitk.Cast(sitk.Cast(registered - sitk.Cast(pre_work, sitk.sitkFloat32), sitk.sitkFloat32)
+                            * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    after = correlation_in_mask(pre_work, registered, valid)
     qc = {"registration_backend": reg.backend, "registration_seconds": round(reg.seconds, 2),
           "registration_metric": reg.metric, "correlation_before": before, "correlation_after": after,
-          "percentile_95": q, "radiometric_scale": scale, "noise_sigma": sigma,
-          "enhancing_fraction_3sigma": enhancing, "warnings": []}
-    if after < QC_MIN_CORRELATION or after < before - 0.02:
+          "percentile_95": q, "radiometric_scale": scale, "brain_coverage": covered, "warnings": []}
+    failed = after < QC_MIN_CORRELATION or after < before - 0.02
+    if failed:
         message = (f"Registration of the {name} looks failed: brain correlation with the pre-contrast image is "
                    f"{after:.3f} after registration ({before:.3f} before; expected >= {QC_MIN_CORRELATION}). "
                    "Inspect the QC montage; try backend='executable' or check that the scans belong together.")
         qc["warnings"].append(message)
         warnings.warn(message, RegistrationWarning, stacklevel=3)
-    return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, qc)
+    if covered < MIN_BRAIN_COVERAGE:
+        message = (f"The registered {name} covers only {100 * covered:.0f} % of the brain mask (its field of view "
+                   "is smaller or the head moved out of it); the uncovered brain has no subtraction (0).")
+        qc["warnings"].append(message)
+        warnings.warn(message, RegistrationWarning, stacklevel=3)
+    sigma = noise.noise_sigma(subtraction, valid)
+    try:
+        qc["enhancing_fraction_3sigma"] = check_enhancement(subtraction, valid, sigma, name)
+    except ValueError as error:
+        if failed:
+            raise ValueError(f"{error} The registration of the {name} also looks failed (brain correlation "
+                             f"{after:.3f}), which alone can cause this.") from None
+        raise
+    qc["noise_sigma"] = sigma
+    mean, std = noise.local_statistics(subtraction, valid, sigma)
+    z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
+    z = sitk.Cast(z * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, coverage, qc)
 
 
 def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
