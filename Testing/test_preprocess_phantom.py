@@ -77,7 +77,7 @@ def non_enhancing(case):
                        sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     enhancement = sitk.GetArrayFromImage(sd) - sitk.GetArrayFromImage(clean.pre_contrast)
     brain = sitk.GetArrayViewFromImage(case.brain_mask) > 0
-    lesions = sitk.GetArrayViewFromImage(sitk.BinaryDilate(case.lesion_labels > 0, [3, 3, 3])) > 0
+    lesions = sitk.GetArrayFromImage(sitk.BinaryDilate(case.lesion_labels > 0, [3, 3, 3])) > 0
     mask = brain & ~lesions & (enhancement < 5.0 * case.parameters["noise"]["noise_sigma"])
     assert mask.sum() > 0.85 * (brain & ~lesions).sum()  # most of the brain: dura, veins, plexus left out
     return mask
