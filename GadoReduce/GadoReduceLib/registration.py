@@ -367,11 +367,25 @@ def _add_translation(transform: sitk.Transform, shift: np.ndarray) -> sitk.Trans
 def as_affine(transform: sitk.Transform) -> sitk.AffineTransform:
     """A linear transform as an AffineTransform with the same center (same mapping of points)."""
     t = transform.Downcast() if hasattr(transform, "Downcast") else transform
+    if isinstance(t, sitk.CompositeTransform):
+        # ITK applies a composite's transforms last-added first; fold them into one 4x4 matrix
+        total = np.eye(4)
+        for n in range(t.GetNumberOfTransforms()):
+            total = total @ _matrix4(as_affine(t.GetNthTransform(n)))
+        return sitk.AffineTransform(total[:3, :3].ravel().tolist(), total[:3, 3].tolist())
     if isinstance(t, sitk.TranslationTransform):
         return sitk.AffineTransform(np.eye(3).ravel().tolist(), t.GetOffset())
     if not hasattr(t, "GetMatrix"):
         raise ValueError(f"Transform {t.GetName()} is not linear.")
     return sitk.AffineTransform(t.GetMatrix(), t.GetTranslation(), t.GetCenter())
+
+
+def _matrix4(affine: sitk.AffineTransform) -> np.ndarray:
+    m = np.eye(4)
+    m[:3, :3] = np.asarray(affine.GetMatrix()).reshape(3, 3)
+    c = np.asarray(affine.GetCenter())
+    m[:3, 3] = np.asarray(affine.GetTranslation()) + c - m[:3, :3] @ c
+    return m
 
 
 def transform_points(transform: sitk.Transform, points: np.ndarray) -> np.ndarray:
