@@ -14,8 +14,10 @@ Works for heads with skull and scalp and for skull-stripped inputs (e.g. BraTS):
 3. elastix affine (Mattes MI, 4-level pyramid) at ``REGISTRATION_SPACING_MM``, with the moving
    (atlas) mask dilated so that the dark CSF/skull margin around the brain takes part (the
    template's black background then matches dark CSF and bone of a T1w head);
-4. the atlas mask is resampled (linear, >= 0.5) onto the scan grid; for skull-stripped inputs it
-   is intersected with the foreground slightly dilated.
+4. the atlas mask is resampled (linear, >= 0.5) onto the scan grid. For skull-stripped inputs the
+   mask is the scan's own non-zero region (holes filled) within SKULL_STRIPPED_ATLAS_MARGIN_MM of
+   the registered atlas brain: the input already defines the brain boundary, and the atlas removes
+   what a rough skull stripping left elsewhere (eyes, neck).
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ SKULL_STRIPPED_MAX_ML = 2000.0
 """A foreground smaller than this (ml) is taken as a skull-stripped brain (brains: 1000-1800 ml)."""
 SCALP_SKULL_MM = 10.0
 """Scalp + skull + CSF thickness (mm) assumed above the brain's top for the initial translation."""
+SKULL_STRIPPED_ATLAS_MARGIN_MM = 8.0
+"""For skull-stripped inputs: non-zero voxels within this distance (mm) of the registered atlas brain."""
 MOVING_MASK_MARGIN_MM = 8.0
 """Margin (mm) of dark background around the atlas brain that takes part in the registration."""
 
@@ -49,6 +53,7 @@ class BrainMaskResult:
     the input was taken as skull-stripped; atlas_on_scan: the atlas T1 resampled onto the scan."""
 
     brain_mask: sitk.Image
+    atlas_mask: sitk.Image  # the registered atlas brain alone (uint8, scan grid)
     head_mask: sitk.Image
     registration: RegistrationResult
     skull_stripped: bool
@@ -144,13 +149,16 @@ def brain_mask(pre_contrast: sitk.Image, backend: str = "auto", threads: int | N
     prob = sitk.Resample(sitk.Cast(atlas_brain, sitk.sitkFloat32), pre_contrast, result.transform,
                          sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = prob >= 0.5
+    atlas_only = sitk.Cast(mask, sitk.sitkUInt8)
     head_full = sitk.Resample(head, pre_contrast, sitk.Transform(3, sitk.sitkIdentity), sitk.sitkNearestNeighbor, 0)
     if skull_stripped:
+        # the input's own non-zero region is the brain boundary; the registered atlas (dilated by
+        # SKULL_STRIPPED_ATLAS_MARGIN_MM) removes what a rough skull stripping left outside the brain
         nonzero = sitk.BinaryFillhole(sitk.Cast(sitk.Abs(sitk.Cast(pre_contrast, sitk.sitkFloat32)) > 0, sitk.sitkUInt8))
-        margin = [max(1, int(round(2.0 / s))) for s in pre_contrast.GetSpacing()]
-        mask = sitk.And(mask, sitk.BinaryDilate(nonzero, margin))
+        margin = [max(1, int(round(SKULL_STRIPPED_ATLAS_MARGIN_MM / s))) for s in pre_contrast.GetSpacing()]
+        mask = sitk.And(nonzero, sitk.BinaryDilate(sitk.Cast(mask, sitk.sitkUInt8), margin))
     atlas_on_scan = sitk.Resample(atlas_t1, pre_contrast, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
-    return BrainMaskResult(sitk.Cast(mask, sitk.sitkUInt8), sitk.Cast(head_full, sitk.sitkUInt8), result,
+    return BrainMaskResult(sitk.Cast(mask, sitk.sitkUInt8), atlas_only, sitk.Cast(head_full, sitk.sitkUInt8), result,
                            bool(skull_stripped), atlas_on_scan, tuple(float(v) for v in shift))
 
 
