@@ -81,7 +81,7 @@ def test_rigid_registration_of_brats_pair_itk_and_executable(moved_pair):
     assert itk_result.metric < registration.mutual_information(pre, moving, brain)
 
 
-@pytest.mark.parametrize("subject", [SUBJECT, "Brats18_2013_23_1"])  # the second: worst affine fit of 13
+@pytest.mark.parametrize("subject", [SUBJECT, "Brats18_TCIA01_378_1"])  # the second: worst affine fit of 13
 def test_atlas_brain_mask_of_skull_stripped_brats(shared_data, subject):
     pytest.importorskip("itk")
     pre = load(shared_data, subject, "t1")

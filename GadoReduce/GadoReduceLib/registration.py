@@ -123,6 +123,20 @@ def find_elastix_executable(elastix_path: str | os.PathLike | None = None) -> Pa
     return Path(found)
 
 
+def _elastix_env(exe: Path) -> dict | None:
+    """SlicerElastix's environment (library paths) for its bundled elastix; None: inherit ours."""
+    if not in_slicer():
+        return None
+    try:
+        from Elastix import ElastixLogic
+        logic = ElastixLogic()
+        if Path(logic.getElastixBinDir()).resolve() == exe.parent.resolve():
+            return logic.getElastixEnv()
+    except Exception:  # noqa: BLE001 -- plain environment otherwise
+        pass
+    return None
+
+
 def choose_backend(backend: str = "auto") -> str:
     """Resolve ``"auto"`` and check that the requested backend can run here."""
     if backend not in BACKENDS:
@@ -245,7 +259,7 @@ def _run_executable(fixed, moving, parameter_file, fixed_mask, moving_mask, thre
                 args += [flag, str(tmp / name)]
         if threads:
             args += ["-threads", str(int(threads))]
-        proc = subprocess.run(args, capture_output=True, text=True)
+        proc = subprocess.run(args, capture_output=True, text=True, env=_elastix_env(exe))
         out_file = tmp / "TransformParameters.0.txt"
         if proc.returncode != 0 or not out_file.is_file():
             log = (tmp / "elastix.log").read_text(errors="replace") if (tmp / "elastix.log").is_file() else proc.stdout
