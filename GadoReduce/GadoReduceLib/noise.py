@@ -1,0 +1,115 @@
+"""Noise normalization of subtraction images and the contrast-signal target (paper 001, 3.1-3.2).
+
+For a subtraction image z~ (post - pre, intensity-normalized) and the brain mask b:
+- noise_sigma: robust sigma from the negative values of z~ in b (``noise_estimate``);
+- local mean m and std s: Gaussian-weighted (kernel sigma KERNEL_SIGMA_MM, the paper's 16 voxels
+  at 1 mm, given in mm so that it means the same at any spacing) over the voxels of b with
+  |z~| <= CLIP_SIGMAS * noise_sigma (enhancing voxels and artefacts left out), computed as
+  normalized convolutions m = G(z~ M) / G(M), s^2 = G(z~^2 M) / G(M) - m^2. Because the clipped
+  samples come from a normal truncated at +-2 sigma, s is divided by that truncated normal's std
+  ratio (0.880 for 2 sigma), so that s estimates the local noise std itself;
+- normalized subtraction (eq. 1): z = (z~ - m) / s * sigma_LD (sigma_LD for low and standard dose);
+- contrast mask (eq. 2): p = sigmoid(w z + b) with f(sigma_LD) = 0.01, f(4 sigma_LD) = 0.99;
+- training target: y = p * z.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import SimpleITK as sitk
+from scipy.stats import norm
+
+from .noise_estimate import estimate_noise_sigma
+
+KERNEL_SIGMA_MM = 16.0
+"""Gaussian kernel sigma (mm) of the local noise statistics (paper: 16 pixels at about 1 mm)."""
+CLIP_SIGMAS = 2.0
+"""Voxels with |z~| above this many noise sigmas are left out of the local statistics."""
+CONTRAST_MASK_LEVELS = ((1.0, 0.01), (4.0, 0.99))
+"""(multiple of sigma_LD, value of the contrast mask f there): f(sigma) = 0.01, f(4 sigma) = 0.99."""
+_MIN_WEIGHT = 1e-3
+
+
+def truncated_std_ratio(clip: float = CLIP_SIGMAS) -> float:
+    """Std of N(0, 1) truncated to [-clip, clip]: 0.880 for clip = 2."""
+    mass = norm.cdf(clip) - norm.cdf(-clip)
+    return math.sqrt(1.0 - 2.0 * clip * norm.pdf(clip) / mass)
+
+
+def noise_sigma(subtraction: sitk.Image | np.ndarray, mask) -> float:
+    """Noise sigma of a subtraction image from its negative values inside ``mask`` (image units)."""
+    z = sitk.GetArrayViewFromImage(subtraction) if isinstance(subtraction, sitk.Image) else np.asarray(subtraction)
+    m = sitk.GetArrayViewFromImage(mask) > 0 if isinstance(mask, sitk.Image) else np.asarray(mask) > 0
+    return estimate_noise_sigma(z, m)
+
+
+def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
+                     kernel_sigma_mm: float = KERNEL_SIGMA_MM, clip: float = CLIP_SIGMAS
+                     ) -> tuple[sitk.Image, sitk.Image]:
+    """Local mean m and local noise std s (float32 images on the subtraction's grid).
+
+    Computed everywhere; far from the brain (where the kernel sees no brain voxel) they fall back
+    to the global values of the clipped brain voxels.
+    """
+    if not sigma > 0:
+        raise ValueError(f"noise sigma must be positive, got {sigma}")
+    z = sitk.GetArrayFromImage(subtraction).astype(np.float32)
+    inside = (sitk.GetArrayViewFromImage(mask) > 0) & (np.abs(z) <= clip * sigma)
+    if inside.sum() < 100:
+        raise ValueError("Too few brain voxels within +-2 noise sigmas for the local noise statistics; "
+                         "check the brain mask and the registration.")
+    geometry_ref = subtraction
+    weight = inside.astype(np.float32)
+
+    def smooth(array: np.ndarray) -> np.ndarray:
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(geometry_ref)
+        return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, kernel_sigma_mm))
+
+    g = smooth(weight)
+    gz = smooth(z * weight)
+    gz2 = smooth(z * z * weight)
+    global_mean = float(z[inside].mean())
+    global_var = float(z[inside].var())
+    ok = g > _MIN_WEIGHT
+    mean = np.where(ok, gz / np.maximum(g, _MIN_WEIGHT), global_mean)
+    var = np.where(ok, gz2 / np.maximum(g, _MIN_WEIGHT) - mean * mean, global_var)
+    var = np.maximum(var, 0.05 * global_var)  # guard against numerical zeros at the kernel's edge
+    std = np.sqrt(var) / truncated_std_ratio(clip)
+    out = []
+    for array in (mean, std):
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.CopyInformation(subtraction)
+        out.append(image)
+    return out[0], out[1]
+
+
+def normalize_subtraction(subtraction: sitk.Image, local_mean: sitk.Image, local_std: sitk.Image,
+                          sigma_ld: float) -> sitk.Image:
+    """Eq. 1: z = (z~ - m) / s * sigma_LD (float32)."""
+    return sitk.Cast((sitk.Cast(subtraction, sitk.sitkFloat32) - local_mean) / local_std * float(sigma_ld),
+                     sitk.sitkFloat32)
+
+
+def contrast_mask_parameters(sigma_ld: float) -> tuple[float, float]:
+    """(w, b) of p = sigmoid(w z + b) with f(sigma_LD) = 0.01 and f(4 sigma_LD) = 0.99."""
+    (k1, p1), (k2, p2) = CONTRAST_MASK_LEVELS
+    logit = lambda p: math.log(p / (1.0 - p))  # noqa: E731
+    w = (logit(p2) - logit(p1)) / ((k2 - k1) * sigma_ld)
+    b = logit(p1) - w * k1 * sigma_ld
+    return w, b
+
+
+def contrast_signal(normalized_subtraction: sitk.Image, sigma_ld: float) -> tuple[sitk.Image, sitk.Image]:
+    """Eq. 2 and the target: (y = p * z, p) as float32 images."""
+    w, b = contrast_mask_parameters(sigma_ld)
+    z = sitk.GetArrayViewFromImage(normalized_subtraction).astype(np.float64)
+    p = 1.0 / (1.0 + np.exp(-(w * z + b)))
+    out = []
+    for array in (p * z, p):
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.CopyInformation(normalized_subtraction)
+        out.append(image)
+    return out[0], out[1]
