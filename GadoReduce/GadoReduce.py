@@ -161,6 +161,8 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=True):
             self.ui.statusLog.clear()
             self.logic.process(self._parameterNode, progress=self._onProgress)
+            slicer.util.setSliceViewerLayers(background=self._parameterNode.preContrast,
+                                             foreground=self._parameterNode.subtraction, foregroundOpacity=0.5)
 
     def _onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.value = int(100 * fraction)
@@ -248,12 +250,41 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             problems.append(_("The dose must be in (0, 1] of the standard dose (dose), not {d}.").format(d=parameters.dose))
         return problems
 
-    def process(self, parameters, progress=None) -> None:
-        """Run GadoReduce on the parameter node's inputs; outputs are written to (new) volume nodes."""
+    def process(self, parameters, progress=None, backend: str = "auto"):
+        """Preprocess the parameter node's inputs (paper 001, sections 3.1-3.2) into output volume nodes.
+
+        Registers the low-dose (and optional standard-dose) scan rigidly to the pre-contrast scan,
+        masks the brain by atlas registration, normalizes intensities radiometrically and the
+        subtraction image's noise. Writes ``registeredLowDose`` and ``subtraction`` (the normalized
+        subtraction z_LD, in units of the pre-contrast's 95th brain percentile), creating them when
+        empty. Inputs are never modified. ``progress(fraction, message)`` is called between stages.
+        Returns the core's PreprocessResult (all intermediate images and the QC record).
+        """
+        from GadoReduceLib.preprocess import preprocess
+
         problems = self.checkInputs(parameters)
         if problems:
             raise ValueError(" ".join(problems))
-        raise NotImplementedError(_("Processing arrives with the preprocessing and CNN stages."))
+        report = progress or (lambda fraction, message: logging.info(message))
+        pre, low, standard = parameters.preContrast, parameters.lowDose, parameters.standardDose
+        report(0.05, _("Reading the volumes ..."))
+        images = [self.imageFromVolume(node) if node else None for node in (pre, low, standard)]
+        report(0.1, _("Registration, brain mask, intensity and noise normalization (about a minute) ..."))
+        result = preprocess(*images, backend=backend)
+        report(0.9, _("Creating the output volumes ..."))
+        outputs = result.outputs()
+        parameters.registeredLowDose = self.volumeFromImage(
+            outputs["low_dose_registered"], f"{low.GetName()} registered", node=parameters.registeredLowDose)
+        parameters.subtraction = self.volumeFromImage(
+            outputs["normalized_subtraction_ld"], f"{low.GetName()} subtraction", node=parameters.subtraction)
+        sigma = result.noise_sigma_ld
+        parameters.subtraction.GetDisplayNode().SetAutoWindowLevel(False)
+        parameters.subtraction.GetDisplayNode().SetWindowLevel(12.0 * sigma, 2.0 * sigma)
+        warnings = result.qc.get("warnings", [])
+        report(1.0, _("Done: noise sigma {sigma:.4f}, registration backend {backend}.").format(
+            sigma=sigma, backend=result.low_dose.registration.backend)
+            + ("".join("\n" + _("Warning: ") + w for w in warnings)))
+        return result
 
 
 def volumesOverlap(a, b) -> bool:

@@ -43,6 +43,8 @@ def _harness_session():
 @pytest.fixture
 def harness(_harness_session):
     """Real MRML scene with Slicer's module logics; stand-ins for the Slicer application (see slicer_harness)."""
+    _harness_session.install()
     _harness_session.clear()
     yield _harness_session
     _harness_session.clear()
+    _harness_session.uninstall()

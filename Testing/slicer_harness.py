@@ -209,7 +209,7 @@ def _is_node_hint(hint) -> bool:
 class Harness:
     """A real MRML scene with the application logic and module logics registered."""
 
-    def __init__(self, install: bool = True):
+    def __init__(self, install: bool = False):
         self.scene = slicer.vtkMRMLScene()
         # Remote/cache I/O managers: the application sets these up; .mrb reading needs a cache folder.
         cache = slicer.vtkCacheManager()
@@ -228,15 +228,28 @@ class Harness:
             self.app_logic.SetModuleLogic(name, logic)
             self.logics[name] = logic
         if install:
-            self._install()
+            self.install()
 
-    def _install(self):
+    STAND_IN_MODULES = ("qt", "ctk", "slicer.qSlicerWidgetsPythonQt", "slicer.ScriptedLoadableModule",
+                        "slicer.parameterNodeWrapper", "slicer.i18n")
+    STAND_IN_ATTRIBUTES = ("app", "modules", "mrmlScene", "ScriptedLoadableModule", "parameterNodeWrapper", "i18n")
+
+    def uninstall(self):
+        """Remove the stand-ins again, so that code outside the harness sees plain slicer-core."""
+        for name in self.STAND_IN_MODULES:
+            sys.modules.pop(name, None)
+        for name in self.STAND_IN_ATTRIBUTES:
+            if hasattr(slicer, name):
+                delattr(slicer, name)
+
+    def install(self):
+        """Put the stand-ins in place (slicer.app, slicer.modules, qt, ...) with this scene as slicer.mrmlScene."""
         slicer.mrmlScene = self.scene
         slicer.app = _App(self.scene, self.app_logic)
         slicer.modules = types.SimpleNamespace(
             **{name.lower(): _ModuleEntry(name, logic) for name, logic in self.logics.items()})
         for name in ("qt", "ctk", "slicer.qSlicerWidgetsPythonQt"):
-            sys.modules.setdefault(name, _QtModule(name))
+            sys.modules[name] = _QtModule(name)
         slm = types.ModuleType("slicer.ScriptedLoadableModule")
         for obj in (ScriptedLoadableModule, ScriptedLoadableModuleLogic, ScriptedLoadableModuleWidget,
                     ScriptedLoadableModuleTest):

@@ -78,7 +78,7 @@ def test_low_dose_nowhere_brighter_is_refused(rng):
 def test_unknown_and_unavailable_backends(rng):
     with pytest.raises(ValueError, match="Unknown registration backend"):
         registration.choose_backend("ants")
-    with pytest.raises(ValueError, match="inside Slicer"):
+    with pytest.raises(ValueError, match="needs 3D Slicer with the SlicerElastix extension"):
         registration.register(volume(rng), volume(rng), backend="slicer")
     with pytest.raises(ValueError, match="does not exist"):
         registration.register(volume(rng), volume(rng), parameter_file="/nonexistent/params.txt", backend="itk")

@@ -50,7 +50,7 @@ def test_mrb_reimports_with_same_nodes(harness, tmp_path):
     assert scene.WriteToMRB(path)
 
     from slicer_harness import Harness
-    other = Harness(install=False)  # a second real scene with its logics, as after restarting Slicer
+    other = Harness()  # a second real scene with its logics, as after restarting Slicer
     scene2 = other.scene
     assert scene2.ReadFromMRB(path)
 
