@@ -5,7 +5,6 @@ MRML nodes to images and back and calls into the core; inputs are never modified
 """
 
 import logging
-import os
 from typing import Annotated, Optional
 
 import vtk

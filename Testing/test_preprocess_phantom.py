@@ -13,6 +13,7 @@ import SimpleITK as sitk
 
 from GadoReduceLib import cli
 from GadoReduceLib.brainmask import dice
+from GadoReduceLib.demo import true_motion, true_subtraction_sigma
 from GadoReduceLib.imageio import Geometry, write_image
 from GadoReduceLib.phantom import PhantomConfig, generate_phantom
 from GadoReduceLib.preprocess import RegistrationWarning, preprocess
@@ -34,11 +35,6 @@ def result(case):
         return preprocess(case.pre_contrast, case.low_dose[0.1], case.standard_dose, backend="itk")
 
 
-def true_motion(case, scan: str) -> sitk.AffineTransform:
-    m = np.asarray(case.parameters["scans"][scan]["motion"]["pre_to_post_lps"])
-    return sitk.AffineTransform(m[:3, :3].ravel().tolist(), m[:3, 3].tolist())
-
-
 @pytest.mark.parametrize("scan, attr", [("low_dose_010", "low_dose"), ("standard_dose", "standard_dose")])
 def test_rigid_registration_error_below_0_3_mm(case, result, scan, attr):
     motion = case.parameters["scans"][scan]["motion"]
@@ -57,13 +53,8 @@ def test_brain_mask_of_head_with_skull(case, result):
 
 
 def test_noise_sigma_within_10_percent_of_truth(case, result):
-    brain = sitk.GetArrayViewFromImage(case.brain_mask) > 0
-    g = sitk.GetArrayViewFromImage(case.g_factor)[brain]
-    sigma_scan = case.parameters["noise"]["noise_sigma"] * np.sqrt(np.mean(g ** 2))  # per scan, phantom units
-    ld = result.low_dose
-    gain = ld.radiometric_scale * result.pre_percentile / ld.percentile  # post-contrast -> pre units
-    truth = sigma_scan * np.sqrt(1.0 + gain ** 2) / result.pre_percentile  # of z~ = post - pre, normalized
-    assert ld.noise_sigma == pytest.approx(truth, rel=0.10)
+    # truth from the sidecar's sigma, the g-factor map and the gains (see demo.true_subtraction_sigma)
+    assert result.low_dose.noise_sigma == pytest.approx(true_subtraction_sigma(case, result, result.low_dose), rel=0.10)
 
 
 @pytest.fixture(scope="module")
