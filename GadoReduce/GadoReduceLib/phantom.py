@@ -31,6 +31,7 @@ from .agents import STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
 from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
 from .phantom_anatomy import COMPARTMENTS, build_head, upsample_linear
 from .phantom_lesions import LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
+from .phantom_resample import atlas_sampling_grid, move_cubic, resample_maps
 from .physics import concentration_at_dose, default_sequence, tissue_signal
 
 SIZE_PRESETS = {
@@ -180,18 +181,6 @@ def _anatomy_transform(rng: np.random.Generator, grid: Geometry, atlas_reference
                   "deformation_coefficient_sd_mm": deformation_mm,
                   "convention": "scanner LPS point -> affine (rotation, 1/scale) -> B-spline -> MNI atlas LPS point"}
     return transform, parameters
-
-
-def _displacement_transform(transform: sitk.Transform, grid: Geometry, step: int = 4) -> sitk.Transform:
-    """``transform`` as a displacement field on ``grid``: evaluated every ``step`` voxels, then
-    interpolated linearly (the deformation is smooth: B-spline knots 40 mm apart; fast)."""
-    coarse_size = [int(np.ceil((n - 1) / step)) + 2 for n in grid.size]
-    coarse = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, coarse_size, grid.origin,
-                                               [s * step for s in grid.spacing], grid.direction)
-    field = upsample_linear(sitk.GetArrayFromImage(coarse), float(step), tuple(grid.size[::-1]))
-    image = sitk.GetImageFromArray(np.ascontiguousarray(field), isVector=True)
-    image.CopyInformation(array_to_image(np.zeros(grid.size[::-1], np.uint8), grid))
-    return sitk.DisplacementFieldTransform(image)
 
 
 def supersampling(grid: Geometry) -> tuple[int, int, int]:
@@ -344,15 +333,11 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     atlas_reference = array_to_image(np.zeros(head.geometry.size[::-1], np.float32), head.geometry)
     transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), fine, atlas_reference,
                                                        config.deformation_mm)
-    reference = array_to_image(np.zeros(fine.size[::-1], np.float32), fine)
-    to_scanner = _displacement_transform(transform, fine)
-
-    def resample(array: np.ndarray) -> np.ndarray:
-        image = sitk.Resample(array_to_image(array, head.geometry), reference, to_scanner, sitk.sitkLinear, 0.0)
-        return np.clip(sitk.GetArrayFromImage(image), 0.0, 1.0)
-
-    fractions = {c: resample(head.fractions[c]) for c in COMPARTMENTS}
-    brain = resample(head.brain) >= 0.5
+    sampled = resample_maps([head.fractions[c] for c in COMPARTMENTS] + [head.brain],
+                            atlas_sampling_grid(transform, fine, head.geometry))
+    fractions = {c: np.clip(a, 0.0, 1.0, out=a) for c, a in zip(COMPARTMENTS, sampled)}
+    brain = sampled[-1] >= 0.5
+    del sampled
     head_mask = sum(fractions.values()) >= 0.5
     depth = brain_depth_mm(brain, fine)
     parenchyma = fractions["white_matter"] + fractions["grey_matter"]
@@ -378,8 +363,7 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
                  "frame": "pre-contrast frame (no motion)" if dose == 0.0 else "head moved by 'motion'"}
         if dose > 0.0:
             motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
-            moved = sitk.Resample(array_to_image(clean, fine), reference, motion.GetInverse(), sitk.sitkBSpline, 0.0)
-            clean = np.maximum(sitk.GetArrayFromImage(moved), 0.0)
+            clean = np.maximum(move_cubic(clean, fine, np.asarray(entry["motion"]["post_to_pre_lps"])), 0.0)
         clean = _block_mean(clean, factors)
         noisy = _noise(_rng(config, "noise", key), clean * bias, np.float32(noise_sigma) * g_factor)
         images[dose] = array_to_image(noisy, grid)
