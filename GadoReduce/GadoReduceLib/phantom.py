@@ -288,9 +288,15 @@ def _lps_to_ras4() -> np.ndarray:
 
 def _noise(rng: np.random.Generator, magnitude: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
     """Rician magnitude |s + n_re + i n_im|, n ~ N(0, sigma_map^2) in each channel."""
-    real = magnitude + sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    imag = sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    return np.sqrt(real * real + imag * imag).astype(np.float32)
+    real = rng.standard_normal(magnitude.shape, dtype=np.float32)  # in place: no large temporaries
+    real *= sigma_map
+    real += magnitude
+    real *= real
+    imag = rng.standard_normal(magnitude.shape, dtype=np.float32)
+    imag *= sigma_map
+    imag *= imag
+    real += imag
+    return np.sqrt(real, out=real)
 
 
 def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration: np.ndarray, dose: float,
@@ -298,6 +304,7 @@ def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration:
     """Noise-free magnitude: partial-volume sum of each compartment's signal at ``dose`` (0 = native)."""
     agent = get_agent(config.agent)
     total = np.zeros(next(iter(fractions.values())).shape, np.float32)
+    term = np.empty_like(total)
     for compartment, fraction in fractions.items():
         tissue = COMPARTMENT_TISSUE.get(compartment, compartment)
         if compartment == "lesion":
@@ -313,7 +320,7 @@ def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration:
             total[where] += fraction[where] * (s * scale).astype(np.float32)
         else:
             s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
-            total += fraction * np.float32(s * scale)
+            total += np.multiply(fraction, np.float32(s * scale), out=term)
     return total
 
 
@@ -347,6 +354,7 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     bias, g_factor, field_parameters = _smooth_fields(_rng(config, "fields"), grid, config)
     scale = WHITE_MATTER_SIGNAL / float(tissue_signal("white_matter", config.field_strength, agent, 0.0, sequence))
     noise_sigma = config.noise_level * WHITE_MATTER_SIGNAL
+    sigma_map = np.float32(noise_sigma) * g_factor
     m = fine.ijk_to_lps()
     brain_ijk = np.argwhere(brain)[::7, ::-1]
     brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
@@ -365,7 +373,7 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
             motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
             clean = np.maximum(move_cubic(clean, fine, np.asarray(entry["motion"]["post_to_pre_lps"])), 0.0)
         clean = _block_mean(clean, factors)
-        noisy = _noise(_rng(config, "noise", key), clean * bias, np.float32(noise_sigma) * g_factor)
+        noisy = _noise(_rng(config, "noise", key), clean * bias, sigma_map)
         images[dose] = array_to_image(noisy, grid)
         scans[name] = entry
 
