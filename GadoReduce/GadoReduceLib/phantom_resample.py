@@ -3,8 +3,9 @@
 - ``atlas_sampling_grid`` + ``resample_maps``: all tissue maps of the atlas-space head sampled onto the
   scanner grid in one trilinear pass (the atlas position of each voxel is computed once, from the
   transform evaluated every few voxels and interpolated linearly: the deformation is smooth);
-- ``move_cubic``: an image moved by a rigid (or any affine) motion with cubic B-spline interpolation
-  (the interpolation of ``sitk.sitkBSpline``), evaluated only where the moved object can be non-zero.
+- ``move_cubic``: an image moved by a rigid (or any affine) motion with cubic B-spline interpolation in
+  three separable 1D passes (12 taps per voxel; ``sitk.sitkBSpline`` takes 64), evaluated only where
+  the moved object can be non-zero.
 All arrays are indexed ``[k, j, i]``; geometries are non-oblique or oblique ``imageio.Geometry``.
 """
 
@@ -14,8 +15,9 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
-from .imageio import Geometry, array_to_image
+from .imageio import Geometry
 
 
 def upsample_coarse(coarse: torch.Tensor, step: int, shape: tuple[int, int, int]) -> torch.Tensor:
@@ -57,18 +59,84 @@ def resample_maps(maps: list[np.ndarray], sampling_grid: torch.Tensor) -> list[n
     return [channel.numpy() for channel in out]
 
 
-def _sub_geometry(geometry: Geometry, lo: np.ndarray, hi: np.ndarray) -> Geometry:
-    """The part [lo, hi) (k, j, i voxel indices) of ``geometry``."""
-    origin = geometry.ijk_to_lps() @ np.r_[lo[::-1], 1.0]
-    return Geometry(tuple(int(n) for n in (hi - lo)[::-1]), geometry.spacing, tuple(float(o) for o in origin[:3]),
-                    geometry.direction)
+def _corner_range(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int]:
+    """Integer index range [a, b) holding the cubic taps of the positions ``row @ (k, j, i, 1)`` over the box
+    [lo, hi) (an affine function: extremes at the corners)."""
+    corners = np.array([np.where(np.array(s, bool), hi - 1, lo) for s in np.ndindex(2, 2, 2)], float)
+    values = corners @ row[:3] + row[3]
+    return int(np.floor(values.min())) - 2, int(np.ceil(values.max())) + 3
+
+
+def _restrict(volume: np.ndarray, lo: np.ndarray, new_lo: np.ndarray, new_hi: np.ndarray, keep: int) -> np.ndarray:
+    """``volume`` (on the index box starting at ``lo``) on [new_lo, new_hi) along every axis but ``keep``,
+    zero where it has no data."""
+    shape = list(new_hi - new_lo)
+    shape[keep] = volume.shape[keep]
+    out = np.zeros(shape, np.float32)
+    src, dst = [], []
+    for axis in range(3):
+        if axis == keep:
+            src.append(slice(None))
+            dst.append(slice(None))
+            continue
+        a = max(new_lo[axis], lo[axis])
+        b = min(new_hi[axis], lo[axis] + volume.shape[axis])
+        if b <= a:
+            return out
+        src.append(slice(a - lo[axis], b - lo[axis]))
+        dst.append(slice(a - new_lo[axis], b - new_lo[axis]))
+    out[tuple(dst)] = volume[tuple(src)]
+    return out
+
+
+def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarray, out_lo: np.ndarray,
+                   out_hi: np.ndarray) -> np.ndarray:
+    """One pass: the output voxel q (global index box [out_lo, out_hi)) takes ``volume`` (box from ``lo``)
+    interpolated with a 1D cubic B-spline along ``axis`` at position ``row @ (q, 1)``; its other
+    coordinates are q's. Zero outside the data."""
+    data = _restrict(volume, lo, out_lo, out_hi, axis)
+    coefficients = ndimage.spline_filter1d(data, 3, axis=axis, output=np.float32, mode="mirror")
+    pad = [(0, 0)] * 3
+    pad[axis] = (2, 2)  # the prefilter's mirror boundary, continued for the taps beyond the ends
+    padded = torch.from_numpy(np.pad(coefficients, pad, mode="reflect"))
+    n = padded.shape[axis] - 3
+    taps = [padded.narrow(axis, tap, n) for tap in range(4)]  # views: tap offsets without index arithmetic
+    ranges = [torch.arange(a, b, dtype=torch.float32) for a, b in zip(out_lo, out_hi)]
+    shape = [len(r) for r in ranges]
+    t = torch.empty(shape, dtype=torch.float32)
+    torch.add(row[0] * ranges[0][:, None, None] + float(row[3] - lo[axis]),
+              row[1] * ranges[1][None, :, None] + row[2] * ranges[2][None, None, :], out=t)  # data index
+    outside = (t < -0.5) | (t > data.shape[axis] - 0.5)  # zero there, like sitk.Resample
+    t += 1.0  # index in the padded array of the first tap, floor - 1
+    first = torch.floor(t)  # first tap (floor - 1) in the padded array
+    t -= first
+    first = first.long().clamp_(0, n - 1)
+    t2 = t * t
+    w3 = t2 * t
+    w1 = w3 * 0.5 - t2 + (2.0 / 3.0)
+    w3 *= 1.0 / 6.0
+    w0 = (1.0 - t).pow_(3).mul_(1.0 / 6.0)
+    out = torch.gather(taps[0], axis, first).mul_(w0)
+    out.addcmul_(torch.gather(taps[1], axis, first), w1)
+    out.addcmul_(torch.gather(taps[3], axis, first), w3)
+    w0 += w1
+    w0 += w3
+    w0.neg_().add_(1.0)  # w2 = 1 - w0 - w1 - w3 (the weights sum to 1)
+    out.addcmul_(torch.gather(taps[2], axis, first), w0)
+    out[outside] = 0.0
+    return out.numpy()
 
 
 def move_cubic(array: np.ndarray, geometry: Geometry, output_to_input_lps: np.ndarray) -> np.ndarray:
     """``array`` (float32 [k, j, i] on ``geometry``) resampled on the same grid at the points that
-    ``output_to_input_lps`` (4x4, LPS) maps each output voxel to, with SimpleITK's cubic B-spline
-    interpolation (zero outside). Only the bounding box of the non-zero input (with a margin of zeros
-    for the spline prefilter, whose tails decay as 0.268^distance) and its image are computed."""
+    ``output_to_input_lps`` (4x4, LPS, affine) maps each output voxel to, zero outside.
+
+    Cubic B-spline interpolation in three separable passes (along i, then j, then k; the affine map
+    is factored into three maps that each change one coordinate), so that each axis is interpolated
+    once with a 1D interpolating cubic B-spline: 12 taps per voxel instead of 64. Only the bounding box
+    of the non-zero input (with a margin of zeros for the spline prefilter, whose tails decay as
+    0.268^distance) and its image are computed.
+    """
     shape = np.asarray(array.shape)
     out = np.zeros(array.shape, np.float32)
     nonzero = [np.flatnonzero(np.any(array != 0, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
@@ -78,19 +146,29 @@ def move_cubic(array: np.ndarray, geometry: Geometry, output_to_input_lps: np.nd
     lo = np.maximum([n[0] - margin for n in nonzero], 0)
     hi = np.minimum([n[-1] + margin + 1 for n in nonzero], shape)
     m = geometry.ijk_to_lps()
-    to_output = np.linalg.inv(m) @ np.linalg.inv(output_to_input_lps) @ m  # input (i, j, k) -> output (i, j, k)
-    corners = np.array([np.where(np.array(s, bool), hi - 1, lo)[::-1] for s in np.ndindex(2, 2, 2)], float)
-    moved = (corners @ to_output[:3, :3].T + to_output[:3, 3])[:, ::-1]  # (k, j, i)
+    ijk_map = np.linalg.inv(m) @ output_to_input_lps @ m  # output (i, j, k, 1) -> input (i, j, k, 1)
+    order = [2, 1, 0, 3]
+    kji_map = ijk_map[np.ix_(order, order)]  # the same map in (k, j, i, 1) order
+    inverse = np.linalg.inv(kji_map)
+    corners = np.array([np.where(np.array(s, bool), hi - 1, lo) for s in np.ndindex(2, 2, 2)], float)
+    moved = corners @ inverse[:3, :3].T + inverse[:3, 3]
     out_lo = np.clip(np.floor(moved.min(0)).astype(int) - 2, 0, shape)
     out_hi = np.clip(np.ceil(moved.max(0)).astype(int) + 3, 0, shape)
     if np.any(out_hi <= out_lo):
         return out
-    box = tuple(slice(a, b) for a, b in zip(lo, hi))
-    source = array_to_image(np.ascontiguousarray(array[box]), _sub_geometry(geometry, lo, hi))
-    reference = array_to_image(np.zeros(tuple(out_hi - out_lo), np.uint8), _sub_geometry(geometry, out_lo, out_hi))
-    transform = sitk.AffineTransform(3)
-    transform.SetMatrix(tuple(output_to_input_lps[:3, :3].ravel()))
-    transform.SetTranslation(tuple(output_to_input_lps[:3, 3]))
-    moved_image = sitk.Resample(source, reference, transform, sitk.sitkBSpline, 0.0, sitk.sitkFloat32)
-    out[tuple(slice(a, b) for a, b in zip(out_lo, out_hi))] = sitk.GetArrayViewFromImage(moved_image)
+    # kji_map = L_i @ L_j @ L_k, each the identity but for one row (the coordinate it changes)
+    l_k = np.eye(4)
+    l_k[0] = kji_map[0]
+    l_j = np.eye(4)
+    l_j[1] = kji_map[1] @ np.linalg.inv(l_k)
+    l_i = np.eye(4)
+    l_i[2] = kji_map[2] @ np.linalg.inv(l_j @ l_k)
+    t2_lo, t2_hi = out_lo.copy(), out_hi.copy()
+    t2_lo[0], t2_hi[0] = _corner_range(l_k[0], out_lo, out_hi)
+    t1_lo, t1_hi = t2_lo.copy(), t2_hi.copy()
+    t1_lo[1], t1_hi[1] = _corner_range(l_j[1], t2_lo, t2_hi)
+    data = np.ascontiguousarray(array[tuple(slice(a, b) for a, b in zip(lo, hi))])
+    t1 = _resample_axis(data, lo, 2, l_i[2], t1_lo, t1_hi)
+    t2 = _resample_axis(t1, t1_lo, 1, l_j[1], t2_lo, t2_hi)
+    out[tuple(slice(a, b) for a, b in zip(out_lo, out_hi))] = _resample_axis(t2, t2_lo, 0, l_k[0], out_lo, out_hi)
     return out
