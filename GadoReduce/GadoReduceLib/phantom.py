@@ -29,6 +29,7 @@ import SimpleITK as sitk
 from . import DISCLAIMER, __version__
 from .agents import STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
 from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
+from .memory import large_arrays
 from .phantom_anatomy import COMPARTMENTS, build_head, upsample_linear
 from .phantom_lesions import LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
 from .phantom_resample import atlas_sampling_grid, move_cubic, resample_maps
@@ -327,9 +328,17 @@ def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration:
 def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     """One synthetic case: pre-contrast, each low dose, standard dose, labels, masks and the sidecar.
 
-    Deterministic for ``config.seed``. On 2 cores: small preset about 3 s, full preset about 45 s.
+    Deterministic for ``config.seed``. On 2 cores (benchmarks/bench_phantom.py): small preset about
+    1.5 s, full preset with three low doses about 12 s. Freed large arrays are reused meanwhile
+    (``memory.large_arrays``).
     """
     config = (config or PhantomConfig()).validated()
+    with large_arrays():
+        return _generate(config)
+
+
+def _generate(config: PhantomConfig) -> PhantomCase:
+    """``generate_phantom`` for a validated config."""
     grid = scanner_grid(config)
     factors = supersampling(grid)
     fine = _fine_grid(grid, factors)  # the object is sampled here, then averaged into thick voxels
@@ -340,8 +349,7 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     atlas_reference = array_to_image(np.zeros(head.geometry.size[::-1], np.float32), head.geometry)
     transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), fine, atlas_reference,
                                                        config.deformation_mm)
-    sampled = resample_maps([head.fractions[c] for c in COMPARTMENTS] + [head.brain],
-                            atlas_sampling_grid(transform, fine, head.geometry))
+    sampled = resample_maps(head.maps, atlas_sampling_grid(transform, fine, head.geometry))
     fractions = {c: np.clip(a, 0.0, 1.0, out=a) for c, a in zip(COMPARTMENTS, sampled)}
     brain = sampled[-1] >= 0.5
     del sampled

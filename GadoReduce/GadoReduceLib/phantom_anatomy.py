@@ -48,6 +48,7 @@ class HeadModel:
     fractions: dict[str, np.ndarray]  # compartment -> float32 fraction [k, j, i]
     brain: np.ndarray  # float32 fraction of the brain hull (brain + sulcal CSF + ventricles)
     parameters: dict  # JSON-serialisable description of the random choices
+    maps: np.ndarray  # float32 (len(COMPARTMENTS) + 1, k, j, i): the fractions in COMPARTMENTS order, then brain
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], spacing_mm: float,
@@ -266,10 +267,15 @@ def build_head(rng: np.random.Generator, spacing_mm: float) -> HeadModel:
     plexus *= np.clip(base["csf_inner"] / np.maximum(base["hull"], 1e-6), 0, 1) * (d < -4.0)
     # blood and plexus displace the other compartments
     keep = 1.0 - np.clip(blood + plexus, 0.0, 1.0)
-    for c in list(fr):
-        fr[c] = (fr[c] * keep).astype(np.float32)
-    fr["choroid_plexus"] = plexus.astype(np.float32)
-    fr["blood"] = blood.astype(np.float32)
+    maps = np.empty((len(COMPARTMENTS) + 1, *shape), np.float32)  # one block: resampled in one pass
+    for n, c in enumerate(COMPARTMENTS):
+        if c == "choroid_plexus":
+            maps[n] = plexus
+        elif c == "blood":
+            maps[n] = blood
+        else:
+            np.multiply(fr[c], keep, out=maps[n])
+    maps[-1] = base["hull"]
     parameters = {"skull_thickness_mean_mm": float(skull_mean), "cortical_veins": n_veins,
                   "anatomy_spacing_mm": h}
-    return HeadModel(geometry, {c: fr[c] for c in COMPARTMENTS}, base["hull"].copy(), parameters)
+    return HeadModel(geometry, dict(zip(COMPARTMENTS, maps)), maps[-1], parameters, maps)

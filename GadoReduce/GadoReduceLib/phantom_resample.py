@@ -52,9 +52,9 @@ def atlas_sampling_grid(transform: sitk.Transform, grid: Geometry, atlas: Geomet
     return fine.permute(1, 2, 3, 0).contiguous()[None]
 
 
-def resample_maps(maps: list[np.ndarray], sampling_grid: torch.Tensor) -> list[np.ndarray]:
-    """Trilinear samples of each map (same shape, float32 [k, j, i]) at ``sampling_grid``, zero outside."""
-    stacked = torch.from_numpy(np.stack(maps).astype(np.float32, copy=False))[None]
+def resample_maps(maps: np.ndarray, sampling_grid: torch.Tensor) -> list[np.ndarray]:
+    """Trilinear samples of each map (float32 (C, k, j, i)) at ``sampling_grid``, zero outside."""
+    stacked = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
     out = F.grid_sample(stacked, sampling_grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
     return [channel.numpy() for channel in out]
 
