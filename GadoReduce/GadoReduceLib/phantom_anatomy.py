@@ -184,7 +184,7 @@ def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.n
                     count: int) -> tuple[np.ndarray, np.ndarray]:
     """Centre lines of random veins running over the brain surface towards the vertex (LPS mm)."""
     h = geometry.spacing[0]
-    gradient = np.stack(np.gradient(distance, h))  # d/dk, d/dj, d/di in mm per mm
+    steps = [np.eye(3)[::-1][a][:, None] for a in range(3)]  # one voxel along x (i), y (j), z (k) in (k, j, i)
     origin = np.asarray(geometry.origin)
     points, radii = [], []
 
@@ -192,7 +192,9 @@ def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.n
         for _ in range(3):  # move each point to the level set distance == -depth
             idx = ((p - origin) / h)[:, ::-1].T
             d = ndimage.map_coordinates(distance, idx, order=1, mode="nearest")
-            g = np.stack([ndimage.map_coordinates(gradient[a], idx, order=1, mode="nearest") for a in (2, 1, 0)], 1)
+            g = np.stack([ndimage.map_coordinates(distance, idx + step, order=1, mode="nearest")
+                          - ndimage.map_coordinates(distance, idx - step, order=1, mode="nearest")
+                          for step in steps], 1)  # central differences along x, y, z (direction only)
             g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
             p = p - (d + depth_mm)[:, None] * g
         return p

@@ -106,11 +106,16 @@ def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarra
     t = torch.empty(shape, dtype=torch.float32)
     torch.add(row[0] * ranges[0][:, None, None] + float(row[3] - lo[axis]),
               row[1] * ranges[1][None, :, None] + row[2] * ranges[2][None, None, :], out=t)  # data index
-    outside = (t < -0.5) | (t > data.shape[axis] - 0.5)  # zero there, like sitk.Resample
+    low, high = _corner_range(np.r_[row[:3], row[3] - lo[axis]], out_lo, out_hi)  # positions' bounds +- 2
+    outside = None
+    if low + 2 < -0.5 or high - 3 > data.shape[axis] - 0.5:
+        outside = (t < -0.5) | (t > data.shape[axis] - 0.5)  # zero there, like sitk.Resample
     t += 1.0  # index in the padded array of the first tap, floor - 1
-    first = torch.floor(t)  # first tap (floor - 1) in the padded array
+    first = torch.floor(t)
     t -= first
-    first = first.long().clamp_(0, n - 1)
+    first = first.long()
+    if outside is not None:
+        first.clamp_(0, n - 1)
     t2 = t * t
     w3 = t2 * t
     w1 = w3 * 0.5 - t2 + (2.0 / 3.0)
@@ -123,7 +128,8 @@ def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarra
     w0 += w3
     w0.neg_().add_(1.0)  # w2 = 1 - w0 - w1 - w3 (the weights sum to 1)
     out.addcmul_(torch.gather(taps[2], axis, first), w0)
-    out[outside] = 0.0
+    if outside is not None:
+        out[outside] = 0.0
     return out.numpy()
 
 
