@@ -165,6 +165,9 @@ def move_cubic(array: np.ndarray, geometry: Geometry, output_to_input_lps: np.nd
     # kji_map = L_i @ L_j @ L_k, each the identity but for one row (the coordinate it changes)
     l_k = np.eye(4)
     l_k[0] = kji_map[0]
+    if abs(l_k[0, 0]) < 0.5 or abs(np.linalg.det(kji_map[:2, :2])) < 0.25:
+        raise ValueError("motion too far from the identity for separable resampling (rotation above about "
+                         "45 degrees); use rotations within the phantom's 20 degree bound")
     l_j = np.eye(4)
     l_j[1] = kji_map[1] @ np.linalg.inv(l_k)
     l_i = np.eye(4)
