@@ -67,12 +67,10 @@ def _corner_range(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[int,
     return int(np.floor(values.min())) - 2, int(np.ceil(values.max())) + 3
 
 
-def _restrict(volume: np.ndarray, lo: np.ndarray, new_lo: np.ndarray, new_hi: np.ndarray, keep: int) -> np.ndarray:
-    """``volume`` (on the index box starting at ``lo``) on [new_lo, new_hi) along every axis but ``keep``,
-    zero where it has no data."""
-    shape = list(new_hi - new_lo)
-    shape[keep] = volume.shape[keep]
-    out = np.zeros(shape, np.float32)
+def _restrict(volume: np.ndarray, lo: np.ndarray, new_lo: np.ndarray, new_hi: np.ndarray, keep: int,
+              out: np.ndarray) -> None:
+    """Write ``volume`` (on the index box starting at ``lo``) on [new_lo, new_hi) along every axis but ``keep``
+    into ``out`` (zeros, that shape), leaving zeros where it has no data."""
     src, dst = [], []
     for axis in range(3):
         if axis == keep:
@@ -82,11 +80,10 @@ def _restrict(volume: np.ndarray, lo: np.ndarray, new_lo: np.ndarray, new_hi: np
         a = max(new_lo[axis], lo[axis])
         b = min(new_hi[axis], lo[axis] + volume.shape[axis])
         if b <= a:
-            return out
+            return
         src.append(slice(a - lo[axis], b - lo[axis]))
         dst.append(slice(a - new_lo[axis], b - new_lo[axis]))
     out[tuple(dst)] = volume[tuple(src)]
-    return out
 
 
 def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarray, out_lo: np.ndarray,
@@ -94,11 +91,17 @@ def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarra
     """One pass: the output voxel q (global index box [out_lo, out_hi)) takes ``volume`` (box from ``lo``)
     interpolated with a 1D cubic B-spline along ``axis`` at position ``row @ (q, 1)``; its other
     coordinates are q's. Zero outside the data."""
-    data = _restrict(volume, lo, out_lo, out_hi, axis)
-    coefficients = ndimage.spline_filter1d(data, 3, axis=axis, output=np.float32, mode="mirror")
-    pad = [(0, 0)] * 3
-    pad[axis] = (2, 2)  # the prefilter's mirror boundary, continued for the taps beyond the ends
-    padded = torch.from_numpy(np.pad(coefficients, pad, mode="reflect"))
+    length = volume.shape[axis]
+    shape = list(out_hi - out_lo)
+    shape[axis] = length + 4
+    buffer = np.zeros(shape, np.float32)
+    along = lambda index: (slice(None),) * axis + (index,)  # noqa: E731
+    data = buffer[along(slice(2, length + 2))]
+    _restrict(volume, lo, out_lo, out_hi, axis, data)
+    ndimage.spline_filter1d(data, 3, axis=axis, output=data, mode="mirror")
+    for end, source in ((0, 4), (1, 3), (length + 2, length), (length + 3, length - 1)):
+        buffer[along(end)] = buffer[along(source)]  # the prefilter's mirror boundary, continued for the taps
+    padded = torch.from_numpy(buffer)
     n = padded.shape[axis] - 3
     taps = [padded.narrow(axis, tap, n) for tap in range(4)]  # views: tap offsets without index arithmetic
     ranges = [torch.arange(a, b, dtype=torch.float32) for a, b in zip(out_lo, out_hi)]
@@ -108,8 +111,8 @@ def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarra
               row[1] * ranges[1][None, :, None] + row[2] * ranges[2][None, None, :], out=t)  # data index
     low, high = _corner_range(np.r_[row[:3], row[3] - lo[axis]], out_lo, out_hi)  # positions' bounds +- 2
     outside = None
-    if low + 2 < -0.5 or high - 3 > data.shape[axis] - 0.5:
-        outside = (t < -0.5) | (t > data.shape[axis] - 0.5)  # zero there, like sitk.Resample
+    if low + 2 < -0.5 or high - 3 > length - 0.5:
+        outside = (t < -0.5) | (t > length - 0.5)  # zero there, like sitk.Resample
     t += 1.0  # index in the padded array of the first tap, floor - 1
     first = torch.floor(t)
     t -= first
