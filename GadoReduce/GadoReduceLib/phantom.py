@@ -328,9 +328,9 @@ def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration:
 def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     """One synthetic case: pre-contrast, each low dose, standard dose, labels, masks and the sidecar.
 
-    Deterministic for ``config.seed``. On 2 cores (benchmarks/bench_phantom.py): small preset about
-    1.5 s, full preset with three low doses about 12 s. Freed large arrays are reused meanwhile
-    (``memory.large_arrays``).
+    Deterministic for ``config.seed`` (also across torch thread counts). On 2 shared cores
+    (benchmarks/bench_phantom.py): small preset about 1 s, full preset with three low doses 9-12 s,
+    peak memory about 4 GB. Freed large arrays are reused meanwhile (``memory.large_arrays``).
     """
     config = (config or PhantomConfig()).validated()
     with large_arrays():
