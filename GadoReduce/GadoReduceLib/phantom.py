@@ -32,8 +32,9 @@ from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
 from .memory import large_arrays
 from .phantom_anatomy import COMPARTMENTS, build_head, upsample_linear
 from .phantom_lesions import LESION_COMPARTMENTS, LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
-from .phantom_resample import atlas_sampling_grid, move_cubic, resample_maps
-from .physics import concentration_at_dose, default_sequence, tissue_signal
+from .phantom_resample import atlas_sampling_grid, move_cubic, nonzero_box, resample_maps
+from .phantom_signal import compartment_signals, rician_noise
+from .physics import default_sequence, tissue_signal
 
 SIZE_PRESETS = {
     "small": {"spacing_mm": (2.0, 2.0, 2.0), "fov_mm": (192.0, 256.0, 176.0)},
@@ -44,8 +45,6 @@ WHITE_MATTER_SIGNAL = 1000.0
 """Pre-contrast signal of pure white matter (without bias field): the phantom's intensity unit."""
 ATLAS_HEAD_CENTRE_LPS_MM = (0.0, 18.0, 20.0)
 """Point of the atlas head placed at the centre of the scanner grid (before the random pose)."""
-COMPARTMENT_TISSUE = {"non_enhancing": "lesion"}
-"""Tissue (agents.TISSUES) whose relaxation a compartment uses when the names differ."""
 STREAMS = {"anatomy": 1, "lesions": 2, "fields": 3, "motion": 4, "noise": 5}
 
 
@@ -287,57 +286,6 @@ def _lps_to_ras4() -> np.ndarray:
     return m
 
 
-def _noise(rng: np.random.Generator, magnitude: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
-    """Rician magnitude |s + n_re + i n_im|, n ~ N(0, sigma_map^2) in each channel."""
-    real = rng.standard_normal(magnitude.shape, dtype=np.float32)  # in place: no large temporaries
-    real *= sigma_map
-    real += magnitude
-    real *= real
-    imag = rng.standard_normal(magnitude.shape, dtype=np.float32)
-    imag *= sigma_map
-    imag *= imag
-    real += imag
-    return np.sqrt(real, out=real)
-
-
-def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration: np.ndarray, dose: float,
-                         config: PhantomConfig, sequence, scale: float, boxes: dict) -> np.ndarray:
-    """Noise-free magnitude: partial-volume sum of each compartment's signal at ``dose`` (0 = native).
-
-    boxes: compartment -> index box outside which its fraction is zero (compartments not listed: all)."""
-    agent = get_agent(config.agent)
-    total = np.zeros(next(iter(fractions.values())).shape, np.float32)
-    term = np.empty_like(total)
-    for compartment, fraction in fractions.items():
-        box = boxes.get(compartment, (slice(None),) * 3)
-        fraction, target = fraction[box], total[box]
-        tissue = COMPARTMENT_TISSUE.get(compartment, compartment)
-        if compartment == "lesion":
-            standard = lesion_concentration
-        elif compartment == "non_enhancing":
-            standard = 0.0
-        else:
-            standard = STANDARD_DOSE_TISSUE_CONCENTRATION_MM[tissue]
-        if np.ndim(standard):  # spatial concentration map: evaluate where the compartment is present
-            where = fraction > 0
-            s = tissue_signal(tissue, config.field_strength, agent,
-                              concentration_at_dose(standard[box][where], dose), sequence)
-            target[where] += fraction[where] * (s * scale).astype(np.float32)
-        else:
-            s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
-            target += np.multiply(fraction, np.float32(s * scale), out=term[box])
-    return total
-
-
-def _nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
-    """Index box of the non-zero voxels of a 3D array (an empty box if there are none)."""
-    nonzero = array != 0
-    extents = [np.flatnonzero(np.any(nonzero, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    if extents[0].size == 0:
-        return (slice(0, 0),) * 3
-    return tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)
-
-
 def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     """One synthetic case: pre-contrast, each low dose, standard dose, labels, masks and the sidecar.
 
@@ -381,12 +329,12 @@ def _generate(config: PhantomConfig) -> PhantomCase:
     brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
     motion_centre = np.round(brain_points.mean(axis=0), 3)
 
-    sparse = {c: _nonzero_box(fractions[c]) for c in (*LESION_COMPARTMENTS, "choroid_plexus")}
+    sparse = {c: nonzero_box(fractions[c]) for c in (*LESION_COMPARTMENTS, "choroid_plexus")}
     scans, images, still = {}, {}, {}
     for dose in (0.0, *sorted(config.doses), 1.0):
         name = "pre_contrast" if dose == 0.0 else "standard_dose" if dose == 1.0 else dose_name(dose)
         key = int(round(dose * 10000))
-        clean = _compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale, sparse)
+        clean = compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale, sparse)
         if dose in (0.0, 1.0):
             still[dose] = _block_mean(clean, factors)  # noise-free, pre-contrast frame
         entry = {"file": f"{name}.nii.gz", "dose": dose, "noise_sigma": noise_sigma,
@@ -395,7 +343,7 @@ def _generate(config: PhantomConfig) -> PhantomCase:
             motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
             clean = np.maximum(move_cubic(clean, fine, np.asarray(entry["motion"]["post_to_pre_lps"])), 0.0)
         clean = _block_mean(clean, factors)
-        noisy = _noise(_rng(config, "noise", key), clean * bias, sigma_map)
+        noisy = rician_noise(_rng(config, "noise", key), clean * bias, sigma_map)
         images[dose] = array_to_image(noisy, grid)
         scans[name] = entry
 

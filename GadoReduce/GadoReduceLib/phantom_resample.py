@@ -59,6 +59,15 @@ def resample_maps(maps: np.ndarray, sampling_grid: torch.Tensor) -> list[np.ndar
     return [channel.numpy() for channel in out]
 
 
+def nonzero_box(array: np.ndarray) -> tuple[slice, ...]:
+    """Index box of the non-zero voxels of a 3D array (an empty box if there are none)."""
+    nonzero = array != 0
+    extents = [np.flatnonzero(np.any(nonzero, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if extents[0].size == 0:
+        return (slice(0, 0),) * 3
+    return tuple(slice(int(e[0]), int(e[-1]) + 1) for e in extents)
+
+
 def _corner_range(row: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> tuple[int, int]:
     """Integer index range [a, b) holding the cubic taps of the positions ``row @ (k, j, i, 1)`` over the box
     [lo, hi) (an affine function: extremes at the corners)."""
@@ -148,12 +157,12 @@ def move_cubic(array: np.ndarray, geometry: Geometry, output_to_input_lps: np.nd
     """
     shape = np.asarray(array.shape)
     out = np.zeros(array.shape, np.float32)
-    nonzero = [np.flatnonzero(np.any(array != 0, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
-    if nonzero[0].size == 0:
+    box = nonzero_box(array)
+    if box[0].stop == 0:
         return out
     margin = 10
-    lo = np.maximum([n[0] - margin for n in nonzero], 0)
-    hi = np.minimum([n[-1] + margin + 1 for n in nonzero], shape)
+    lo = np.maximum([b.start - margin for b in box], 0)
+    hi = np.minimum([b.stop + margin for b in box], shape)
     m = geometry.ijk_to_lps()
     ijk_map = np.linalg.inv(m) @ output_to_input_lps @ m  # output (i, j, k, 1) -> input (i, j, k, 1)
     order = [2, 1, 0, 3]
