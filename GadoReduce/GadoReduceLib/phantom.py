@@ -29,9 +29,12 @@ import SimpleITK as sitk
 from . import DISCLAIMER, __version__
 from .agents import STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
 from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
+from .memory import large_arrays
 from .phantom_anatomy import COMPARTMENTS, build_head, upsample_linear
-from .phantom_lesions import LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
-from .physics import concentration_at_dose, default_sequence, tissue_signal
+from .phantom_lesions import LESION_COMPARTMENTS, LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
+from .phantom_resample import atlas_sampling_grid, move_cubic, nonzero_box, resample_maps
+from .phantom_signal import compartment_signals, rician_noise
+from .physics import default_sequence, tissue_signal
 
 SIZE_PRESETS = {
     "small": {"spacing_mm": (2.0, 2.0, 2.0), "fov_mm": (192.0, 256.0, 176.0)},
@@ -42,8 +45,6 @@ WHITE_MATTER_SIGNAL = 1000.0
 """Pre-contrast signal of pure white matter (without bias field): the phantom's intensity unit."""
 ATLAS_HEAD_CENTRE_LPS_MM = (0.0, 18.0, 20.0)
 """Point of the atlas head placed at the centre of the scanner grid (before the random pose)."""
-COMPARTMENT_TISSUE = {"non_enhancing": "lesion"}
-"""Tissue (agents.TISSUES) whose relaxation a compartment uses when the names differ."""
 STREAMS = {"anatomy": 1, "lesions": 2, "fields": 3, "motion": 4, "noise": 5}
 
 
@@ -182,18 +183,6 @@ def _anatomy_transform(rng: np.random.Generator, grid: Geometry, atlas_reference
     return transform, parameters
 
 
-def _displacement_transform(transform: sitk.Transform, grid: Geometry, step: int = 4) -> sitk.Transform:
-    """``transform`` as a displacement field on ``grid``: evaluated every ``step`` voxels, then
-    interpolated linearly (the deformation is smooth: B-spline knots 40 mm apart; fast)."""
-    coarse_size = [int(np.ceil((n - 1) / step)) + 2 for n in grid.size]
-    coarse = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, coarse_size, grid.origin,
-                                               [s * step for s in grid.spacing], grid.direction)
-    field = upsample_linear(sitk.GetArrayFromImage(coarse), float(step), tuple(grid.size[::-1]))
-    image = sitk.GetImageFromArray(np.ascontiguousarray(field), isVector=True)
-    image.CopyInformation(array_to_image(np.zeros(grid.size[::-1], np.uint8), grid))
-    return sitk.DisplacementFieldTransform(image)
-
-
 def supersampling(grid: Geometry) -> tuple[int, int, int]:
     """Sub-samples per voxel along i, j, k: round(spacing / smallest spacing) where that is >= 1.5, else 1."""
     ratio = np.asarray(grid.spacing) / min(grid.spacing)
@@ -297,43 +286,20 @@ def _lps_to_ras4() -> np.ndarray:
     return m
 
 
-def _noise(rng: np.random.Generator, magnitude: np.ndarray, sigma_map: np.ndarray) -> np.ndarray:
-    """Rician magnitude |s + n_re + i n_im|, n ~ N(0, sigma_map^2) in each channel."""
-    real = magnitude + sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    imag = sigma_map * rng.standard_normal(magnitude.shape, dtype=np.float32)
-    return np.sqrt(real * real + imag * imag).astype(np.float32)
-
-
-def _compartment_signals(fractions: dict[str, np.ndarray], lesion_concentration: np.ndarray, dose: float,
-                         config: PhantomConfig, sequence, scale: float) -> np.ndarray:
-    """Noise-free magnitude: partial-volume sum of each compartment's signal at ``dose`` (0 = native)."""
-    agent = get_agent(config.agent)
-    total = np.zeros(next(iter(fractions.values())).shape, np.float32)
-    for compartment, fraction in fractions.items():
-        tissue = COMPARTMENT_TISSUE.get(compartment, compartment)
-        if compartment == "lesion":
-            standard = lesion_concentration
-        elif compartment == "non_enhancing":
-            standard = 0.0
-        else:
-            standard = STANDARD_DOSE_TISSUE_CONCENTRATION_MM[tissue]
-        if np.ndim(standard):  # spatial concentration map: evaluate where the compartment is present
-            where = fraction > 0
-            s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard[where], dose),
-                              sequence)
-            total[where] += fraction[where] * (s * scale).astype(np.float32)
-        else:
-            s = tissue_signal(tissue, config.field_strength, agent, concentration_at_dose(standard, dose), sequence)
-            total += fraction * np.float32(s * scale)
-    return total
-
-
 def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     """One synthetic case: pre-contrast, each low dose, standard dose, labels, masks and the sidecar.
 
-    Deterministic for ``config.seed``. On 2 cores: small preset about 3 s, full preset about 45 s.
+    Deterministic for ``config.seed`` (also across torch thread counts). On 2 shared cores
+    (benchmarks/bench_phantom.py): small preset about 1 s, full preset with three low doses 9-12 s,
+    peak memory about 4 GB. Freed large arrays are reused meanwhile (``memory.large_arrays``).
     """
     config = (config or PhantomConfig()).validated()
+    with large_arrays():
+        return _generate(config)
+
+
+def _generate(config: PhantomConfig) -> PhantomCase:
+    """``generate_phantom`` for a validated config."""
     grid = scanner_grid(config)
     factors = supersampling(grid)
     fine = _fine_grid(grid, factors)  # the object is sampled here, then averaged into thick voxels
@@ -344,15 +310,10 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     atlas_reference = array_to_image(np.zeros(head.geometry.size[::-1], np.float32), head.geometry)
     transform, anatomy_parameters = _anatomy_transform(_rng(config, "anatomy", 1), fine, atlas_reference,
                                                        config.deformation_mm)
-    reference = array_to_image(np.zeros(fine.size[::-1], np.float32), fine)
-    to_scanner = _displacement_transform(transform, fine)
-
-    def resample(array: np.ndarray) -> np.ndarray:
-        image = sitk.Resample(array_to_image(array, head.geometry), reference, to_scanner, sitk.sitkLinear, 0.0)
-        return np.clip(sitk.GetArrayFromImage(image), 0.0, 1.0)
-
-    fractions = {c: resample(head.fractions[c]) for c in COMPARTMENTS}
-    brain = resample(head.brain) >= 0.5
+    sampled = resample_maps(head.maps, atlas_sampling_grid(transform, fine, head.geometry))
+    fractions = {c: np.clip(a, 0.0, 1.0, out=a) for c, a in zip(COMPARTMENTS, sampled)}
+    brain = sampled[-1] >= 0.5
+    del sampled
     head_mask = sum(fractions.values()) >= 0.5
     depth = brain_depth_mm(brain, fine)
     parenchyma = fractions["white_matter"] + fractions["grey_matter"]
@@ -362,26 +323,27 @@ def generate_phantom(config: PhantomConfig | None = None) -> PhantomCase:
     bias, g_factor, field_parameters = _smooth_fields(_rng(config, "fields"), grid, config)
     scale = WHITE_MATTER_SIGNAL / float(tissue_signal("white_matter", config.field_strength, agent, 0.0, sequence))
     noise_sigma = config.noise_level * WHITE_MATTER_SIGNAL
+    sigma_map = np.float32(noise_sigma) * g_factor
     m = fine.ijk_to_lps()
     brain_ijk = np.argwhere(brain)[::7, ::-1]
     brain_points = brain_ijk @ m[:3, :3].T + m[:3, 3]
     motion_centre = np.round(brain_points.mean(axis=0), 3)
 
+    sparse = {c: nonzero_box(fractions[c]) for c in (*LESION_COMPARTMENTS, "choroid_plexus")}
     scans, images, still = {}, {}, {}
     for dose in (0.0, *sorted(config.doses), 1.0):
         name = "pre_contrast" if dose == 0.0 else "standard_dose" if dose == 1.0 else dose_name(dose)
         key = int(round(dose * 10000))
-        clean = _compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale)
+        clean = compartment_signals(fractions, lesion_concentration, dose, config, sequence, scale, sparse)
         if dose in (0.0, 1.0):
             still[dose] = _block_mean(clean, factors)  # noise-free, pre-contrast frame
         entry = {"file": f"{name}.nii.gz", "dose": dose, "noise_sigma": noise_sigma,
                  "frame": "pre-contrast frame (no motion)" if dose == 0.0 else "head moved by 'motion'"}
         if dose > 0.0:
             motion, entry["motion"] = _motion(_rng(config, "motion", key), config, motion_centre, brain_points)
-            moved = sitk.Resample(array_to_image(clean, fine), reference, motion.GetInverse(), sitk.sitkBSpline, 0.0)
-            clean = np.maximum(sitk.GetArrayFromImage(moved), 0.0)
+            clean = np.maximum(move_cubic(clean, fine, np.asarray(entry["motion"]["post_to_pre_lps"])), 0.0)
         clean = _block_mean(clean, factors)
-        noisy = _noise(_rng(config, "noise", key), clean * bias, np.float32(noise_sigma) * g_factor)
+        noisy = rician_noise(_rng(config, "noise", key), clean * bias, sigma_map)
         images[dose] = array_to_image(noisy, grid)
         scans[name] = entry
 

@@ -48,6 +48,7 @@ class HeadModel:
     fractions: dict[str, np.ndarray]  # compartment -> float32 fraction [k, j, i]
     brain: np.ndarray  # float32 fraction of the brain hull (brain + sulcal CSF + ventricles)
     parameters: dict  # JSON-serialisable description of the random choices
+    maps: np.ndarray  # float32 (len(COMPARTMENTS) + 1, k, j, i): the fractions in COMPARTMENTS order, then brain
 
 
 def smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], spacing_mm: float,
@@ -94,10 +95,12 @@ def atlas_grid(spacing_mm: float) -> Geometry:
 def _grid_points(geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """LPS coordinates (x, y, z) of a non-oblique grid as sparse arrays broadcastable to [k, j, i]."""
     m = geometry.ijk_to_lps()
+    if not np.allclose(m[:3, :3], np.diag(np.diag(m[:3, :3]))):
+        raise ValueError("_grid_points needs a grid whose axes are the LPS axes (identity direction)")
     i = np.arange(geometry.size[0])[None, None, :]
     j = np.arange(geometry.size[1])[None, :, None]
     k = np.arange(geometry.size[2])[:, None, None]
-    return tuple(m[a, 0] * i + m[a, 1] * j + m[a, 2] * k + m[a, 3] for a in range(3))
+    return m[0, 0] * i + m[0, 3], m[1, 1] * j + m[1, 3], m[2, 2] * k + m[2, 3]
 
 
 @lru_cache(maxsize=2)
@@ -155,7 +158,9 @@ def _tube_fraction(shape: tuple[int, int, int], geometry: Geometry, points_lps: 
                    radii_mm: np.ndarray) -> np.ndarray:
     """Fraction of voxels inside tubes given as dense centre-line points with a radius each.
 
-    Radii are grouped into classes of 0.5 mm; one distance map per class.
+    Radii are rounded to 0.5 mm. The distance of a voxel is that of its centre to the nearest voxel centre
+    holding a centre-line point (of the same radius class): tubes are drawn point by point over the
+    small neighbourhood where the fraction is non-zero.
     """
     h = geometry.spacing[0]
     ijk = np.round((points_lps - np.asarray(geometry.origin)) / h).astype(int)[:, ::-1]  # -> (k, j, i)
@@ -163,12 +168,15 @@ def _tube_fraction(shape: tuple[int, int, int], geometry: Geometry, points_lps: 
     ijk, radii_mm = ijk[inside], np.round(radii_mm[inside] * 2.0) / 2.0
     fraction = np.zeros(shape, np.float32)
     for radius in np.unique(radii_mm):
-        seeds = np.zeros(shape, np.uint8)
-        seeds[tuple(ijk[radii_mm == radius].T)] = 1
-        distance = sitk.SignedMaurerDistanceMap(array_to_image(seeds, geometry), insideIsPositive=False,
-                                                squaredDistance=False, useImageSpacing=True)
-        d = np.maximum(image_to_array(distance)[0], 0.0)
-        fraction = np.maximum(fraction, np.clip((radius - d) / h + 0.5, 0.0, 1.0))
+        seeds = np.unique(ijk[radii_mm == radius], axis=0)
+        reach = int(np.ceil(radius / h + 0.5))
+        offsets = np.stack(np.meshgrid(*[np.arange(-reach, reach + 1)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        values = np.clip((radius - h * np.linalg.norm(offsets, axis=1)) / h + 0.5, 0.0, 1.0).astype(np.float32)
+        offsets, values = offsets[values > 0], values[values > 0]
+        voxels = (seeds[:, None, :] + offsets[None]).reshape(-1, 3)
+        values = np.broadcast_to(values, (len(seeds), len(values))).ravel()
+        keep = np.all((voxels >= 0) & (voxels < np.asarray(shape)), axis=1)
+        np.maximum.at(fraction, tuple(voxels[keep].T), values[keep])
     return fraction
 
 
@@ -176,7 +184,7 @@ def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.n
                     count: int) -> tuple[np.ndarray, np.ndarray]:
     """Centre lines of random veins running over the brain surface towards the vertex (LPS mm)."""
     h = geometry.spacing[0]
-    gradient = np.stack(np.gradient(distance, h))  # d/dk, d/dj, d/di in mm per mm
+    steps = [np.eye(3)[::-1][a][:, None] for a in range(3)]  # one voxel along x (i), y (j), z (k) in (k, j, i)
     origin = np.asarray(geometry.origin)
     points, radii = [], []
 
@@ -184,7 +192,9 @@ def _cortical_veins(rng: np.random.Generator, geometry: Geometry, distance: np.n
         for _ in range(3):  # move each point to the level set distance == -depth
             idx = ((p - origin) / h)[:, ::-1].T
             d = ndimage.map_coordinates(distance, idx, order=1, mode="nearest")
-            g = np.stack([ndimage.map_coordinates(gradient[a], idx, order=1, mode="nearest") for a in (2, 1, 0)], 1)
+            g = np.stack([ndimage.map_coordinates(distance, idx + step, order=1, mode="nearest")
+                          - ndimage.map_coordinates(distance, idx - step, order=1, mode="nearest")
+                          for step in steps], 1)  # central differences along x, y, z (direction only)
             g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-6)
             p = p - (d + depth_mm)[:, None] * g
         return p
@@ -216,8 +226,9 @@ def build_head(rng: np.random.Generator, spacing_mm: float) -> HeadModel:
     skull_mean = rng.uniform(5.5, 7.5)
     skull = np.clip(skull_mean + 1.2 * field(50.0), 3.5, 10.0)
     table = np.clip(0.35 * skull, 1.2, 2.5)
-    temporal = 7.0 * np.exp(-((np.abs(x) - 75.0) ** 2 / 300.0 + (z - 5.0) ** 2 / 900.0 + (y + 5.0) ** 2 / 1500.0))
-    muscle = np.clip(1.5 + 0.4 * field(40.0), 0.8, 3.0) + temporal.astype(np.float32)
+    temporal = [np.exp(-e).astype(np.float32) for e in ((np.abs(x) - 75.0) ** 2 / 300.0, (z - 5.0) ** 2 / 900.0,
+                                                        (y + 5.0) ** 2 / 1500.0)]  # separable Gaussian
+    muscle = np.clip(1.5 + 0.4 * field(40.0), 0.8, 3.0) + np.float32(7.0) * temporal[0] * temporal[1] * temporal[2]
     fat = np.clip(rng.uniform(2.5, 5.0) + 1.0 * field(40.0), 1.0, 8.0)
     skin = 1.5
     s0 = dura_end
@@ -246,16 +257,27 @@ def build_head(rng: np.random.Generator, spacing_mm: float) -> HeadModel:
     blood = np.clip(np.maximum(np.maximum(sss, transverse), cortical), 0.0, 1.0)
     # choroid plexus: ellipsoidal glomus inside ventricular CSF
     plexus = np.zeros(shape, np.float32)
-    for cx, cy, cz in CHOROID_PLEXUS_LPS_MM:
-        r = np.sqrt(((x - cx) / 6.0) ** 2 + ((y - cy) / 9.0) ** 2 + ((z - cz) / 5.0) ** 2)
-        plexus = np.maximum(plexus, np.clip((1.0 - r) * 5.0 / h + 0.5, 0, 1))
+    semi_axes = np.array([6.0, 9.0, 5.0])
+    for centre in CHOROID_PLEXUS_LPS_MM:  # non-zero where r < 1 + h / 10: evaluated in that box only
+        lo = np.floor((np.asarray(centre) - 1.2 * semi_axes - 2 * h - geometry.origin) / h).astype(int)
+        hi = np.ceil((np.asarray(centre) + 1.2 * semi_axes + 2 * h - geometry.origin) / h).astype(int) + 1
+        lo, hi = np.clip(lo, 0, geometry.size), np.clip(hi, 0, geometry.size)
+        box = (slice(lo[2], hi[2]), slice(lo[1], hi[1]), slice(lo[0], hi[0]))
+        r = np.sqrt(((x[..., box[2]] - centre[0]) / 6.0) ** 2 + ((y[:, box[1]] - centre[1]) / 9.0) ** 2
+                    + ((z[box[0]] - centre[2]) / 5.0) ** 2)
+        plexus[box] = np.maximum(plexus[box], np.clip((1.0 - r) * 5.0 / h + 0.5, 0, 1))
     plexus *= np.clip(base["csf_inner"] / np.maximum(base["hull"], 1e-6), 0, 1) * (d < -4.0)
     # blood and plexus displace the other compartments
     keep = 1.0 - np.clip(blood + plexus, 0.0, 1.0)
-    for c in list(fr):
-        fr[c] = (fr[c] * keep).astype(np.float32)
-    fr["choroid_plexus"] = plexus.astype(np.float32)
-    fr["blood"] = blood.astype(np.float32)
+    maps = np.empty((len(COMPARTMENTS) + 1, *shape), np.float32)  # one block: resampled in one pass
+    for n, c in enumerate(COMPARTMENTS):
+        if c == "choroid_plexus":
+            maps[n] = plexus
+        elif c == "blood":
+            maps[n] = blood
+        else:
+            np.multiply(fr[c], keep, out=maps[n])
+    maps[-1] = base["hull"]
     parameters = {"skull_thickness_mean_mm": float(skull_mean), "cortical_veins": n_veins,
                   "anatomy_spacing_mm": h}
-    return HeadModel(geometry, {c: fr[c] for c in COMPARTMENTS}, base["hull"].copy(), parameters)
+    return HeadModel(geometry, dict(zip(COMPARTMENTS, maps)), maps[-1], parameters, maps)

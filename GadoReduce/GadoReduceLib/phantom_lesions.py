@@ -158,8 +158,22 @@ def render_lesions(lesions: list[dict], geometry: Geometry, fractions: dict[str,
 
 
 def brain_depth_mm(brain_mask: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """Distance (mm) of each voxel inside ``brain_mask`` to the nearest voxel outside it."""
-    image = array_to_image((~brain_mask).astype(np.uint8), geometry)
+    """Distance (mm) of each voxel inside ``brain_mask`` to the nearest voxel outside it.
+
+    Computed in the mask's bounding box plus one voxel: every voxel outside that box is farther from an
+    inside voxel than the box's (outside) border voxel it clamps to, so the result is exact."""
+    depth = np.zeros(brain_mask.shape, np.float32)
+    extents = [np.flatnonzero(np.any(brain_mask, axis=axes)) for axes in ((1, 2), (0, 2), (0, 1))]
+    if extents[0].size == 0:
+        return depth
+    lo = [max(int(e[0]) - 1, 0) for e in extents]
+    hi = [min(int(e[-1]) + 2, n) for e, n in zip(extents, brain_mask.shape)]
+    box = tuple(slice(a, b) for a, b in zip(lo, hi))
+    origin = geometry.ijk_to_lps() @ np.r_[lo[::-1], 1.0]
+    sub = Geometry(tuple(b - a for a, b in zip(lo[::-1], hi[::-1])), geometry.spacing, tuple(origin[:3]),
+                   geometry.direction)
+    image = array_to_image((~brain_mask[box]).astype(np.uint8), sub)
     distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False,
                                             useImageSpacing=True)
-    return np.maximum(image_to_array(distance)[0], 0.0).astype(np.float32)
+    depth[box] = np.maximum(image_to_array(distance)[0], 0.0)
+    return depth
