@@ -59,8 +59,10 @@ def weighted_huber_loss(prediction: torch.Tensor, target: torch.Tensor, b: torch
     return (weight_map(b, p, lambda1, lambda2) * huber).mean()
 
 
-def sample_patch(case, patch_size: int, rng: np.random.Generator, enhancing_fraction: float = 0.5) -> dict:
-    """{name: float32 array [D, H, W]} of every channel in INPUT_CHANNELS + TARGET_CHANNELS, one random patch."""
+def sample_patch(case, patch_size: int, rng: np.random.Generator, enhancing_fraction: float = 0.5,
+                 with_lesions: bool = False) -> dict:
+    """{name: float32 array [D, H, W]} of every channel in INPUT_CHANNELS + TARGET_CHANNELS (and "lesions"
+    when asked for and the case has them), one random patch."""
     shape = case.shape
     check_patch(patch_size, shape, case.case_id)
     centre = None
@@ -71,13 +73,16 @@ def sample_patch(case, patch_size: int, rng: np.random.Generator, enhancing_frac
     if centre is None:
         centre = [int(rng.integers(0, n)) for n in shape]
     start = [int(np.clip(c - patch_size // 2, 0, n - patch_size)) for c, n in zip(centre, shape)]
-    return patch_at(case, start, patch_size)
+    return patch_at(case, start, patch_size, with_lesions)
 
 
-def patch_at(case, start, patch_size: int) -> dict:
+def patch_at(case, start, patch_size: int, with_lesions: bool = False) -> dict:
+    """The patch whose first voxel (k, j, i) is ``start``."""
     window = tuple(slice(s, s + patch_size) for s in start)
-    return {name: np.ascontiguousarray(getattr(case, name)[window], dtype=np.float32)
-            for name in INPUT_CHANNELS + TARGET_CHANNELS}
+    names = INPUT_CHANNELS + TARGET_CHANNELS
+    if with_lesions and case.lesions is not None:
+        names += ("lesions",)
+    return {name: np.ascontiguousarray(getattr(case, name)[window], dtype=np.float32) for name in names}
 
 
 def _random_voxel(rng: np.random.Generator, mask: np.ndarray):
