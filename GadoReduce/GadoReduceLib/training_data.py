@@ -330,3 +330,66 @@ def case_from_pair(subject: str, pre_path, standard_path, dose: float, seed: int
                                        {"source": "synthetic low dose", "subject": subject, "seed": seed,
                                         "assumed_metadata": "field strength and agent assumed (BraTS has none)"})
     return _cached(cache_dir, case_id, "pair", identity, build)
+
+
+# ----------------------------------------------------------------------------- training sets
+
+DOSE_RANGE = (0.1, 0.33)
+"""Low doses of synthetic cases are drawn uniformly from this range (fractions of the standard dose)."""
+PHANTOM_FIELD_STRENGTHS = (1.5, 3.0)
+PHANTOM_AGENTS = ("gadobutrol", "gadoterate", "gadoteridol", "gadobenate", "gadopiclenol")
+
+
+def _case_folders(path: Path) -> list[Path]:
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"case folder {path} does not exist; give a case folder or a folder of case folders")
+    if _find_image(path, "pre_contrast") is not None or _low_dose_files(path):
+        return [path]
+    folders = sorted(p for p in path.iterdir() if p.is_dir())
+    if not folders:
+        raise ValueError(f"{path} holds neither case images (pre_contrast, low_dose*, standard_dose) nor case "
+                         "folders; check the path")
+    return folders
+
+
+def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, seed: int = 0,
+                  phantom_size: str = "full", dose_range=DOSE_RANGE, cache_dir=None, backend: str = "auto",
+                  log=None) -> tuple[list[TrainingCase], list[TrainingCase]]:
+    """(training cases, validation cases) from case folders, ``phantoms`` phantoms generated on the fly
+    (dose from ``dose_range``, field strength and agent varied) and BraTS pairs with a synthetic low dose
+    (one dose per subject). Validation: the last ``holdout`` BraTS subjects (sorted by name), or without
+    BraTS the last ``holdout`` case folders. All choices are seeded by ``seed``."""
+    from .phantom import PhantomConfig
+    if not case_dirs and not phantoms and brats is None:
+        raise ValueError("no training data: give case folders (--cases), phantoms (--phantoms N) or BraTS pairs "
+                         "(--brats DIR)")
+    lo, hi = (float(d) for d in dose_range)
+    if not 0 < lo <= hi < 1:
+        raise ValueError(f"dose range {dose_range} must lie in (0, 1), e.g. 0.1-0.33")
+    rng = np.random.default_rng([seed, 424242])
+    train, val = [], []
+    folders = [f for d in case_dirs for f in _case_folders(d)]
+    if brats is None and holdout and len(folders) > holdout:
+        folders, held = folders[:-holdout], folders[-holdout:]
+        for folder in held:
+            val += cases_from_folder(folder, cache_dir, backend, log)
+    for folder in folders:
+        train += cases_from_folder(folder, cache_dir, backend, log)
+    for i in range(int(phantoms)):
+        dose = round(float(rng.uniform(lo, hi)), 2)
+        config = PhantomConfig(seed=seed * 100_000 + i, doses=(dose,), size=phantom_size,
+                               field_strength=float(rng.choice(PHANTOM_FIELD_STRENGTHS)),
+                               agent=str(rng.choice(PHANTOM_AGENTS)))
+        train.append(case_from_phantom(config, cache_dir, backend, log))
+    if brats is not None:
+        pairs = find_brats_pairs(brats)
+        if holdout >= len(pairs):
+            raise ValueError(f"holding out {holdout} of {len(pairs)} BraTS subjects leaves none for training; "
+                             "lower --holdout")
+        for index, (subject, t1, t1ce, seg) in enumerate(pairs):
+            dose = round(float(rng.uniform(lo, hi)), 3)
+            case = case_from_pair(subject, t1, t1ce, dose, seed * 100_000 + index, seg, cache_dir=cache_dir,
+                                  backend=backend, log=log)
+            (val if index >= len(pairs) - holdout else train).append(case)
+    return train, val
