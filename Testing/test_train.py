@@ -176,8 +176,11 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert [v["step"] for v in history["validation"]] == [3, 6]
     assert history["validation"][-1]["lesion_voxels"] > 0
     assert (tmp_path / "part" / "loss_curve.png").stat().st_size > 1000
-    loaded = torch.load(tmp_path / "part" / "model.pt", map_location="cpu", weights_only=False)
-    assert loaded is not None
+    from GadoReduceLib.model_io import load_model
+    loaded = load_model(tmp_path / "part" / "model.pt")
+    assert loaded.gamma == pytest.approx(compute_gamma(cases))
+    for name, weight in loaded.model.state_dict().items():
+        torch.testing.assert_close(weight, resumed["model"].state_dict()[name], rtol=0, atol=0, msg=name)
 
 
 # ----------------------------------------------------------------------------- DDP

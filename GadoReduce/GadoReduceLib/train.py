@@ -8,7 +8,7 @@ and 90-degree rotations. ``train`` runs in one process or in every process of a 
 
 Outputs in the output folder: ``checkpoint.pt`` (model, optimizer, schedule, step, history; for
 ``resume``), ``history.json`` (loss per step, validation metrics), ``loss_curve.png``, and at the end
-``model.pt`` (``model_io`` format when available). Research software, not for diagnosis.
+``model.pt`` (``model_io`` format: weights, configuration, condition normalization, gamma). Research software, not for diagnosis.
 """
 
 from __future__ import annotations
@@ -336,12 +336,5 @@ def _save_final(output: Path, model, config: TrainConfig, normalization, gamma: 
     metadata = {"training": config.to_dict(), "training_cases": n_cases, "steps": config.steps,
                 "final_validation": history["validation"][-1] if history["validation"] else None,
                 "note": "research software, not for diagnosis"}
-    path = output / MODEL_NAME
-    try:
-        from .model_io import save_model
-    except ImportError:  # model_io not merged yet: the same content as a plain torch file
-        _atomic_torch_save({"model": model.state_dict(), "config": config.model.to_dict(),
-                            "normalization": normalization.to_dict(), "gamma": gamma, "metadata": metadata}, path)
-        return path
-    save_model(path, model, config.model, normalization, gamma, metadata)
-    return path
+    from .model_io import save_model
+    return save_model(output / MODEL_NAME, model, config.model, normalization, gamma, metadata)
