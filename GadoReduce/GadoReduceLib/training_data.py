@@ -389,7 +389,12 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
                              "lower --holdout")
         for index, (subject, t1, t1ce, seg) in enumerate(pairs):
             dose = round(float(rng.uniform(lo, hi)), 3)
-            case = case_from_pair(subject, t1, t1ce, dose, seed * 100_000 + index, seg, cache_dir=cache_dir,
-                                  backend=backend, log=log)
+            try:
+                case = case_from_pair(subject, t1, t1ce, dose, seed * 100_000 + index, seg, cache_dir=cache_dir,
+                                      backend=backend, log=log)
+            except ValueError as error:  # e.g. a low dose too faint for preprocessing's enhancement check
+                if log:
+                    log(f"skipping {subject} at dose {dose:g}: {error}")
+                continue
             (val if index >= len(pairs) - holdout else train).append(case)
     return train, val
