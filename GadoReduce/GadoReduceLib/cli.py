@@ -272,6 +272,87 @@ def _add_demo(sub) -> None:
     p.set_defaults(func=_cmd_demo)
 
 
+TRAIN_DEFAULTS = {"cases": [], "phantoms": 0, "brats": None, "holdout": 3, "steps": 200_000, "patch": 96, "batch": 1,
+                  "base_features": 32, "scales": 4, "lr": 1e-4, "seed": 0, "phantom_size": "full",
+                  "dose_range": [0.1, 0.33], "cache": None, "backend": "auto", "checkpoint_every": 500,
+                  "validate_every": 1000, "threads": None}
+"""Options of ``gadoreduce train``; a --config JSON file may set any of these keys, the command line wins."""
+
+
+def _train_options(args: argparse.Namespace) -> dict:
+    options = dict(TRAIN_DEFAULTS)
+    if args.config:
+        try:
+            data = json.loads(open(args.config).read())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read the training configuration {args.config}: {error}") from None
+        unknown = set(data) - set(options)
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)} in {args.config}; use {', '.join(options)}")
+        options.update(data)
+    options.update({k: v for k, v in vars(args).items() if k in options and v is not None})
+    return options
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+    from .model import ModelConfig
+    from .train import TrainConfig, distributed_context, rank_zero_first, train
+    from .training_data import training_sets
+    o = _train_options(args)
+    output = Path(args.output)
+    config = TrainConfig(steps=int(o["steps"]), patch_size=int(o["patch"]), batch_size=int(o["batch"]),
+                         learning_rate=float(o["lr"]), seed=int(o["seed"]),
+                         model=ModelConfig(base_features=int(o["base_features"]), scales=int(o["scales"])),
+                         checkpoint_every=int(o["checkpoint_every"]), validate_every=int(o["validate_every"]),
+                         threads=o["threads"])
+    rank, _ = distributed_context()
+    log = print if rank == 0 else (lambda *a, **k: None)
+    cache = Path(o["cache"]) if o["cache"] else output / "cache"
+    cases, validation = rank_zero_first(lambda: training_sets(
+        o["cases"], int(o["phantoms"]), o["brats"], int(o["holdout"]), int(o["seed"]), o["phantom_size"],
+        tuple(o["dose_range"]), cache, o["backend"], log))
+    result = train(cases, validation, output, config, resume=args.resume, log=log)
+    if rank == 0:
+        last = result["history"]["train"][-1] if result["history"]["train"] else None
+        if last:
+            print(f"step {last[0]}: training loss {last[1]:.5f}; gamma {result['gamma']:.4f}; outputs in {output}")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train the contrast-signal CNN on case folders, phantoms and BraTS pairs",
+                       description="Train the conditional U-Net (Pinetz, Kobler et al. 2024, section 3.4): weighted "
+                                   "Huber loss on 96^3 patches, Adam 1e-4 with cosine annealing to 1e-6, flips and "
+                                   "rotations. Training cases are preprocessed once and cached. Multi-GPU: "
+                                   "torchrun --nproc_per_node N -m GadoReduceLib.cli train ... "
+                                   "Default model: gadoreduce train --phantoms 16 --brats ../shared/data "
+                                   "--holdout 3 --output runs/default")
+    p.add_argument("--config", metavar="JSON", help=f"options as JSON (keys: {', '.join(TRAIN_DEFAULTS)})")
+    p.add_argument("--cases", nargs="+", metavar="DIR", help="case folders (pre_contrast, low_dose*, standard_dose, "
+                   "case.json or phantom.json) or folders of them")
+    p.add_argument("--phantoms", type=int, metavar="N", help="N digital phantoms generated on the fly (default 0)")
+    p.add_argument("--brats", metavar="DIR", help="folder with BraTS pairs (*_t1, *_t1ce) for synthetic low doses")
+    p.add_argument("--holdout", type=int, metavar="N", help="BraTS subjects (else case folders) kept for "
+                   "validation (default 3)")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder (checkpoints, model, loss curve)")
+    p.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 200000, the paper's)")
+    p.add_argument("--patch", type=int, metavar="N", help="patch edge in voxels (default 96)")
+    p.add_argument("--batch", type=int, metavar="N", help="patches per process and step (default 1)")
+    p.add_argument("--base-features", type=int, metavar="N", help="features at the finest scale (default 32)")
+    p.add_argument("--scales", type=int, metavar="N", help="U-Net scales (default 4)")
+    p.add_argument("--lr", type=float, help="initial learning rate (default 1e-4)")
+    p.add_argument("--seed", type=int, help="seed of case choice, patches and weights (default 0)")
+    p.add_argument("--phantom-size", choices=("small", "full"), help="phantom voxels: small 2 mm, full 1 mm (default)")
+    p.add_argument("--cache", metavar="DIR", help="preprocessed-case cache (default OUTPUT/cache)")
+    p.add_argument("--backend", choices=("auto", "itk", "executable"), help="registration backend")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default 500)")
+    p.add_argument("--validate-every", type=int, metavar="N", help="steps between validations (default 1000)")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.set_defaults(func=_cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gadoreduce",
@@ -285,6 +366,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_info(sub)
     _add_preprocess(sub)
     _add_synth(sub)
+    _add_train(sub)
     return parser
 
 

@@ -1,0 +1,272 @@
+"""The conditional U-Net of paper 001 (section 3.3 and supplementary "CNN architecture details").
+
+Inputs: 3 channels (z_LD normalized subtraction, x_LD registered low-dose, s_LD local std), all in the
+pre-contrast's normalized intensity units, shape [B, 3, D, H, W] (D, H, W = k, j, i of the image arrays).
+Condition vector c = (dose, field_strength, relaxivity, noise_sigma), normalized by
+:class:`ConditionNormalization`, shape [B, 4]. Output y^ (noise-normalized contrast signal), [B, 1, D, H, W],
+non-negative (ReLU).
+
+Architecture (paper configuration = defaults of :class:`ModelConfig`): 4 scales, 32 features at the finest
+scale, doubling per scale; a 3x3x3 stem; at each scale two conditional residual blocks (CRBs) before
+downsampling and two after upsampling (the coarsest scale has two plus two); downsampling by a fixed
+binomial 5x5x5 blur (Zhang 2019) with stride 2; upsampling trilinear followed by the gated fusion block
+f = sigmoid(W~1 [fu;fs]) * W1 fu + sigmoid(W~2 [fu;fs]) * W2 fs (1x1x1 convolutions); SiLU non-linearities,
+no normalization layers, ReLU at the output. Embedding: two-layer MLP of c to ``embedding_dim``; each CRB
+adds a linear projection of SiLU(e) as a per-channel bias between its two convolutions (Ho et al. 2020).
+
+Memory: the 1x1x1 convolutions of the fusion that act on fu (W1 and the fu part of W~1, W~2) commute with
+trilinear upsampling (interpolation weights sum to 1), so they run at the coarse scale before upsampling
+(``fuse_at_coarse_scale=True``, the default): same weights, same output up to rounding, much less memory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+CONDITION_NAMES = ("dose", "field_strength", "relaxivity", "noise_sigma")
+"""Order of the entries of the condition vector (dose: fraction of standard dose; field strength: tesla;
+relaxivity: r1 of the agent at that field strength, L/(mmol s); noise_sigma: of the low-dose subtraction,
+normalized intensity units)."""
+
+BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Network size. Defaults are the paper's configuration (about 20 M parameters)."""
+
+    in_channels: int = 3
+    base_features: int = 32
+    scales: int = 4
+    blocks_per_scale: int = 2
+    embedding_dim: int = 128
+    condition_dim: int = 4
+
+    def __post_init__(self):
+        for name in ("in_channels", "base_features", "scales", "blocks_per_scale", "embedding_dim",
+                     "condition_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+
+    def features(self, scale: int) -> int:
+        """Feature channels at a scale (0 = finest)."""
+        return self.base_features * 2 ** scale
+
+    @property
+    def alignment(self) -> int:
+        """Spatial sizes are padded to multiples of this (2 ** (scales - 1)) inside the network."""
+        return 2 ** (self.scales - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ModelConfig":
+        known = set(cls.__dataclass_fields__)
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"unknown model configuration fields {sorted(unknown)}; this model file needs a "
+                             f"newer GadoReduce")
+        return cls(**{k: int(v) for k, v in data.items()})
+
+
+def receptive_field_radius(config: ModelConfig) -> int:
+    """Radius in finest-scale voxels beyond which an input voxel cannot change an output voxel
+    (an upper bound, counting every 3x3x3 convolution, blur and interpolation). Tiles whose discarded
+    margin is at least this wide reproduce whole-volume inference up to rounding."""
+    radius = 1  # stem
+    for scale in range(config.scales):
+        step = 2 ** scale
+        blocks = 2 * config.blocks_per_scale  # before downsampling and after upsampling
+        radius += blocks * 2 * step           # two 3x3x3 convolutions per block
+        if scale < config.scales - 1:
+            radius += 2 * step                # 5x5x5 blur at this scale
+            radius += 2 * step                # trilinear interpolation from the next scale (1 coarse voxel)
+    return radius + 1  # output convolution
+
+
+@dataclass
+class ConditionNormalization:
+    """Affine normalization of the condition vector: (c - mean) / std, per entry of CONDITION_NAMES."""
+
+    mean: tuple[float, ...] = (0.25, 2.25, 4.5, 0.03)
+    std: tuple[float, ...] = (0.15, 0.75, 2.0, 0.02)
+
+    def __post_init__(self):
+        self.mean = tuple(float(v) for v in self.mean)
+        self.std = tuple(float(v) for v in self.std)
+        if len(self.mean) != len(CONDITION_NAMES) or len(self.std) != len(CONDITION_NAMES):
+            raise ValueError(f"condition normalization needs {len(CONDITION_NAMES)} means and stds "
+                             f"({', '.join(CONDITION_NAMES)})")
+        if not all(np.isfinite(self.mean)) or not all(s > 0 and np.isfinite(s) for s in self.std):
+            raise ValueError("condition normalization: means must be finite and stds positive")
+
+    def normalize(self, dose, field_strength, relaxivity, noise_sigma) -> Tensor:
+        """Condition vectors [B, 4] (float32) from floats or 1D tensors/arrays of length B (broadcast)."""
+        values = [torch.as_tensor(v, dtype=torch.float32).reshape(-1)
+                  for v in (dose, field_strength, relaxivity, noise_sigma)]
+        batch = max(v.numel() for v in values)
+        columns = []
+        for name, v, m, s in zip(CONDITION_NAMES, values, self.mean, self.std):
+            if v.numel() not in (1, batch):
+                raise ValueError(f"condition {name} has {v.numel()} values, expected 1 or {batch}")
+            if not torch.isfinite(v).all():
+                raise ValueError(f"condition {name} must be finite")
+            columns.append((v.expand(batch) - m) / s)
+        return torch.stack(columns, dim=1)
+
+    def to_dict(self) -> dict:
+        return {"names": list(CONDITION_NAMES), "mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ConditionNormalization":
+        names = tuple(data.get("names", CONDITION_NAMES))
+        if names != CONDITION_NAMES:
+            raise ValueError(f"condition names {names} differ from {CONDITION_NAMES}")
+        return cls(tuple(data["mean"]), tuple(data["std"]))
+
+
+def input_tensor(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray) -> Tensor:
+    """Network input [1, 3, D, H, W] float32 from three arrays [k, j, i] of equal shape."""
+    arrays = [np.asarray(a, dtype=np.float32) for a in (z_ld, x_ld, s_ld)]
+    if any(a.ndim != 3 for a in arrays) or len({a.shape for a in arrays}) != 1:
+        raise ValueError(f"z_LD, x_LD and s_LD must be 3D arrays of one shape, got "
+                         f"{[a.shape for a in arrays]}")
+    if not all(np.isfinite(a).all() for a in arrays):
+        raise ValueError("network inputs contain NaN or infinite values; check the preprocessing")
+    return torch.from_numpy(np.stack(arrays)[None].copy())
+
+
+def _conv3(cin: int, cout: int) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, 3, padding=1)
+
+
+def _conv1(cin: int, cout: int, bias: bool = True) -> nn.Conv3d:
+    return nn.Conv3d(cin, cout, 1, bias=bias)
+
+
+class ConditionalResidualBlock(nn.Module):
+    """x + conv(SiLU(conv(SiLU(x)) + P e)); 1x1x1 convolution on the residual path when channels change."""
+
+    def __init__(self, cin: int, cout: int, embedding_dim: int):
+        super().__init__()
+        self.conv1 = _conv3(cin, cout)
+        self.projection = nn.Linear(embedding_dim, cout)
+        self.conv2 = _conv3(cout, cout)
+        self.skip = _conv1(cin, cout) if cin != cout else nn.Identity()
+
+    def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        h = self.conv1(F.silu(x))
+        h = h + self.projection(F.silu(embedding))[:, :, None, None, None].to(h.dtype)
+        h = self.conv2(F.silu(h))
+        return self.skip(x) + h
+
+
+class BlurDownsample(nn.Module):
+    """Fixed binomial 5x5x5 blur per channel, stride 2 (anti-aliased downsampling, Zhang 2019)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        k = torch.tensor(BINOMIAL_5)
+        k = k[:, None, None] * k[None, :, None] * k[None, None, :]
+        k = k / k.sum()
+        self.channels = channels
+        self.register_buffer("kernel", k.expand(channels, 1, 5, 5, 5).contiguous(), persistent=False)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv3d(x, self.kernel.to(x.dtype), stride=2, padding=2, groups=self.channels)
+
+
+class GatedFusion(nn.Module):
+    """f = sigmoid(W~1 [fu;fs]) * W1 fu + sigmoid(W~2 [fu;fs]) * W2 fs, fu = trilinear upsampling of the
+    coarse features (``coarse`` channels) to the skip features' size (``fine`` channels, output channels).
+
+    The gates' fu part and W1 are stored as ``up`` (coarse -> 3 * fine: W1, W~1_u, W~2_u), the fs part as
+    ``gate_skip`` (W~1_s, W~2_s) and ``w2``. With ``at_coarse_scale`` the ``up`` convolution runs before the
+    upsampling (equal by linearity)."""
+
+    def __init__(self, coarse: int, fine: int):
+        super().__init__()
+        self.fine = fine
+        self.up = _conv1(coarse, 3 * fine)
+        self.gate_skip = _conv1(fine, 2 * fine, bias=False)
+        self.w2 = _conv1(fine, fine)
+        self.at_coarse_scale = True
+
+    def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
+        size = skip.shape[2:]
+        if self.at_coarse_scale:
+            u = F.interpolate(self.up(coarse), size=size, mode="trilinear", align_corners=False)
+        else:
+            u = self.up(F.interpolate(coarse, size=size, mode="trilinear", align_corners=False))
+        w1_fu, gates_u = u[:, :self.fine], u[:, self.fine:]
+        gates = gates_u + self.gate_skip(skip)
+        g1, g2 = gates[:, :self.fine], gates[:, self.fine:]
+        return torch.sigmoid(g1) * w1_fu + torch.sigmoid(g2) * self.w2(skip)
+
+
+class ConditionalUNet(nn.Module):
+    """Conditional U-Net: forward(x [B, 3, D, H, W], conditions [B, 4] normalized) -> y^ [B, 1, D, H, W] >= 0.
+
+    Any spatial size works: inputs are zero-padded at the end of each axis to a multiple of
+    ``config.alignment`` and the output is cropped back."""
+
+    def __init__(self, config: ModelConfig = ModelConfig()):
+        super().__init__()
+        self.config = config
+        c, e = config, config.embedding_dim
+        self.embedding = nn.Sequential(nn.Linear(c.condition_dim, e), nn.SiLU(), nn.Linear(e, e))
+        self.stem = _conv3(c.in_channels, c.features(0))
+        self.down_blocks = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        for s in range(c.scales):
+            cin = c.features(max(s - 1, 0))
+            blocks = [ConditionalResidualBlock(cin if b == 0 else c.features(s), c.features(s), e)
+                      for b in range(c.blocks_per_scale)]
+            self.down_blocks.append(nn.ModuleList(blocks))
+            if s < c.scales - 1:
+                self.downsample.append(BlurDownsample(c.features(s)))
+        self.fusions = nn.ModuleList(GatedFusion(c.features(s + 1), c.features(s)) for s in range(c.scales - 1))
+        self.up_blocks = nn.ModuleList(
+            nn.ModuleList(ConditionalResidualBlock(c.features(s), c.features(s), e)
+                          for _ in range(c.blocks_per_scale))
+            for s in range(c.scales))
+        self.head = _conv3(c.features(0), 1)
+
+    def set_fuse_at_coarse_scale(self, enabled: bool) -> None:
+        """Run the fusion's fu convolutions before (True, less memory) or after (False) upsampling."""
+        for fusion in self.fusions:
+            fusion.at_coarse_scale = bool(enabled)
+
+    def forward(self, x: Tensor, conditions: Tensor) -> Tensor:
+        c = self.config
+        if x.ndim != 5 or x.shape[1] != c.in_channels:
+            raise ValueError(f"network input must be [B, {c.in_channels}, D, H, W], got {tuple(x.shape)}")
+        if conditions.ndim != 2 or conditions.shape != (x.shape[0], c.condition_dim):
+            raise ValueError(f"conditions must be [{x.shape[0]}, {c.condition_dim}], got {tuple(conditions.shape)}")
+        size = x.shape[2:]
+        pad = [(-n) % c.alignment for n in size]
+        if any(pad):
+            x = F.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
+        emb = self.embedding(conditions.to(torch.float32))
+        h = self.stem(x)
+        skips = []
+        for s in range(c.scales):
+            for block in self.down_blocks[s]:
+                h = block(h, emb)
+            if s < c.scales - 1:
+                skips.append(h)
+                h = self.downsample[s](h)
+        for s in reversed(range(c.scales)):
+            if s < c.scales - 1:
+                h = self.fusions[s](h, skips.pop())
+            for block in self.up_blocks[s]:
+                h = block(h, emb)
+        y = F.relu(self.head(F.silu(h)))
+        return y[:, :, :size[0], :size[1], :size[2]]
