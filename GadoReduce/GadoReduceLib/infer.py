@@ -13,7 +13,7 @@ tile is in the network at a time, plus two float32 accumulators of the volume's 
 
 Precision: "fp32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast, CUDA only); with reduced
 precision the model runs in channels-last-3d memory format. bf16 changes the contrast signal by about
-0.7-1.2 % relative L2 with random weights (see Testing/test_inference.py). bf16 pays off only where the
+0.3-1.1 % relative L2 with random weights (see Testing/test_inference.py). bf16 pays off only where the
 hardware has it (CUDA, CPUs with AVX512-BF16 or AMX); elsewhere it is emulated and many times slower
 (:func:`native_bf16`; a warning says so).
 """
@@ -247,3 +247,21 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
         image.CopyInformation(reference)
         out[name] = back_to_grid(image, preprocess_result.pre_contrast_input, sitk.sitkBSpline)
     return out
+
+
+def write_prediction(outputs: dict[str, sitk.Image], pre_contrast: sitk.Image, folder, montage_name: str =
+                     "prediction.png", footer: str | None = None) -> list:
+    """Write the outputs of :func:`synthesize` as ``folder/<name>.nii.gz`` (atomic) and a montage PNG of mid
+    slices (pre-contrast, synthetic standard dose, beyond standard dose, contrast signal); returns the paths."""
+    from pathlib import Path
+
+    from .imageio import write_image
+    from .preview import montage
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [write_image(outputs[name], folder / f"{name}.nii.gz") for name in OUTPUT_NAMES]
+    arrays = [sitk.GetArrayFromImage(pre_contrast).astype(np.float32)]
+    arrays += [sitk.GetArrayFromImage(outputs[name]) for name in OUTPUT_NAMES]
+    titles = ["pre-contrast", "synthetic standard dose", "beyond standard dose", "contrast signal"]
+    paths.append(montage(arrays, titles, folder / montage_name, spacing=pre_contrast.GetSpacing(), footer=footer))
+    return paths
