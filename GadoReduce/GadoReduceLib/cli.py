@@ -351,6 +351,61 @@ def _add_train(sub) -> None:
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=_cmd_train)
+def _cmd_predict(args: argparse.Namespace) -> int:
+    import warnings
+    from .imageio import read_image
+    from .infer import choose_device, synthesize, write_prediction
+    from .model_io import load_model
+    from .preprocess import preprocess
+    if not args.model:
+        raise ValueError("no model weights are shipped with GadoReduce yet; give a trained model file with "
+                         "--model PATH (a .pt file with its .sha256 beside it)")
+    device = choose_device(args.device)
+    loaded = load_model(args.model, device=device)  # before the slow preprocessing: fail fast
+    pre = read_image(args.pre)
+    low = read_image(args.low)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # printed below from the QC record
+        result = preprocess(pre, low, backend=args.backend, threads=args.threads)
+    outputs = synthesize(loaded, result, args.dose, args.field_strength, args.agent, tile=args.tile,
+                         precision=args.precision, device=device)
+    name = loaded.metadata.get("name", loaded.path.name if loaded.path else "model")
+    paths = write_prediction(outputs, pre, args.output,
+                             footer=f"{name}; dose {args.dose:g}, {args.field_strength:g} T, {args.agent}. "
+                                    "Synthetic images: research only, not for diagnosis.")
+    for message in result.qc["warnings"]:
+        print(f"WARNING: {message}", file=sys.stderr)
+    print(f"model {args.model} on {device}, {args.precision}; intensities in the pre-contrast's units")
+    print(f"wrote {len(paths)} files to {args.output}")
+    return 0
+
+
+def _add_predict(sub) -> None:
+    from .agents import DEFAULT_AGENT
+    p = sub.add_parser("predict", help="synthesize standard-dose images from a pre-contrast and a low-dose scan",
+                       description="Preprocess a pre-contrast and a low-dose T1w pair, predict the standard-dose "
+                                   "contrast signal with the conditional CNN and write synthetic_standard_dose "
+                                   "(pre-contrast + signal), beyond_standard_dose (low dose + signal) and "
+                                   "contrast_signal on the pre-contrast grid, in the pre-contrast's intensity "
+                                   "units, plus prediction.png. " + DISCLAIMER)
+    p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
+    p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
+    p.add_argument("--dose", required=True, type=float, metavar="D",
+                   help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25")
+    p.add_argument("--field-strength", required=True, type=float, metavar="B", help="tesla, e.g. 1.5 or 3")
+    p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
+                   help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it); required until "
+                   "default weights are shipped")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default fp32)")
+    p.add_argument("--tile", type=int, metavar="SIZE", help="sliding-window tile edge in voxels (bounded "
+                   "memory); default: whole volume")
+    p.add_argument("--backend", default="auto", choices=["auto", "itk", "executable"], help="elastix backend")
+    p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
+    p.set_defaults(func=_cmd_predict)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -364,6 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(sub)
     _add_info(sub)
+    _add_predict(sub)
     _add_preprocess(sub)
     _add_synth(sub)
     _add_train(sub)

@@ -13,13 +13,16 @@ tile is in the network at a time, plus two float32 accumulators of the volume's 
 
 Precision: "fp32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast, CUDA only); with reduced
 precision the model runs in channels-last-3d memory format. bf16 changes the contrast signal by about
-0.5 % relative L2 (random weights); see Testing/test_inference.py.
+0.3-1.1 % relative L2 with random weights (see Testing/test_inference.py). bf16 pays off only where the
+hardware has it (CUDA, CPUs with AVX512-BF16 or AMX); elsewhere it is emulated and many times slower
+(:func:`native_bf16`; a warning says so).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 
 import numpy as np
 import SimpleITK as sitk
@@ -73,6 +76,21 @@ def choose_device(requested: str | torch.device = "auto") -> torch.device:
     if device.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or mps")
     return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` computes bf16 in hardware (CUDA with bf16 support; x86 CPUs with AVX512-BF16
+    or AMX). Elsewhere bf16 convolutions are emulated and far slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def _autocast(device: torch.device, precision: str):
@@ -131,6 +149,9 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
     precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes.
     """
     dev = next(model.parameters()).device if device is None else choose_device(device)
+    if precision == "bf16" and not native_bf16(dev):
+        warnings.warn(f"bf16 is emulated on this {dev.type.upper()} (no AVX512-BF16/AMX or CUDA bf16): much "
+                      "slower than fp32; use precision fp32", RuntimeWarning, stacklevel=2)
     if conditions.ndim != 2 or conditions.shape[0] != 1:
         raise ValueError(f"conditions must be [1, {model.config.condition_dim}], got {tuple(conditions.shape)}")
     x = input_tensor(z_ld, x_ld, s_ld)
@@ -226,3 +247,21 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
         image.CopyInformation(reference)
         out[name] = back_to_grid(image, preprocess_result.pre_contrast_input, sitk.sitkBSpline)
     return out
+
+
+def write_prediction(outputs: dict[str, sitk.Image], pre_contrast: sitk.Image, folder, montage_name: str =
+                     "prediction.png", footer: str | None = None) -> list:
+    """Write the outputs of :func:`synthesize` as ``folder/<name>.nii.gz`` (atomic) and a montage PNG of mid
+    slices (pre-contrast, synthetic standard dose, beyond standard dose, contrast signal); returns the paths."""
+    from pathlib import Path
+
+    from .imageio import write_image
+    from .preview import montage
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [write_image(outputs[name], folder / f"{name}.nii.gz") for name in OUTPUT_NAMES]
+    arrays = [sitk.GetArrayFromImage(pre_contrast).astype(np.float32)]
+    arrays += [sitk.GetArrayFromImage(outputs[name]) for name in OUTPUT_NAMES]
+    titles = ["pre-contrast", "synthetic standard dose", "beyond standard dose", "contrast signal"]
+    paths.append(montage(arrays, titles, folder / montage_name, spacing=pre_contrast.GetSpacing(), footer=footer))
+    return paths

@@ -107,7 +107,7 @@ def save_model(path: str | os.PathLike, model: ConditionalUNet, config: ModelCon
               "parameters": int(sum(p.numel() for p in model.parameters())),
               "metadata": _json_safe(metadata or {})}
     state = {name: t.detach().to("cpu").clone().contiguous() for name, t in model.state_dict().items()}
-    payload = {"format": FORMAT, "metadata": json.dumps(header, sort_keys=True), "state_dict": state}
+    payload = {"format": FORMAT, "metadata": json.dumps(header), "state_dict": state}
     _atomic_write(path, lambda f: torch.save(payload, f))
     _atomic_write(checksum_path(path), lambda f: f.write(f"{sha256_of(path)}  {path.name}\n".encode()))
     _atomic_write(card_path(path), lambda f: f.write(model_card(header).encode("utf-8")))
