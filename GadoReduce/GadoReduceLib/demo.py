@@ -110,7 +110,7 @@ def format_metrics(m: dict, output: Path) -> str:
         f"Written to {output}/: phantom/ (inputs and truth), phantom_preview.png, preprocessed/ (registered scans,",
         "subtraction images, brain mask, normalized subtraction, contrast mask and training target),",
         "preprocessing_qc.png, demo_metrics.json.",
-        "Not in this version yet: the contrast-signal CNN (synthetic standard-dose images); the demo stops after",
+        "Not in this version yet: trained CNN weights (synthetic standard-dose images); the demo stops after",
         "preprocessing and does not invent a prediction.",
     ]
     return "\n".join(lines)
