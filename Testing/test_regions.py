@@ -1,0 +1,98 @@
+"""Enhancing regions and their statistics: exact answers on constructed volumes, the phantom's
+lesions found through the real preprocessing chain, and segmentation/table nodes in real MRML."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from GadoReduceLib.imageio import Geometry, array_to_image
+from GadoReduceLib.regions import enhancing_regions, region_statistics
+
+GEOMETRY = Geometry(size=(30, 20, 16), spacing=(2.0, 1.0, 1.5), origin=(10.0, -20.0, 5.0),
+                    direction=tuple(np.eye(3).ravel()))
+VOXEL_MM3 = 2.0 * 1.0 * 1.5
+
+
+def _two_cubes(small_value: float = 10.0) -> np.ndarray:
+    """[k, j, i]: a 4x4x4 cube of 10 at i,j,k 2..5 and a 2x2x2 cube at i 20..21, j 10..11, k 8..9."""
+    y = np.zeros(tuple(reversed(GEOMETRY.size)), np.float32)
+    y[2:6, 2:6, 2:6] = 10.0
+    y[8:10, 10:12, 20:22] = small_value
+    return y
+
+
+def _ras(i, j, k):
+    lps = np.asarray(GEOMETRY.origin) + np.asarray(GEOMETRY.spacing) * np.array([i, j, k])
+    return (-lps[0], -lps[1], lps[2])
+
+
+def test_two_cubes_labels_volumes_centroids():
+    image = array_to_image(_two_cubes(), GEOMETRY)
+    labels = enhancing_regions(image, noise_sigma=1.0, min_volume_mm3=0.0)
+    assert labels.GetPixelID() == sitk.sitkUInt16 and labels.GetSize() == GEOMETRY.size
+    assert labels.GetOrigin() == image.GetOrigin() and labels.GetSpacing() == image.GetSpacing()
+    rows = region_statistics(labels, image)
+    assert [r["label"] for r in rows] == [1, 2]
+    assert rows[0]["voxels"] == 64 and rows[1]["voxels"] == 8  # largest first
+    assert rows[0]["volume_mm3"] == pytest.approx(64 * VOXEL_MM3)
+    assert rows[1]["volume_mm3"] == pytest.approx(8 * VOXEL_MM3)
+    assert rows[0]["centroid_ras"] == pytest.approx(_ras(3.5, 3.5, 3.5))
+    assert rows[1]["centroid_ras"] == pytest.approx(_ras(20.5, 10.5, 8.5))
+    assert rows[0]["mean_contrast_signal"] == pytest.approx(10.0) and rows[0]["max_contrast_signal"] == 10.0
+
+
+def test_min_volume_and_threshold():
+    image = array_to_image(_two_cubes(small_value=10.0), GEOMETRY)
+    # the small cube is 8 * 3 = 24 mm^3: dropped at 25 mm^3, kept at 24 mm^3
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 1.0, min_volume_mm3=25.0)).max() == 1
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 1.0, min_volume_mm3=24.0)).max() == 2
+    # threshold: the cubes hold 10; 10 > 4 * 2.4 (kept) but not > 4 * 2.5
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 2.4, min_volume_mm3=0)).max() == 2
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 2.5, min_volume_mm3=0)).max() == 0
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 1.0, threshold_sigmas=11.0, min_volume_mm3=0)).max() == 0
+
+
+def test_26_connectivity_and_brain_mask():
+    y = np.zeros(tuple(reversed(GEOMETRY.size)), np.float32)
+    y[3, 3, 3] = y[4, 4, 4] = 10.0  # touch at a corner only: one region under 26-connectivity
+    image = array_to_image(y, GEOMETRY)
+    assert sitk.GetArrayFromImage(enhancing_regions(image, 1.0, min_volume_mm3=0)).max() == 1
+    mask = np.ones_like(y, np.uint8)
+    mask[4, 4, 4] = 0
+    labels = enhancing_regions(image, 1.0, array_to_image(mask, GEOMETRY), min_volume_mm3=0)
+    assert region_statistics(labels, image)[0]["voxels"] == 1
+
+
+def test_c_bar_c_hat_against_reference():
+    y = _two_cubes()
+    reference = 2.0 * y
+    reference[3, 3, 3] = 40.0  # max of region 1's reference is 40, sum is 63 * 20 + 40
+    image = array_to_image(y, GEOMETRY)
+    labels = enhancing_regions(image, 1.0, min_volume_mm3=0)
+    rows = region_statistics(labels, image, reference_contrast=array_to_image(reference, GEOMETRY),
+                             low_dose=array_to_image(y + 100, GEOMETRY), pre_contrast=array_to_image(y * 0 + 100, GEOMETRY))
+    assert rows[0]["c_bar"] == pytest.approx(640.0 / (63 * 20 + 40))
+    assert rows[0]["c_hat"] == pytest.approx(10.0 / 40.0)
+    assert rows[1]["c_bar"] == pytest.approx(0.5) and rows[1]["c_hat"] == pytest.approx(0.5)
+    assert rows[0]["mean_low_dose"] == pytest.approx(110.0) and rows[0]["mean_pre_contrast"] == pytest.approx(100.0)
+
+
+def test_bad_inputs():
+    image = array_to_image(_two_cubes(), GEOMETRY)
+    for sigma in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="noise_sigma"):
+            enhancing_regions(image, sigma)
+    with pytest.raises(ValueError, match="3-D"):
+        enhancing_regions(sitk.Image(10, 10, sitk.sitkFloat32), 1.0)
+    other = Geometry(size=GEOMETRY.size, spacing=(1.0, 1.0, 1.0), origin=GEOMETRY.origin, direction=GEOMETRY.direction)
+    with pytest.raises(ValueError, match="grid"):
+        enhancing_regions(image, 1.0, array_to_image(np.ones(image.GetSize()[::-1], np.uint8), other))
+    labels = enhancing_regions(image, 1.0)
+    with pytest.raises(ValueError, match="grid"):
+        region_statistics(labels, image, reference_contrast=array_to_image(_two_cubes(), other))
+    with pytest.raises(ValueError, match="integer"):
+        region_statistics(image, image)
+    with pytest.raises(ValueError, match="threshold_sigmas"):
+        enhancing_regions(image, 1.0, threshold_sigmas=0.0)
