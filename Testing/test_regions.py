@@ -96,3 +96,79 @@ def test_bad_inputs():
         region_statistics(image, image)
     with pytest.raises(ValueError, match="threshold_sigmas"):
         enhancing_regions(image, 1.0, threshold_sigmas=0.0)
+
+
+# --- real MRML: segmentation and table nodes, saved to .mrb and read back -----------------------
+
+def _segment_voxels(segmentation, index: int) -> int:
+    import slicer
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+    labelmap = slicer.vtkOrientedImageData()
+    segment_id = segmentation.GetSegmentation().GetNthSegmentID(index)
+    segmentation.GetBinaryLabelmapRepresentation(segment_id, labelmap)
+    return int((vtk_to_numpy(labelmap.GetPointData().GetScalars()) > 0).sum())
+
+
+def _three_regions():
+    y = _two_cubes()
+    y[10:13, 14:17, 5:8] = 10.0  # 27 voxels
+    image = array_to_image(y, GEOMETRY)
+    labels = enhancing_regions(image, 1.0, min_volume_mm3=0.0)
+    return image, labels, region_statistics(labels, image)
+
+
+def _check_nodes(scene, rows):
+    segmentation = scene.GetFirstNodeByName("enhancing regions")
+    segments = segmentation.GetSegmentation()
+    assert segments.GetNumberOfSegments() == 3
+    assert [segments.GetNthSegment(i).GetName() for i in range(3)] == [f"Enhancing region {n}" for n in (1, 2, 3)]
+    assert [_segment_voxels(segmentation, i) for i in range(3)] == [64, 27, 8]
+    table = scene.GetFirstNodeByName("region statistics")
+    assert table.GetNumberOfRows() == 3
+    names = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())]
+    assert names[:4] == ["label", "voxels", "volume_mm3", "centroid_ras_R"]
+    assert "centroid_ras_S" in names and "mean_contrast_signal" in names
+    column = table.GetTable().GetColumnByName("volume_mm3")
+    assert column.IsA("vtkDoubleArray")
+    assert [column.GetValue(r) for r in range(3)] == pytest.approx([r["volume_mm3"] for r in rows])
+    r_column = table.GetTable().GetColumnByName("centroid_ras_R")
+    assert r_column.GetValue(2) == pytest.approx(rows[2]["centroid_ras"][0])
+    assert table.GetTable().GetColumnByName("note").IsA("vtkStringArray")
+    assert table.GetCellText(1, names.index("note")) == "region 2"
+    assert table.GetColumnUnitLabel("volume_mm3") == "mm3" and table.GetColumnUnitLabel("centroid_ras_A") == "mm"
+
+
+def test_segmentation_and_table_nodes_survive_mrb(harness, tmp_path):
+    from GadoReduceLib import mrml
+    from GadoReduceLib.mrml_outputs import segmentation_node_from_labels, table_node_from_rows
+    scene = harness.scene
+    image, labels, rows = _three_regions()
+    assert [r["voxels"] for r in rows] == [64, 27, 8]
+    volume = mrml.volume_node_from_image(scene, image, "contrast signal")
+    before = scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
+    segmentation_node_from_labels(scene, labels, "enhancing regions", reference_volume_node=volume)
+    assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == before  # temporary node removed
+    for r, row in enumerate(rows):
+        row["note"] = f"region {r + 1}"
+    table_node_from_rows(scene, rows, "region statistics", units={"volume_mm3": "mm3", "centroid_ras": "mm"})
+    _check_nodes(scene, rows)
+
+    path = str(tmp_path / "regions.mrb")
+    assert scene.WriteToMRB(path)
+    from slicer_harness import Harness
+    other = Harness()
+    assert other.scene.ReadFromMRB(path)
+    _check_nodes(other.scene, rows)
+
+
+def test_segment_names_and_bad_inputs(harness):
+    from GadoReduceLib.mrml_outputs import segmentation_node_from_labels, table_node_from_rows
+    _, labels, _ = _three_regions()
+    node = segmentation_node_from_labels(harness.scene, labels, "named", segment_names={1: "a", 2: "b", 3: "c"})
+    assert [node.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="one name per"):
+        segmentation_node_from_labels(harness.scene, labels, "x", segment_names=["a"])
+    with pytest.raises(ValueError, match="non-negative integers"):
+        segmentation_node_from_labels(harness.scene, sitk.Cast(labels, sitk.sitkFloat32), "x")
+    with pytest.raises(ValueError, match="dict"):
+        table_node_from_rows(harness.scene, [("a", 1)], "x")

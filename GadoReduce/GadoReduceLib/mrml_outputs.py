@@ -99,7 +99,7 @@ def table_node_from_rows(scene, rows: list[dict], name: str, units: dict | None 
     Numeric columns are double columns (missing values NaN), all others string columns;
     sequence values (e.g. ``centroid_ras``) become one column per element (``centroid_ras_R``,
     ``_A``, ``_S``). ``units`` maps a column (or the key it was expanded from) to its unit,
-    stored with SetColumnUnit and in the column description.
+    stored with SetColumnUnitLabel and in the column description.
     """
     from vtkmodules.vtkCommonCore import vtkDoubleArray, vtkStringArray
     units = dict(units or {})
@@ -119,7 +119,7 @@ def table_node_from_rows(scene, rows: list[dict], name: str, units: dict | None 
         table.AddColumn(array)
         unit = units.get(key, units.get(key.rsplit("_", 1)[0]) if "_" in key else None)
         if unit:
-            table_node.SetColumnUnit(key, unit)
+            table_node.SetColumnUnitLabel(key, unit)
             table_node.SetColumnDescription(key, f"{key} ({unit})")
     table_node.Modified()
     return table_node
