@@ -72,7 +72,8 @@ def test_c_bar_c_hat_against_reference():
     image = array_to_image(y, GEOMETRY)
     labels = enhancing_regions(image, 1.0, min_volume_mm3=0)
     rows = region_statistics(labels, image, reference_contrast=array_to_image(reference, GEOMETRY),
-                             low_dose=array_to_image(y + 100, GEOMETRY), pre_contrast=array_to_image(y * 0 + 100, GEOMETRY))
+                             low_dose=array_to_image(y + 100, GEOMETRY),
+                             pre_contrast=array_to_image(y * 0 + 100, GEOMETRY))
     assert rows[0]["c_bar"] == pytest.approx(640.0 / (63 * 20 + 40))
     assert rows[0]["c_hat"] == pytest.approx(10.0 / 40.0)
     assert rows[1]["c_bar"] == pytest.approx(0.5) and rows[1]["c_hat"] == pytest.approx(0.5)
