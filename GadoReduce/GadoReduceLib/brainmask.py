@@ -163,8 +163,8 @@ def brain_mask(pre_contrast: sitk.Image, backend: str = "auto", threads: int | N
 
 
 def dice(a: sitk.Image | np.ndarray, b: sitk.Image | np.ndarray) -> float:
-    """Dice overlap of two binary masks on one grid."""
-    a = sitk.GetArrayViewFromImage(a) > 0 if isinstance(a, sitk.Image) else np.asarray(a) > 0
-    b = sitk.GetArrayViewFromImage(b) > 0 if isinstance(b, sitk.Image) else np.asarray(b) > 0
-    total = a.sum() + b.sum()
-    return float(2.0 * np.logical_and(a, b).sum() / total) if total else 1.0
+    """Dice overlap of two binary masks (images or arrays) on one grid; 1 when both are empty."""
+    from .metrics import dice as dice_of_arrays
+    a = (sitk.GetArrayViewFromImage(a) if isinstance(a, sitk.Image) else np.asarray(a)) > 0
+    b = (sitk.GetArrayViewFromImage(b) if isinstance(b, sitk.Image) else np.asarray(b)) > 0
+    return dice_of_arrays(a, b) if a.any() or b.any() else 1.0
