@@ -18,6 +18,7 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper, WithinRange
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
 
 from GadoReduceLib import DISCLAIMER
+from GadoReduceLib.agents import DEFAULT_AGENT
 
 CITATION = (
     "Pinetz T, Kobler E, Haase R, Luetkens JA, Meetschen M, Haubold J, Deuschl C, Radbruch A, "
@@ -68,7 +69,7 @@ class GadoReduceParameterNode:
     lesionSegmentation: vtkMRMLSegmentationNode
     dose: Annotated[float, WithinRange(0.01, 1.0)] = 0.33
     fieldStrength: Annotated[float, WithinRange(1.0, 3.5)] = 3.0
-    agent: str = "gadobutrol"
+    agent: str = DEFAULT_AGENT
     subtraction: vtkMRMLScalarVolumeNode
     registeredLowDose: vtkMRMLScalarVolumeNode
 
@@ -209,18 +210,15 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     # --- inputs ---------------------------------------------------------------------------
     @staticmethod
     def agentNames() -> list:
-        try:
-            from GadoReduceLib.agents import AGENTS
-        except ImportError:  # the agent table arrives with the physics module
-            return ["gadobutrol"]
+        from GadoReduceLib.agents import AGENTS
         return sorted(AGENTS)
 
     @staticmethod
     def relaxivityText(agent: str, fieldStrength: float) -> str:
+        from GadoReduceLib.agents import get_agent
         try:
-            from GadoReduceLib.agents import get_agent
             return f"{get_agent(agent).relaxivity(fieldStrength):.1f} L/(mmol s) at {fieldStrength:g} T"
-        except (ImportError, ValueError) as error:
+        except ValueError as error:
             return str(error)
 
     @staticmethod

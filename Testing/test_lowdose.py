@@ -167,22 +167,22 @@ def test_cli_writes_images_sidecars_and_preview(brats, tmp_path, capsys):
             "--dose", "0.1", "--output", str(out), "--agent", "Dotarem", "--field-strength", "1.5", "--seed", "5",
             "--preview", str(tmp_path / "preview.png"), "--labels", str(paths["seg"])]
     assert main(args) == 0
-    sidecar = json.loads((out / "low_dose_33pct.json").read_text())
+    sidecar = json.loads((out / "low_dose_033.json").read_text())
     assert sidecar["dose"] == 0.33 and sidecar["agent"] == "gadoterate" and sidecar["seed"] == 5
     assert sidecar["field_strength_T"] == 1.5 and sidecar["sequence"]["kind"] == "spgr"
     assert sidecar["relaxivity_L_per_mmol_s"] == pytest.approx(3.9)
     assert sidecar["noise_sigma_low_dose_subtraction"] > 0
-    low = sitk.ReadImage(str(out / "low_dose_10pct.nii.gz"))
+    low = sitk.ReadImage(str(out / "low_dose_010.nii.gz"))
     ref = sitk.ReadImage(str(paths["pre"]))
     assert low.GetSize() == ref.GetSize() and low.GetOrigin() == ref.GetOrigin()
     assert low.GetSpacing() == ref.GetSpacing()
     png = np.asarray(Image.open(tmp_path / "preview.png"))
     assert png.shape[1] == 240 * 5                               # pre, two low doses, standard, labels
-    first = (out / "low_dose_33pct.nii.gz").read_bytes()
+    first = (out / "low_dose_033.nii.gz").read_bytes()
     assert main(args[:-4]) == 0                                  # same seed again: identical bytes
-    assert (out / "low_dose_33pct.nii.gz").read_bytes() == first
+    assert (out / "low_dose_033.nii.gz").read_bytes() == first
     assert main(args[:-4] + ["--seed", "6"]) == 0
-    assert (out / "low_dose_33pct.nii.gz").read_bytes() != first
+    assert (out / "low_dose_033.nii.gz").read_bytes() != first
     capsys.readouterr()
     bad = tmp_path / "bad"
     assert main(["synth", "lowdose", "--pre", str(paths["pre"]), "--post", str(paths["post"]), "--dose", "33",

@@ -11,6 +11,7 @@ import json
 import sys
 
 from . import DISCLAIMER, __version__
+from .agents import DEFAULT_AGENT
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -127,10 +128,6 @@ def _cmd_synth_phantom(args: argparse.Namespace) -> int:
     return 0
 
 
-def _dose_label(dose: float) -> str:
-    return f"low_dose_{dose * 100:.4g}pct"
-
-
 def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -138,13 +135,14 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from .agents import get_agent
-    from .imageio import check_3d, read_image, write_image
+    from .imageio import check_3d, dose_name, read_image, write_image
     from .lowdose import check_dose, synthesize_low_dose
     from .physics import default_sequence
 
     doses = [check_dose(d) for d in args.dose]
-    if len(set(doses)) != len(doses):
-        raise ValueError(f"--dose values repeat ({', '.join(f'{d:g}' for d in args.dose)}); give each dose once")
+    if len({dose_name(d) for d in doses}) != len(doses):
+        raise ValueError(f"--dose values repeat or round to the same percent ({', '.join(f'{d:g}' for d in args.dose)}); "
+                         "give each dose once, at least 1 % apart")
     agent = get_agent(args.agent)
     sequence = default_sequence(args.field_strength, args.sequence)
     if args.preview and not str(args.preview).lower().endswith(".png"):
@@ -165,7 +163,7 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
         params.update({"pre_contrast": str(args.pre), "standard_dose": str(args.post),
                        "brain_mask": str(args.brain_mask) if args.brain_mask else None,
                        "gadoreduce_version": __version__, "disclaimer": DISCLAIMER})
-        stem = _dose_label(dose)
+        stem = dose_name(dose)
         nifti = write_image(image, out_dir / f"{stem}.nii.gz")
         sidecar = out_dir / f"{stem}.json"
         tmp = sidecar.with_name(f".partial-{sidecar.name}")
@@ -200,12 +198,11 @@ def _add_synth(sub) -> None:
 
 
 def _add_synth_lowdose(synth) -> None:
-    from .agents import DEFAULT_AGENT
     p = synth.add_parser("lowdose", help="synthetic low-dose T1w image(s) from a pre/post-contrast pair",
                          description="From a co-registered pre-contrast and standard-dose T1w pair, estimate the "
                                      "per-voxel R1 change through the signal model, compute the signal at a lower "
                                      "dose and add noise so the low-dose subtraction keeps the noise level of a "
-                                     "real acquisition. Writes DIR/low_dose_<percent>pct.nii.gz (pre-contrast "
+                                     "real acquisition. Writes DIR/low_dose_<percent, 3 digits>.nii.gz (pre-contrast "
                                      "grid) and a .json sidecar with every parameter.")
     p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
     p.add_argument("--post", required=True, metavar="POST", help="standard-dose T1w image on the same grid")
@@ -235,7 +232,7 @@ def _add_synth_phantom(synth) -> None:
     q.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files (default 0)")
     q.add_argument("--doses", default="0.1,0.33", help="low doses, fractions of the standard dose (default 0.1,0.33)")
     q.add_argument("--field-strength", type=float, default=3.0, metavar="T", help="tesla (default 3)")
-    q.add_argument("--agent", default="gadobutrol", help="contrast agent (generic or brand name; default gadobutrol)")
+    q.add_argument("--agent", default=DEFAULT_AGENT, help=f"contrast agent (generic or brand name; default {DEFAULT_AGENT})")
     q.add_argument("--sequence", default="spgr", choices=("spgr", "mprage"), help="T1w sequence (default spgr)")
     q.add_argument("--size", default="small", choices=("small", "full"),
                    help="small: 2 mm 96x128x88; full: 1 mm 256x256x176 (default small)")
@@ -381,7 +378,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _add_predict(sub) -> None:
-    from .agents import DEFAULT_AGENT
     p = sub.add_parser("predict", help="synthesize standard-dose images from a pre-contrast and a low-dose scan",
                        description="Preprocess a pre-contrast and a low-dose T1w pair, predict the standard-dose "
                                    "contrast signal with the conditional CNN and write synthetic_standard_dose "

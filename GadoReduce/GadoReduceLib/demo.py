@@ -45,7 +45,8 @@ def true_subtraction_sigma(case, result, scan) -> float:
 def run_demo(output: str | Path, seed: int = 0, size: str = "small", backend: str = "auto", log=print) -> dict:
     """Generate the phantom case, preprocess it, write everything under ``output``; returns the metrics."""
     from .brainmask import dice
-    from .phantom import PhantomConfig, dose_name, generate_phantom, preview_phantom, write_phantom
+    from .imageio import dose_name
+    from .phantom import PhantomConfig, generate_phantom, preview_phantom, write_phantom
     from .preprocess import preprocess
     from .qc import write_outputs
     from .registration import target_registration_error

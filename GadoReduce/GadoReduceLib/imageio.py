@@ -49,6 +49,13 @@ NIFTI_FIELDS = ("descrip", "datatype", "bitpix", "qform_code_name", "sform_code_
                 "scl_slope", "scl_inter", "xyzt_units", "intent_name", "cal_min", "cal_max")
 
 
+def dose_name(dose: float) -> str:
+    """File stem of a low-dose scan in a case folder: ``low_dose_010`` for 0.1 (dose in percent, 3 digits).
+
+    Phantom cases, ``gadoreduce synth lowdose`` and training case folders all use this name."""
+    return f"low_dose_{int(round(dose * 100)):03d}"
+
+
 class ImageReadError(ValueError):
     """An input image could not be read; the message names the file and the fix."""
 

@@ -27,8 +27,8 @@ import numpy as np
 import SimpleITK as sitk
 
 from . import DISCLAIMER, __version__
-from .agents import STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
-from .imageio import LPS_TO_RAS, Geometry, array_to_image, write_image
+from .agents import DEFAULT_AGENT, STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
+from .imageio import LPS_TO_RAS, Geometry, array_to_image, dose_name, write_image
 from .memory import large_arrays
 from .phantom_anatomy import COMPARTMENTS, build_head, upsample_linear
 from .phantom_lesions import LESION_COMPARTMENTS, LESION_TYPES, brain_depth_mm, render_lesions, sample_lesions
@@ -65,7 +65,7 @@ class PhantomConfig:
     seed: int = 0
     doses: tuple[float, ...] = (0.1, 0.33)
     field_strength: float = 3.0
-    agent: str = "gadobutrol"
+    agent: str = DEFAULT_AGENT
     sequence: str = "spgr"
     size: str = "small"
     spacing_mm: tuple[float, float, float] | None = None
@@ -137,11 +137,6 @@ class PhantomCase:
     bias_field: sitk.Image
     true_contrast_signal: sitk.Image
     parameters: dict
-
-
-def dose_name(dose: float) -> str:
-    """File stem of a low-dose scan: ``low_dose_010`` for 0.1 (dose in percent, 3 digits)."""
-    return f"low_dose_{int(round(dose * 100)):03d}"
 
 
 def scanner_grid(config: PhantomConfig) -> Geometry:
