@@ -26,6 +26,8 @@ import torch
 from . import DISCLAIMER, __version__
 from .model import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
 
+DEFAULT_MODEL = ("Models", "gadoreduce_default.pt")
+"""The shipped default model, under Resources (with its .sha256 and .md model card beside it)."""
 FORMAT = "gadoreduce-model"
 FORMAT_VERSION = 1
 CHUNK = 1 << 20
@@ -160,9 +162,20 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     return header, state
 
 
-def load_model(path: str | os.PathLike, device: str | torch.device = "cpu") -> LoadedModel:
-    """Verify (sha256) and load a model file written by :func:`save_model`; model in eval mode on device."""
-    path = Path(path)
+def default_model_path() -> Path:
+    """Path of the shipped default model file; ModelFileError when it is not installed."""
+    from .resources import resources_dir
+    path = resources_dir().joinpath(*DEFAULT_MODEL)
+    if not path.exists():
+        raise ModelFileError(f"the default model {'/'.join(DEFAULT_MODEL)} is missing from {resources_dir()}; "
+                             "reinstall GadoReduce or give a model file explicitly (--model PATH)")
+    return path
+
+
+def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Verify (sha256) and load a model file written by :func:`save_model` (None: the shipped default model);
+    model in eval mode on device."""
+    path = default_model_path() if path is None else Path(path)
     header, state = read_header(path)
     try:
         config = ModelConfig.from_dict(header["config"])

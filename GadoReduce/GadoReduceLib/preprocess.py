@@ -156,11 +156,12 @@ def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: 
                              "session and keep their original position (origin and direction) information.")
 
 
-def check_enhancement(subtraction: sitk.Image, mask: sitk.Image, sigma: float, name: str) -> float:
-    """Fraction of brain voxels of ``subtraction`` above 3 sigma; ValueError when it is noise only."""
+def check_enhancement(subtraction: sitk.Image, mask: sitk.Image, sigma: float, name: str,
+                      strict: bool = True) -> float:
+    """Fraction of brain voxels of ``subtraction`` above 3 sigma; ValueError when it is noise only (strict)."""
     z = sitk.GetArrayViewFromImage(subtraction)[sitk.GetArrayViewFromImage(mask) > 0]
     fraction = float((z > ENHANCEMENT_SIGMAS * sigma).mean())
-    if fraction <= MIN_ENHANCING_FRACTION:
+    if strict and fraction <= MIN_ENHANCING_FRACTION:
         raise ValueError(f"The {name} is nowhere brighter than the pre-contrast image (only {100 * fraction:.2f} % "
                          f"of brain voxels exceed {ENHANCEMENT_SIGMAS:g} noise sigmas, as in pure noise). Check that "
                          "it is a contrast-enhanced scan and that pre-contrast and post-contrast were not swapped.")
@@ -191,7 +192,8 @@ def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.
 
 def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work: sitk.Image,
                    mask_native: sitk.Image, mask_work: sitk.Image, registration_mask: sitk.Image,
-                   backend: str, threads: int | None, sigma_ld: float | None) -> ScanPreprocessing:
+                   backend: str, threads: int | None, sigma_ld: float | None,
+                   require_enhancement: bool = True) -> ScanPreprocessing:
     before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
     reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
                    threads=threads, reference=pre_work)
@@ -227,7 +229,11 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
         if failed:
             raise ValueError(f"{error} The registration of the {name} also looks failed (brain correlation "
                              f"{after:.3f}), which alone can cause this.") from None
-        raise
+        if require_enhancement:
+            raise
+        qc["enhancing_fraction_3sigma"] = check_enhancement(subtraction, valid, sigma, name, strict=False)
+        qc["warnings"].append(str(error))
+        warnings.warn(str(error), RegistrationWarning, stacklevel=3)
     qc["noise_sigma"] = sigma
     mean, std = noise.local_statistics(subtraction, valid, sigma)
     z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
@@ -237,13 +243,16 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
 
 def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
                backend: str = "auto", threads: int | None = None, isotropic: bool = True,
-               brain: bm.BrainMaskResult | sitk.Image | None = None) -> PreprocessResult:
+               brain: bm.BrainMaskResult | sitk.Image | None = None,
+               require_enhancement: bool = True) -> PreprocessResult:
     """The preprocessing chain of paper 001 (see the module docstring); returns every intermediate image.
 
     backend: registration backend (``registration.BACKENDS``); isotropic: regrid anisotropic
     pre-contrast scans onto a nested nearly isotropic working grid; brain: a precomputed
     :func:`brainmask.brain_mask` result, or a binary brain mask on the pre-contrast grid (either
-    skips the atlas registration).
+    skips the atlas registration); require_enhancement: refuse post-contrast scans with no voxel
+    above noise (the default; False only for low doses known to be right, e.g. synthetic ones, where
+    this becomes a QC warning).
     """
     check_inputs(pre_contrast, low_dose, standard_dose)
     pre_native = sitk.Cast(pre_contrast, sitk.sitkFloat32)
@@ -271,7 +280,7 @@ def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: si
 
     pre_normalized, pre_q = normalization.percentile_normalize(pre_work, mask_work)
     low = _post_contrast(low_dose, "low-dose image", pre_native, pre_normalized, mask_native, mask_work,
-                         registration_mask, backend, threads, None)
+                         registration_mask, backend, threads, None, require_enhancement)
     sigma_ld = low.noise_sigma
     sd, p, y = None, None, None
     if standard_dose is not None:
