@@ -167,8 +167,8 @@ def test_cli_predict_writes_three_volumes_and_a_montage(case, tmp_path, capsys):
     model_path = save_model(tmp_path / "m.pt", _model(), SMALL, ConditionNormalization(), 1.0, {"name": "tiny"})
     base = ["predict", "--pre", str(pre), "--low", str(low), "--dose", "0.25", "--field-strength", "3",
             "--agent", "Gadovist", "--output", str(tmp_path / "out"), "--backend", "itk"]
-    assert cli.main(base) == 2
-    assert "--model PATH" in capsys.readouterr().err
+    assert cli.main(base + ["--model", str(tmp_path / "absent.pt")]) == 2
+    assert "absent.pt" in capsys.readouterr().err
     assert cli.main(base + ["--model", str(model_path), "--device", "cpu", "--tile", "48"]) == 0
     for name in OUTPUT_NAMES:
         image = read_image(tmp_path / "out" / f"{name}.nii.gz")

@@ -354,9 +354,6 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from .infer import choose_device, synthesize, write_prediction
     from .model_io import load_model
     from .preprocess import preprocess
-    if not args.model:
-        raise ValueError("no model weights are shipped with GadoReduce yet; give a trained model file with "
-                         "--model PATH (a .pt file with its .sha256 beside it)")
     device = choose_device(args.device)
     loaded = load_model(args.model, device=device)  # before the slow preprocessing: fail fast
     pre = read_image(args.pre)
@@ -372,7 +369,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
                                     "Synthetic images: research only, not for diagnosis.")
     for message in result.qc["warnings"]:
         print(f"WARNING: {message}", file=sys.stderr)
-    print(f"model {args.model} on {device}, {args.precision}; intensities in the pre-contrast's units")
+    print(f"model {loaded.path} on {device}, {args.precision}; intensities in the pre-contrast's units")
     print(f"wrote {len(paths)} files to {args.output}")
     return 0
 
@@ -392,8 +389,8 @@ def _add_predict(sub) -> None:
     p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
                    help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it); required until "
-                   "default weights are shipped")
+    p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it; default: the "
+                   "shipped model, Resources/Models/gadoreduce_default.pt)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                    help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default fp32)")

@@ -237,8 +237,15 @@ def model_card(header: dict) -> str:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format_value(v)} |" for k, v in metrics.items()]
     else:
         lines.append("None recorded.")
+    rows = meta.get("evaluation")
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        lines += ["", "## Evaluation per held-out case", "", meta.get("evaluation_note", ""), "",
+                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in rows]
     others = {k: v for k, v in meta.items()
-              if k not in ("name", "description", "training_data", "validation_metrics")}
+              if k not in ("name", "description", "training_data", "validation_metrics", "evaluation",
+                           "evaluation_note")}
     if others:
         lines += ["", "## Other information", ""] + [f"- **{k}**: {_format_value(v)}" for k, v in others.items()]
     lines += ["", "## Intended use and limits", "",
