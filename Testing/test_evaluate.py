@@ -198,3 +198,25 @@ def test_bad_inputs_raise_clear_value_errors(tmp_path, tiny_model):
     with pytest.raises(ValueError, match="--subjects nope not found"):
         folder_cases(case.parent, ["nope"])
     assert main(["evaluate", "--output", str(tmp_path / "o"), "--model", str(tiny_model), "--doses", "0"]) == 2
+
+
+def test_phantom_folder_keeps_only_enhancing_lesions_and_reads_metadata(tmp_path):
+    folder = tmp_path / "cases" / "p1"
+    folder.mkdir(parents=True)
+    case = _toy_case()
+    labels = np.zeros((24, 24, 24), np.uint16)
+    labels[10:14, 8:12, 11:15] = 1
+    labels[3:6, 3:6, 3:6] = 2  # listed as non-enhancing below
+    for name, image in (("pre_contrast", case.pre_contrast), ("standard_dose", case.standard_dose),
+                        ("lesion_labels", sitk.GetImageFromArray(labels))):
+        sitk.WriteImage(image, str(folder / f"{name}.nii.gz"))
+    (folder / "phantom.json").write_text(json.dumps({
+        "field_strength_t": 1.5, "agent": {"name": "gadoterate"},
+        "lesions": [{"label": 1, "type": "solid"}, {"label": 2, "type": "non_enhancing"}]}))
+    (spec,) = folder_cases(tmp_path / "cases")
+    loaded = spec.load()
+    assert (loaded.field_strength, loaded.agent, loaded.assumed_metadata, loaded.low_doses) == (1.5, "gadoterate",
+                                                                                                False, {})
+    assert sorted(np.unique(sitk.GetArrayFromImage(loaded.lesions))) == [0, 1]
+    (same,) = folder_cases(folder)  # a single case folder is a case source too
+    assert same.name == "p1"

@@ -118,6 +118,15 @@ def lesion_labels_from(image: sitk.Image, reference: sitk.Image, what: str, fold
 
 # ----------------------------------------------------------------------------- case folders
 
+def _enhancing_only(lesions: sitk.Image, sidecar: Path) -> sitk.Image:
+    """Phantom lesion labels without the non-enhancing lesions listed in the phantom's sidecar."""
+    import json
+    entries = json.loads(sidecar.read_text()).get("lesions", [])
+    drop = [e["label"] for e in entries if e.get("type") == "non_enhancing"]
+    array = sitk.GetArrayFromImage(lesions)
+    return _labels_image(np.where(np.isin(array, drop), 0, array), lesions)
+
+
 def _folder_spec(folder: Path) -> CaseSpec:
     from .training_data import _find_image, _low_dose_files
     files = sorted(p for p in folder.iterdir() if p.is_file())
@@ -161,6 +170,8 @@ def _folder_spec(folder: Path) -> CaseSpec:
             if path is not None:
                 lesions = lesion_labels_from(read_image(path), pre, stem, folder)
                 break
+        if lesions is not None and (folder / "phantom.json").exists():
+            lesions = _enhancing_only(lesions, folder / "phantom.json")
         return EvalCase(folder.name, "folder", pre, read_image(sd_path), lows, field_strength, agent, lesions,
                         brain, assumed)
     return CaseSpec(folder.name, "folder", identity, load)
