@@ -197,7 +197,8 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
     contrast.SetSpacing(arrays.spacing)
     brain_image = sitk.GetImageFromArray(brain.astype(np.uint8))
     brain_image.CopyInformation(contrast)
-    detected = sitk.GetArrayFromImage(enhancing_regions(contrast, detection_threshold, brain_image, threshold_sigmas=1.0))
+    regions = enhancing_regions(contrast, detection_threshold, brain_image, threshold_sigmas=1.0)
+    detected = sitk.GetArrayFromImage(regions)
     lesion_rows = []
     has_lesions = bool((lesions > 0).any())
     if has_lesions:
@@ -238,9 +239,11 @@ def check_doses(doses) -> tuple[float, ...]:
         try:
             value = float(d)
         except (TypeError, ValueError):
-            raise ValueError(f"dose {d!r} is not a number; give fractions of the standard dose, e.g. 0.1,0.2,0.33") from None
+            raise ValueError(f"dose {d!r} is not a number; give fractions of the standard dose, "
+                             "e.g. 0.1,0.2,0.33") from None
         if not (0.0 < value <= 1.0) or not math.isfinite(value):
-            raise ValueError(f"dose {value:g} is outside (0, 1]; give fractions of the standard dose, e.g. 0.1,0.2,0.33")
+            raise ValueError(f"dose {value:g} is outside (0, 1]; give fractions of the standard dose, "
+                             "e.g. 0.1,0.2,0.33")
         out.append(value)
     if not out:
         raise ValueError("no dose given; use e.g. --doses 0.1,0.2,0.33")

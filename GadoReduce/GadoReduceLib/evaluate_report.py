@@ -179,7 +179,8 @@ def summary_markdown(result: dict, methods: list[str], doses, info: dict) -> str
     lines += [f"- Cases: {len(cases)} ({', '.join(f'{n} {s}' for s, n in sorted(by_source.items()))}); doses "
               f"{', '.join(f'{d:g}' for d in doses)} of the standard dose",
               f"- Low doses: {sum(k == 'real' for k in pairs.values())} (case, dose) pairs with a real low-dose scan, "
-              f"{sum(k == 'synthetic' for k in pairs.values())} with a synthetic low dose (seeded by case name and dose)"]
+              f"{sum(k == 'synthetic' for k in pairs.values())} with a synthetic low dose "
+              "(seeded by case name and dose)"]
     if assumed:
         values = sorted({"%g T, %s" % (r["field_strength"], r["agent"]) for r in rows if int(r["assumed_metadata"])})
         lines.append(f"- Field strength and agent assumed (not recorded) for {len(assumed)} case(s): "
