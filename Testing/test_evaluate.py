@@ -4,6 +4,7 @@ properties, reproducible files, case sources and bad inputs (issue 7)."""
 from __future__ import annotations
 
 import csv
+import math
 import json
 
 import numpy as np
@@ -220,3 +221,24 @@ def test_phantom_folder_keeps_only_enhancing_lesions_and_reads_metadata(tmp_path
     assert sorted(np.unique(sitk.GetArrayFromImage(loaded.lesions))) == [0, 1]
     (same,) = folder_cases(folder)  # a single case folder is a case source too
     assert same.name == "p1"
+
+
+def test_best_baseline_choice_and_paired_tests():
+    from GadoReduceLib.evaluate_report import compare_with_best_baseline
+    from GadoReduceLib.metrics import paired_tests
+    values = {"low_dose": ([20.0, 21.0, 22.5, 19.0], [0.3, 0.35, 0.2, 0.3], [1.0, 1.2, 0.9, 1.1]),
+              "linear_scaling": ([15.0, 14.0, 16.0, 15.5], [1.6, 1.5, 1.7, 1.4], [4.0, 5.0, 4.5, 3.0]),
+              "gadoreduce": ([25.0, 24.0, 26.5, 23.0], [0.9, 0.95, 1.05, 0.8], [3.9, 4.4, 4.0, 3.5]),
+              "standard_dose": ([math.inf] * 4, [1.0] * 4, [4.2, 4.6, 4.1, 3.6])}
+    rows = [{"case": f"c{i}", "dose": 0.1, "method": m, "psnr_brain": v[0][i], "c_hat": v[1][i], "cnr": v[2][i]}
+            for m, v in values.items() for i in range(4)]
+    psnr = compare_with_best_baseline(rows, 0.1, "psnr_brain", "higher")
+    assert psnr["baseline"] == "low_dose" and psnr["n"] == 4
+    assert psnr["t_pvalue"] == paired_tests(values["gadoreduce"][0], values["low_dose"][0])["t_pvalue"]
+    c_hat = compare_with_best_baseline(rows, 0.1, "c_hat", "one")  # mean abs(x - 1): low dose 0.71, linear 0.55
+    assert c_hat["baseline"] == "linear_scaling" and c_hat["quantity"] == "abs(x - 1)"
+    expected = paired_tests([abs(v - 1) for v in values["gadoreduce"][1]],
+                            [abs(v - 1) for v in values["linear_scaling"][1]])
+    assert c_hat["mean_difference"] == pytest.approx(expected["mean_difference"])
+    cnr = compare_with_best_baseline(rows, 0.1, "cnr", "reference")  # closest to the standard dose's CNR
+    assert cnr["baseline"] == "linear_scaling" and cnr["mean_difference"] < 0
