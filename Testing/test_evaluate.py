@@ -4,8 +4,8 @@ properties, reproducible files, case sources and bad inputs (issue 7)."""
 from __future__ import annotations
 
 import csv
-import math
 import json
+import math
 
 import numpy as np
 import pytest
