@@ -130,19 +130,21 @@ def preprocess_case(case, dose: float, backend: str = "auto") -> CaseArrays:
                       float(case.field_strength), str(case.agent), bool(case.assumed_metadata))
 
 
-def cached_arrays(spec, dose: float, backend: str, cache_dir) -> tuple[CaseArrays, bool]:
-    """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dXXX_<key>.npz``."""
+def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tuple[CaseArrays, bool]:
+    """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dXXX_<key>.npz``.
+    ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a case once for all doses)."""
+    load = load or spec.load
     from .imageio import dose_name
     from .training_data import cache_key
     if cache_dir is None:
-        return preprocess_case(spec.load(), dose, backend), False
+        return preprocess_case(load(), dose, backend), False
     key = cache_key("evaluate", {"version": CACHE_VERSION, "case": spec.identity, "dose": dose_name(dose),
                                  "backend": backend})
     safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
     path = Path(cache_dir) / f"{safe}_{dose_name(dose).replace('low_dose_', 'd')}_{key}.npz"
     if path.exists():
         return CaseArrays.load(path), True
-    arrays = preprocess_case(spec.load(), dose, backend)
+    arrays = preprocess_case(load(), dose, backend)
     arrays.save(path)
     return arrays, False
 
@@ -266,9 +268,11 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
         raise ValueError("no cases to evaluate; give --cases DIR and/or --phantoms N")
     case_rows, lesion_rows, timings = [], [], {}
     for spec in specs:
+        memo = []
+        load = lambda spec=spec, memo=memo: memo[0] if memo else memo.append(spec.load()) or memo[0]  # noqa: E731
         for dose in doses:
             start = time.perf_counter()
-            arrays, hit = cached_arrays(spec, dose, backend, cache_dir)
+            arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load)
             t_pre = time.perf_counter() - start
             meta = {"field_strength": arrays.field_strength, "agent": arrays.agent,
                     "assumed": arrays.assumed_metadata}
