@@ -242,3 +242,18 @@ def test_best_baseline_choice_and_paired_tests():
     assert c_hat["mean_difference"] == pytest.approx(expected["mean_difference"])
     cnr = compare_with_best_baseline(rows, 0.1, "cnr", "reference")  # closest to the standard dose's CNR
     assert cnr["baseline"] == "linear_scaling" and cnr["mean_difference"] < 0
+
+
+def test_charts_without_matplotlib_are_drawn_with_pil(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from GadoReduceLib import evaluate_figures as figures
+    monkeypatch.setattr(figures, "_matplotlib", lambda: None)
+    rows = [{"case": f"c{i}", "dose": d, "method": m, "c_hat": v * d * (1 + 0.1 * i)}
+            for i in range(3) for d in (0.1, 0.33) for m, v in (("low_dose", 1.0), ("gadoreduce", 3.0))]
+    box = figures.box_plot(rows, "c_hat", "c^", ["low_dose", "gadoreduce"], [0.1, 0.33], tmp_path / "box.png")
+    line = figures.dose_response(rows, ["low_dose", "gadoreduce"], [0.1, 0.33], tmp_path / "dose.png")
+    for path in (box, line):
+        pixels = np.asarray(Image.open(path).convert("RGB"))
+        blue = np.all(pixels == figures.COLOURS["gadoreduce"], axis=-1)
+        assert blue.sum() > 20, path  # the GadoReduce boxes / points are drawn in its colour
