@@ -63,7 +63,8 @@ def test_outputs_columns_and_summary(run_twice, tiny_model):
         assert column in rows[0], column
     lesions = _read_csv(out / "per_lesion.csv")
     assert {"case", "dose", "method", "lesion", "volume_mm3", "long_axis_mm", "c_bar", "c_hat", "psnr_lesion",
-            "detected"} <= set(lesions[0])
+            "detected", "reference_enhancement_sigmas"} <= set(lesions[0])
+    assert all(float(r["reference_enhancement_sigmas"]) > 1 for r in lesions)  # phantom lesions enhance clearly
     summary = (out / "summary.md").read_text()
     assert "gadoreduce " + " ".join(argv) in summary
     assert sha256_of(tiny_model) in summary and "tiny-random" in summary and __version__ in summary

@@ -217,8 +217,11 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
         for lesion in lesion_geometry(lesions, arrays.spacing):
             lab = lesion.label
             voxels = int((lesions == lab).sum())
+            region = lesions == lab
+            reference = float((sd[region].astype(np.float64) - pre[region]).mean()) / arrays.noise_sigma_sd
             lesion_rows.append({"lesion": lab, "voxels": voxels, "volume_mm3": voxels * float(np.prod(arrays.spacing)),
-                                "long_axis_mm": lesion.long_axis_mm, "psnr_lesion": psnr_l[lab],
+                                "long_axis_mm": lesion.long_axis_mm,
+                                "reference_enhancement_sigmas": reference, "psnr_lesion": psnr_l[lab],
                                 "c_bar": rel[lab][0], "c_hat": rel[lab][1], "detected": int(lab in matched)})
     else:
         row.update({k: float("nan") for k in ("psnr_lesions", "c_bar", "c_hat", "cnr", "lbr", "cep")})
