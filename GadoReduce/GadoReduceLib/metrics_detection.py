@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import ndimage
 
 SIZE_THRESHOLDS_MM = (10.0, 5.0, 0.0)
 """Minimum long-axis lengths (mm) of the nested evaluation configurations of paper 002."""
@@ -48,8 +49,11 @@ def lesion_geometry(labels, spacing) -> list[Lesion]:
     sp = _spacing_kji(spacing)
     box_var = np.diag(sp ** 2 / 12.0)  # variance of a uniform voxel box along each axis
     lesions = []
-    for lab in np.unique(arr[arr > 0]):
-        coords = np.argwhere(arr == lab) * sp
+    positive = np.unique(arr[arr > 0])
+    boxes = ndimage.find_objects(np.where(arr > 0, arr, 0).astype(np.intp), int(positive.max())) if positive.size else []
+    for lab in positive:
+        box = boxes[int(lab) - 1]  # bounding box: the same voxels in the same order, found faster
+        coords = (np.argwhere(arr[box] == lab) + [s.start for s in box]) * sp
         centroid = coords.mean(axis=0)
         centred = coords - centroid
         cov = centred.T @ centred / len(coords) + box_var
