@@ -250,20 +250,23 @@ def _add_synth_phantom(synth) -> None:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
-    run_demo(args.output, seed=args.seed, size=args.size, backend=args.backend)
+    run_demo(args.output, seed=args.seed, size=args.size, backend=args.backend, model=args.model, device=args.device)
     return 0
 
 
 def _add_demo(sub) -> None:
+    from .demo import DEMO_SIZE
     p = sub.add_parser("demo", help="run the pipeline on the built-in phantom case and check it against its truth",
                        description="Generate the built-in digital phantom case (head with skull, enhancing lesions, "
-                                   "known motion and noise), run every pipeline stage of this version on it, write "
-                                   "inputs, outputs and montages, and print the errors against the known truth. "
-                                   "Synthetic data: software checks, not clinical evidence.")
+                                   "known motion and noise), run the whole chain on it (preprocessing, the CNN with "
+                                   "the shipped model), write inputs, outputs and montages, and print the errors "
+                                   "against the known truth. Synthetic data: software checks, not clinical evidence.")
     p.add_argument("--output", default="gadoreduce-demo", metavar="DIR", help="output folder (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
-    p.add_argument("--size", choices=("small", "full"), default="small",
+    p.add_argument("--size", choices=("small", "full"), default=DEMO_SIZE,
                    help="small: 2 mm voxels (fast); full: 1 mm, 256x256x176 (default: %(default)s)")
+    p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N (default: auto)")
     p.add_argument("--backend", choices=("auto", "itk", "executable"), default="auto",
                    help="registration backend (default: %(default)s)")
     p.set_defaults(func=_cmd_demo)
@@ -409,7 +412,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,
         phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=args.tile,
-        cache=not args.no_cache, command=command)
+        cache=False if args.no_cache else (args.cache or True), command=command)
     return 0
 
 
@@ -437,7 +440,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--backend", default="auto", choices=["auto", "itk", "executable"], help="elastix backend")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, metavar="N", help="sliding-window tile edge in voxels; default whole volume")
-    p.add_argument("--no-cache", action="store_true", help="do not keep preprocessed cases in OUTPUT/cache")
+    p.add_argument("--cache", metavar="DIR", help="preprocessed (case, dose) cache (default OUTPUT/cache); keep it "
+                   "outside OUTPUT when the report is to be shared, since it holds image data")
+    p.add_argument("--no-cache", action="store_true", help="do not keep preprocessed cases")
     p.set_defaults(func=_cmd_evaluate)
 
 

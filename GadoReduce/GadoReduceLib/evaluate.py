@@ -111,23 +111,39 @@ def preprocess_case(case, dose: float, backend: str = "auto") -> CaseArrays:
     """Preprocess one case at one dose (real or synthetic low dose) into :class:`CaseArrays`."""
     from .evaluate_cases import low_dose_for
     from .preprocess import preprocess
-    from .regrid import to_grid
     low, real = low_dose_for(case, dose)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # QC warnings stay in result.qc
         result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
                             require_enhancement=real)
+    return arrays_from_result(result, case.lesions, real, case.field_strength, case.agent, case.assumed_metadata)
+
+
+def arrays_from_result(result, lesions: sitk.Image | None, real_low_dose: bool, field_strength: float, agent: str,
+                       assumed_metadata: bool = False) -> CaseArrays:
+    """:class:`CaseArrays` from a ``preprocess.PreprocessResult`` with a standard dose; ``lesions``: label image
+    on the pre-contrast grid (kept where ``reference_lesions`` allows) or None."""
+    from .regrid import to_grid
     view = lambda image: sitk.GetArrayFromImage(image).astype(np.float32)  # noqa: E731
     pre, standard = view(result.pre_contrast), view(result.standard_dose.registered)
     spacing = tuple(result.pre_contrast.GetSpacing())
-    lesions = np.zeros(pre.shape, np.uint16)
-    if case.lesions is not None:
-        mapped = to_grid(case.lesions, result.pre_contrast, sitk.sitkNearestNeighbor, sitk.sitkUInt16)
-        lesions = reference_lesions(sitk.GetArrayFromImage(mapped), pre, standard, spacing)
+    labels = np.zeros(pre.shape, np.uint16)
+    if lesions is not None:
+        mapped = to_grid(lesions, result.pre_contrast, sitk.sitkNearestNeighbor, sitk.sitkUInt16)
+        labels = reference_lesions(sitk.GetArrayFromImage(mapped), pre, standard, spacing)
     return CaseArrays(pre, view(result.low_dose.registered), standard, sitk.GetArrayFromImage(result.brain_mask) > 0,
-                      view(result.low_dose.normalized_subtraction), view(result.low_dose.local_std), lesions,
-                      spacing, float(result.noise_sigma_ld), float(result.standard_dose.noise_sigma), real,
-                      float(case.field_strength), str(case.agent), bool(case.assumed_metadata))
+                      view(result.low_dose.normalized_subtraction), view(result.low_dose.local_std), labels,
+                      spacing, float(result.noise_sigma_ld), float(result.standard_dose.noise_sigma), bool(real_low_dose),
+                      float(field_strength), str(agent), bool(assumed_metadata))
+
+
+def _load_case(spec, backend: str):
+    """Load a case; without a brain mask, compute the atlas brain mask once for all its doses."""
+    case = spec.load()
+    if case.brain_mask is None:
+        from .brainmask import brain_mask
+        case.brain_mask = brain_mask(sitk.Cast(case.pre_contrast, sitk.sitkFloat32), backend=backend).brain_mask
+    return case
 
 
 def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tuple[CaseArrays, bool]:
@@ -272,7 +288,7 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
     case_rows, lesion_rows, timings = [], [], {}
     for spec in specs:
         memo = []
-        load = lambda spec=spec, memo=memo: memo[0] if memo else memo.append(spec.load()) or memo[0]  # noqa: E731
+        load = lambda spec=spec, memo=memo: memo[0] if memo else memo.append(_load_case(spec, backend)) or memo[0]  # noqa: E731
         for dose in doses:
             start = time.perf_counter()
             arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load)
@@ -310,11 +326,11 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
 
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
         doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile=None,
-        cache: bool = True, command: str = "", zoom_cases: int = 3, log=print) -> dict:
+        cache: bool | str | Path = True, command: str = "", zoom_cases: int = 3, log=print) -> dict:
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
 
     model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
-    cache: keep preprocessed (case, dose) arrays in ``output/cache``; command: the command line, quoted in
+    cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False); command: the command line, quoted in
     the summary; zoom_cases: lesion zoom figures for this many cases (the first by name). Returns the paths.
     """
     from .evaluate_cases import folder_cases, phantom_cases
@@ -346,7 +362,8 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
             if path is not None:
                 zooms.append(str(path.relative_to(output)))
 
-    result = evaluate(specs, doses, loaded, ablation, backend, output / "cache" if cache else None, tile, device,
+    cache_dir = (output / "cache" if cache is True else Path(cache)) if cache else None
+    result = evaluate(specs, doses, loaded, ablation, backend, cache_dir, tile, device,
                       log, on_images)
     figures = sorted(write_figures(result, methods, doses, output) + zooms)
     describe = lambda lm: {"name": lm.metadata.get("name", lm.path.stem), "file": lm.path.name,  # noqa: E731

@@ -228,6 +228,13 @@ def folder_cases(root, subjects=None) -> list[CaseSpec]:
 
 # ----------------------------------------------------------------------------- phantoms
 
+def phantom_lesions(case) -> sitk.Image:
+    """The enhancing lesions of a generated phantom (``phantom.generate_phantom``) as a label image."""
+    labels = sitk.GetArrayFromImage(case.lesion_labels)
+    enhancing = [lesion["label"] for lesion in case.parameters["lesions"] if lesion["type"] != "non_enhancing"]
+    return _labels_image(np.where(np.isin(labels, enhancing), labels, 0), case.pre_contrast)
+
+
 def phantom_cases(count: int, seed: int, size: str, doses) -> list[CaseSpec]:
     """``count`` phantoms (seeds ``seed`` .. ``seed + count - 1``) with real low doses at ``doses`` (< 1)."""
     from dataclasses import asdict
@@ -243,13 +250,10 @@ def phantom_cases(count: int, seed: int, size: str, doses) -> list[CaseSpec]:
         def load(config=config) -> EvalCase:
             from .phantom import generate_phantom
             case = generate_phantom(config)
-            labels = sitk.GetArrayFromImage(case.lesion_labels)
-            enhancing = [lesion["label"] for lesion in case.parameters["lesions"] if lesion["type"] != "non_enhancing"]
-            labels = np.where(np.isin(labels, enhancing), labels, 0)
             name = f"phantom_{config.seed}_{config.size}"
             return EvalCase(name, "phantom", case.pre_contrast, case.standard_dose,
                             {d: img for d, img in case.low_dose.items() if d in low}, config.field_strength,
-                            config.agent, _labels_image(labels, case.pre_contrast), case.brain_mask, False)
+                            config.agent, phantom_lesions(case), case.brain_mask, False)
         specs.append(CaseSpec(f"phantom_{config.seed}_{config.size}", "phantom",
                               {"phantom": asdict(config)}, load))
     return specs

@@ -397,5 +397,10 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
                 if log:
                     log(f"skipping {subject} at dose {dose:g}: {error}")
                 continue
-            (val if index >= len(pairs) - holdout else train).append(case)
+            (val if held_out(index, len(pairs), holdout) else train).append(case)
     return train, val
+
+
+def held_out(index: int, count: int, holdout: int) -> bool:
+    """Whether the BraTS subject at ``index`` of ``count`` (sorted by name) is held out for validation."""
+    return index >= count - holdout
