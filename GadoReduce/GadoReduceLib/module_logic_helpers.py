@@ -77,11 +77,17 @@ def labels_from_segmentation(segmentation_node, reference_volume_node):
     """(label image on the reference volume's grid, {label: segment name}) of every segment;
     label i + 1 is the i-th segment. Uses a temporary label-map node, removed afterwards."""
     import slicer
+    import SimpleITK as sitk
     import vtk
 
     from .mrml import image_from_volume_node
     scene = segmentation_node.GetScene()
     segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetNumberOfSegments() == 0:
+        reference = image_from_volume_node(reference_volume_node)
+        empty = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+        empty.CopyInformation(reference)
+        return empty, {}
     ids = vtk.vtkStringArray()
     names = {}
     for index in range(segmentation.GetNumberOfSegments()):
