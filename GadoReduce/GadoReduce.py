@@ -54,8 +54,9 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
 
 
 def _registerSampleDataGuarded() -> None:
+    from GadoReduceLib.module_logic_helpers import register_sample_data
     try:
-        registerSampleData()
+        register_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png"))
     except ImportError:  # no SampleData module (e.g. a custom Slicer build)
         logging.info("GadoReduce: SampleData module not found; the phantom sample is not registered.")
 
@@ -273,6 +274,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
         self._job = None  # (BackgroundJob, parameters, progress, folder) while a computation runs
+        self.lastResult = None  # what the last finished process() returned (also in background mode)
 
     def getParameterNode(self):
         return GadoReduceParameterNode(super().getParameterNode())
@@ -311,34 +313,8 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     @staticmethod
     def checkInputs(parameters) -> list:
         """Reasons why the inputs cannot be processed yet (empty list when they can); each names the parameter."""
-        from GadoReduceLib import module_logic_helpers as helpers
-        problems = []
-        pre, low = parameters.preContrast, parameters.lowDose
-        if pre is None:
-            problems.append(_("Pre-contrast volume is not set (preContrast): select the T1w scan before contrast."))
-        if low is None:
-            problems.append(_("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan."))
-        if pre is not None and low is not None and pre == low:
-            problems.append(_("Pre-contrast and low-dose must be two different volumes."))
-        for label, node in (("preContrast", pre), ("lowDose", low), ("standardDose", parameters.standardDose)):
-            if node is None:
-                continue
-            if node.GetImageData() is None:
-                problems.append(_("The volume '{name}' ({label}) has no voxels.").format(name=node.GetName(), label=label))
-            elif min(node.GetImageData().GetDimensions()) < 2:
-                problems.append(_("The volume '{name}' ({label}) is 2D; a 3D volume is needed.").format(
-                    name=node.GetName(), label=label))
-        if not problems:
-            for label, other in (("lowDose", low), ("standardDose", parameters.standardDose)):
-                if other is not None and not volumesOverlap(pre, other):
-                    problems.append(_("The fields of view of '{a}' (preContrast) and '{b}' ({label}) do not overlap; "
-                                      "check that both scans are of the same patient and session.").format(
-                                          a=pre.GetName(), b=other.GetName(), label=label))
-        problems += [p for p in (helpers.dose_problem(parameters.dose), helpers.agent_problem(parameters.agent)) if p]
-        if parameters.modelPath and not os.path.isfile(parameters.modelPath):
-            problems.append(_("The model file '{path}' (modelPath) does not exist; leave it empty for the default "
-                              "model.").format(path=parameters.modelPath))
-        return problems
+        from GadoReduceLib.module_logic_helpers import check_parameters
+        return check_parameters(parameters, volumesOverlap)
 
     def _parameters(self, parameters, kwargs):
         parameters = parameters if parameters is not None else self.getParameterNode()
@@ -447,6 +423,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         finally:
             self._endJob()
         nodes["record"] = record
+        self.lastResult = nodes
         report(1.0, _("Done: {n} enhancing regions, noise sigma {s:.4g}, registration {b}.").format(
             n=len(record["regions"]), s=record["noise_sigma"], b=record["registration_backend"])
             + "".join("\n" + _("Warning: ") + w for w in record["warnings"]))
@@ -473,47 +450,18 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     # --- DICOM, dependencies ----------------------------------------------------------------
     @staticmethod
     def acquisitionFromVolume(volumeNode) -> dict:
-        """Field strength, agent, contrast volume, weight and dose estimate from the DICOM header of a volume
-        loaded from DICOM (attribute "DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
-        from GadoReduceLib.module_logic_helpers import acquisition_from_tags
-        uids = (volumeNode.GetAttribute("DICOM.instanceUIDs") or "").split() if volumeNode else []
-        database = getattr(slicer, "dicomDatabase", None)
-        if not uids or database is None:
-            return {}
-        path = database.fileForInstance(uids[0])
-        return acquisition_from_tags(lambda tag: database.fileValue(path, tag) or "") if path else {}
+        """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
+        of a volume loaded from DICOM ("DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
+        from GadoReduceLib.module_logic_helpers import acquisition_from_volume_node
+        return acquisition_from_volume_node(volumeNode)
 
     @staticmethod
     def ensureDependencies(askConfirmation: bool = True) -> bool:
-        """Install missing Python packages at first use (never at import). False when Slicer must restart
-        or the user declined; True when everything is importable."""
-        from GadoReduceLib import module_logic_helpers as helpers
-        missing = helpers.missing_imports()
-        if not missing:
-            return True
-        packaging = getattr(slicer, "packaging", None)
-        plan = helpers.dependency_plan(missing, slicer_elastix=hasattr(slicer.modules, "elastix"),
-                                       has_pip_ensure=hasattr(packaging, "pip_ensure"))
-        if plan["torch"]:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise ValueError("PyTorch is missing: install the PyTorch extension from the Extensions Manager, "
-                                 "restart Slicer and try again.") from None
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=askConfirmation) is None:
-                return False
-        if plan["pip"]:
-            if askConfirmation and not slicer.util.confirmOkCancelDisplay(
-                    _("GadoReduce needs these Python packages: ") + ", ".join(plan["pip"]) + _(". Install now?")):
-                return False
-            if plan["installer"] == "pip_ensure":
-                packaging.pip_ensure(plan["pip"])
-            else:
-                slicer.util.pip_install(plan["pip"])
-        if helpers.missing_imports():
-            slicer.util.infoDisplay(_("Packages were installed; please restart Slicer and apply again."))
-            return False
-        return True
+        """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
+        the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
+        user declined or Slicer must restart; True when everything is importable."""
+        from GadoReduceLib.module_logic_helpers import ensure_dependencies
+        return ensure_dependencies(askConfirmation)
 
 
 def volumesOverlap(a, b) -> bool:
@@ -522,24 +470,6 @@ def volumesOverlap(a, b) -> bool:
     a.GetRASBounds(boundsA)
     b.GetRASBounds(boundsB)
     return all(boundsA[2 * i] <= boundsB[2 * i + 1] and boundsB[2 * i] <= boundsA[2 * i + 1] for i in range(3))
-
-
-def registerSampleData() -> None:
-    """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module."""
-    import SampleData
-    from GadoReduceLib.module_logic_helpers import SAMPLE_NAME
-    iconsPath = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
-    SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=iconsPath, customDownloader=loadPhantomSample)
-
-
-def loadPhantomSample(source=None) -> list:
-    """Generate the digital phantom into the temporary folder and load pre-contrast, low dose 33 % and standard
-    dose as volume nodes (returned in that order)."""
-    from GadoReduceLib.module_logic_helpers import SAMPLE_SCANS, write_sample_phantom
-    folder = tempfile.mkdtemp(prefix="GadoReducePhantom-", dir=slicer.app.temporaryPath)
-    paths = write_sample_phantom(folder)
-    return [slicer.util.loadVolume(str(path), {"name": name}) for path, (_key, name) in zip(paths, SAMPLE_SCANS)]
 
 
 #
@@ -555,6 +485,8 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
     def runTest(self):
         self.setUp()
         self.test_volume_round_trip()
+        self.setUp()
+        self.test_phantom_process()
 
     def test_volume_round_trip(self):
         import numpy as np
@@ -581,3 +513,27 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
                 self.assertAlmostEqual(matrixA.GetElement(r, c), matrixB.GetElement(r, c), places=6)
         logging.info("GadoReduce self-test passed")
         self.delayDisplay("Test passed")
+
+    def test_phantom_process(self):
+        """The panel's flow on a small digital phantom: process, output nodes on the pre-contrast grid, inputs
+        unchanged, virtual dose. Needs the shipped model (about a minute on a CPU)."""
+        import numpy as np
+        from GadoReduceLib import mrml
+        from GadoReduceLib.phantom import PhantomConfig, generate_phantom
+        self.delayDisplay("Generating a small phantom (2 mm)")
+        case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,)))
+        pre = mrml.volume_node_from_image(slicer.mrmlScene, case.pre_contrast, "phantom pre-contrast")
+        low = mrml.volume_node_from_image(slicer.mrmlScene, case.low_dose[0.33], "phantom low dose 33%")
+        before = [slicer.util.arrayFromVolume(n).copy() for n in (pre, low)]
+        logic = GadoReduceLogic()
+        self.delayDisplay("Processing (registration, CNN, regions)")
+        out = logic.process(preContrast=pre, lowDose=low, dose=0.33, fieldStrength=3.0, agent="gadobutrol")
+        for node, array in zip((pre, low), before):
+            self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(node), array))
+        for name in ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "virtualDoseVolume"):
+            self.assertEqual(slicer.util.arrayFromVolume(out[name]).shape, before[0].shape)
+        self.assertEqual(out["enhancingRegions"].GetSegmentation().GetNumberOfSegments(),
+                         out["regionTable"].GetNumberOfRows())
+        logic.setVirtualDose(0.0)
+        self.assertTrue(np.allclose(slicer.util.arrayFromVolume(out["virtualDoseVolume"]), before[0]))
+        self.delayDisplay("Phantom test passed")

@@ -45,6 +45,36 @@ def dose_problem(dose) -> str | None:
     return None
 
 
+def check_parameters(parameters, overlap) -> list[str]:
+    """Reasons why the module's parameters cannot be processed (empty list when they can); each message
+    names the parameter. ``overlap(a, b)``: True when two volume nodes' fields of view intersect."""
+    problems = []
+    pre, low, standard = parameters.preContrast, parameters.lowDose, parameters.standardDose
+    if pre is None:
+        problems.append("Pre-contrast volume is not set (preContrast): select the T1w scan before contrast.")
+    if low is None:
+        problems.append("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan.")
+    if pre is not None and low is not None and pre == low:
+        problems.append("Pre-contrast and low-dose must be two different volumes.")
+    for label, node in (("preContrast", pre), ("lowDose", low), ("standardDose", standard)):
+        if node is None:
+            continue
+        if node.GetImageData() is None:
+            problems.append(f"The volume '{node.GetName()}' ({label}) has no voxels.")
+        elif min(node.GetImageData().GetDimensions()) < 2:
+            problems.append(f"The volume '{node.GetName()}' ({label}) is 2D; a 3D volume is needed.")
+    if not problems:
+        for label, other in (("lowDose", low), ("standardDose", standard)):
+            if other is not None and not overlap(pre, other):
+                problems.append(f"The fields of view of '{pre.GetName()}' (preContrast) and '{other.GetName()}' "
+                                f"({label}) do not overlap; check that both scans are of the same patient and session.")
+    problems += [p for p in (dose_problem(parameters.dose), agent_problem(parameters.agent)) if p]
+    if parameters.modelPath and not os.path.isfile(parameters.modelPath):
+        problems.append(f"The model file '{parameters.modelPath}' (modelPath) does not exist; leave it empty for "
+                        "the default model.")
+    return problems
+
+
 # ------------------------------------------------------------------------------ job folders
 
 
@@ -191,6 +221,18 @@ def acquisition_from_tags(read) -> dict:
     return out
 
 
+def acquisition_from_volume_node(volume_node) -> dict:
+    """:func:`acquisition_from_tags` of the first instance of a volume node loaded from DICOM (its
+    "DICOM.instanceUIDs" attribute, read through ``slicer.dicomDatabase``); {} for other volumes."""
+    import slicer
+    uids = (volume_node.GetAttribute("DICOM.instanceUIDs") or "").split() if volume_node else []
+    database = getattr(slicer, "dicomDatabase", None)
+    if not uids or database is None:
+        return {}
+    path = database.fileForInstance(uids[0])
+    return acquisition_from_tags(lambda tag: database.fileValue(path, tag) or "") if path else {}
+
+
 def acquisition_from_dicom_file(path: str | os.PathLike) -> dict:
     """:func:`acquisition_from_tags` of one DICOM file, read with SimpleITK (GDCM)."""
     import SimpleITK as sitk
@@ -223,13 +265,61 @@ def dependency_plan(missing: set[str], slicer_elastix: bool, has_pip_ensure: boo
 
     ``torch`` is installed by the PyTorch extension (``PyTorchUtilsLogic().installTorch``), never by pip;
     itk-elastix only when SlicerElastix is absent (registration then runs in-process); the other
-    packages with ``slicer.packaging.pip_ensure`` (Slicer >= 5.12) or else ``slicer.util.pip_install``.
+    packages with ``pip_ensure`` (:func:`pip_ensure_module`) or else ``slicer.util.pip_install``.
     Returns {"torch": bool, "pip": [requirements], "installer": "pip_ensure" | "pip_install" | None}.
     """
     pip = [PIP_REQUIREMENTS[name] for name in sorted(missing)
            if name in PIP_REQUIREMENTS and not (name == "itk" and slicer_elastix)]
     return {"torch": "torch" in missing, "pip": pip,
             "installer": (("pip_ensure" if has_pip_ensure else "pip_install") if pip else None)}
+
+
+
+def pip_ensure_module():
+    """Slicer's module with ``pip_ensure`` (``slicer.pydeps``, Slicer >= 5.11; ``slicer.packaging`` in some
+    builds), None in older Slicer versions (then ``slicer.util.pip_install`` is used)."""
+    import importlib
+    for name in ("slicer.pydeps", "slicer.packaging"):
+        try:
+            module = importlib.import_module(name)
+        except ImportError:
+            continue
+        if hasattr(module, "pip_ensure"):
+            return module
+    return None
+
+
+def ensure_dependencies(ask_confirmation: bool = True) -> bool:
+    """Inside Slicer: install what :func:`dependency_plan` says for the missing imports; see
+    ``GadoReduceLogic.ensureDependencies``."""
+    import slicer
+    missing = missing_imports()
+    if not missing:
+        return True
+    installer = pip_ensure_module()
+    plan = dependency_plan(missing, slicer_elastix=hasattr(slicer.modules, "elastix"),
+                           has_pip_ensure=installer is not None)
+    if plan["torch"]:
+        try:
+            import PyTorchUtils
+        except ImportError:
+            raise ValueError("PyTorch is missing: install the PyTorch extension from the Extensions Manager, "
+                             "restart Slicer and apply again.") from None
+        if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=ask_confirmation) is None:
+            return False
+    if plan["pip"]:
+        if ask_confirmation and not slicer.util.confirmOkCancelDisplay(
+                f"GadoReduce needs these Python packages: {', '.join(plan['pip'])}. Install them now?"):
+            return False
+        if plan["installer"] == "pip_ensure":
+            from packaging.requirements import Requirement
+            installer.pip_ensure([Requirement(r) for r in plan["pip"]], requester="GadoReduce")
+        else:
+            slicer.util.pip_install(plan["pip"])
+    if missing_imports():
+        slicer.util.infoDisplay("GadoReduce installed Python packages; please restart Slicer and apply again.")
+        return False
+    return True
 
 
 # ------------------------------------------------------------------------------ sample data
@@ -316,3 +406,21 @@ def create_outputs(logic, parameters, record: dict, images: dict) -> dict:
     nodes["segmentStatistics"] = segment_statistics(parameters.enhancingRegions, nodes["contrastSignal"])
     show_in_slice_views(pre, nodes["contrastSignal"])
     return nodes
+
+
+def load_sample_phantom(source=None) -> list:
+    """SampleData loader: generate the phantom into Slicer's temporary folder and load pre-contrast, low dose
+    33 % and standard dose as volume nodes (returned in that order)."""
+    import tempfile
+
+    import slicer
+    folder = tempfile.mkdtemp(prefix="GadoReducePhantom-", dir=slicer.app.temporaryPath)
+    paths = write_sample_phantom(folder)
+    return [slicer.util.loadVolume(str(path), {"name": name}) for path, (_, name) in zip(paths, SAMPLE_SCANS)]
+
+
+def register_sample_data(thumbnail: str) -> None:
+    """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module."""
+    import SampleData
+    SampleData.SampleDataLogic.registerCustomSampleDataSource(
+        category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=thumbnail, customDownloader=load_sample_phantom)
