@@ -1,6 +1,6 @@
 """Render GadoReduce.ui offscreen (PySide6) into Resources/Screenshots/GadoReduce-panel.png.
 
-Slicer's custom widgets (qMRMLNodeComboBox, ctkCollapsibleButton) are drawn as their closest Qt
+Slicer's custom widgets (qMRMLNodeComboBox, ctkCollapsibleButton, ctkPathLineEdit, ctkSliderWidget) are drawn as their closest Qt
 look-alikes; the picture shows the panel layout, not a running Slicer. Usage:
     pip install PySide6-Essentials
     python scripts/render_panel_screenshot.py GadoReduce/Resources/UI/GadoReduce.ui Resources/Screenshots/GadoReduce-panel.png
@@ -28,7 +28,7 @@ for name, items in {"preContrastSelector": ["pre_contrast"], "lowDoseSelector": 
                     **{f"{n}Selector": ["Create new"] for n in ("syntheticStandardDose", "beyondStandardDose",
                        "contrastSignal", "enhancingRegions", "regionTable", "lesionTable", "subtraction",
                        "registeredLowDose", "virtualDoseVolume")},
-                    "agentComboBox": ["gadobutrol", "gadoterate"]}.items():
+                    "agentComboBox": ["gadobutrol", "gadoterate"], "deviceComboBox": ["auto", "cpu", "cuda"]}.items():
     w.findChild(QtWidgets.QComboBox, name).addItems(items)
 w.findChild(QtWidgets.QComboBox, "fieldStrengthComboBox").setCurrentIndex(1)
 w.findChild(QtWidgets.QLabel, "relaxivityLabel").setText("4.5 L/(mmol s) at 3 T")

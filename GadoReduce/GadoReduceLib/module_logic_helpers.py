@@ -22,6 +22,9 @@ SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55,
 REGION_UNITS = {"volume_mm3": "mm3", "centroid_ras": "mm", "mean_contrast_signal": "input units",
                 "max_contrast_signal": "input units", "c_bar": "ratio", "c_hat": "ratio"}
 LESION_UNITS = {"volume_mm3": "mm3"}
+REGION_COLUMNS = ("label", "voxels", "volume_mm3", "centroid_ras_R", "centroid_ras_A", "centroid_ras_S",
+                  "mean_contrast_signal", "max_contrast_signal")
+"""Columns of the region table (``regions.region_statistics``; c_bar and c_hat with a standard dose)."""
 
 # ------------------------------------------------------------------------------ input checks
 
@@ -141,6 +144,20 @@ def color_segments(segmentation_node) -> None:
         segmentation.GetNthSegment(index).SetColor(*SEGMENT_COLORS[index % len(SEGMENT_COLORS)])
 
 
+def remove_node(scene, node) -> None:
+    """Remove ``node`` with its display and storage nodes (the application does this inside Slicer; plain
+    MRML leaves them behind)."""
+    helpers = []
+    if node.IsA("vtkMRMLDisplayableNode"):
+        helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if node.IsA("vtkMRMLStorableNode"):
+        helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and scene.IsNodePresent(helper):
+            scene.RemoveNode(helper)
+
+
 def segmentation_output(scene, labels, name: str, reference_volume_node, existing=None):
     """The enhancing regions as a segmentation node (one named, coloured segment per label), written into
     ``existing`` when given (its segments are replaced), else a new node."""
@@ -153,22 +170,35 @@ def segmentation_output(scene, labels, name: str, reference_volume_node, existin
     existing.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
     if existing.GetDisplayNode() is None:
         existing.CreateDefaultDisplayNodes()
-    scene.RemoveNode(new)
+    remove_node(scene, new)
     existing.Modified()
     return existing
 
 
-def table_output(scene, rows: list[dict], name: str, units: dict, existing=None):
+def table_output(scene, rows: list[dict], name: str, units: dict, existing=None, columns=()):
     """A table node with one row per dict (``mrml_outputs.table_node_from_rows``), written into ``existing``
-    when given (its content is replaced, its name kept), else a new node."""
+    when given (its content is replaced, its name kept), else a new node. ``columns``: names of (numeric)
+    columns the table has even when ``rows`` lack them (e.g. no region found)."""
+    from vtkmodules.vtkCommonCore import vtkDoubleArray
+
     from .mrml_outputs import table_node_from_rows
     new = table_node_from_rows(scene, rows, name, units)
+    for column in columns:
+        if new.GetTable().GetColumnByName(column) is None:
+            array = vtkDoubleArray()
+            array.SetName(column)
+            array.SetNumberOfValues(new.GetNumberOfRows())
+            array.Fill(float("nan"))
+            new.GetTable().AddColumn(array)
+            unit = units.get(column, units.get(column.rsplit("_", 1)[0]))
+            if unit:
+                new.SetColumnUnitLabel(column, unit)
     if existing is None:
         return new
     keep = existing.GetName()
     existing.CopyContent(new)
     existing.SetName(keep)
-    scene.RemoveNode(new)
+    remove_node(scene, new)
     existing.Modified()
     return existing
 
@@ -394,8 +424,9 @@ def create_outputs(logic, parameters, record: dict, images: dict) -> dict:
     parameters.enhancingRegions = segmentation_output(scene, images["enhancing_labels"],
                                                       f"{base} enhancing regions", pre, parameters.enhancingRegions)
     nodes["enhancingRegions"] = parameters.enhancingRegions
+    columns = REGION_COLUMNS + (("c_bar", "c_hat") if parameters.standardDose else ())
     parameters.regionTable = table_output(scene, record["regions"], f"{base} enhancing region statistics",
-                                          REGION_UNITS, parameters.regionTable)
+                                          REGION_UNITS, parameters.regionTable, columns)
     nodes["regionTable"] = parameters.regionTable
     nodes["lesionTable"] = None
     if record["lesions"]:
