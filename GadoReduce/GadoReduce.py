@@ -363,14 +363,15 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                   "lesion_labels": None}
         settings = {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
                     "model": parameters.modelPath or None,
-                    "device": parameters.device, "tile": None, "backend": backend,
+                    "device": parameters.device, "tile": None,
                     "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
         try:
             if parameters.lesionSegmentation:
                 images["lesion_labels"], settings["lesion_names"] = helpers.labels_from_segmentation(
                     parameters.lesionSegmentation, parameters.preContrast)
+            settings["backend"], env = helpers.worker_registration(backend)
             helpers.write_job(folder, images, settings)
-            self._job = (BackgroundJob(folder), parameters, report, folder)
+            self._job = (BackgroundJob(folder, env=env), parameters, report, folder)
         except Exception:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -378,8 +379,8 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             return self._job[0]
         job = self._job[0]
         try:
-            job.wait(lambda f, m: (report(0.95 * f, m), cancel and cancel() and job.cancel()))
-        except Exception:
+            job.wait(lambda f, m: report(0.95 * f, m), should_cancel=cancel)
+        except BaseException:
             self._endJob()
             raise
         return self._finishJob()
@@ -410,6 +411,8 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     def _endJob(self) -> None:
         if self._job is not None:
+            if self._job[0].running:
+                self._job[0].cancel()
             shutil.rmtree(self._job[3], ignore_errors=True)
             self._job = None
 

@@ -87,7 +87,8 @@ def test_cancel_kills_the_worker_and_creates_nothing(module, harness):
     count = harness.scene.GetNumberOfNodes()
     seen = []
     with pytest.raises(JobCancelled):
-        logic.process(preContrast=pre, lowDose=low, progress=lambda f, m: seen.append(m), cancel=lambda: bool(seen))
+        logic.process(preContrast=pre, lowDose=low, progress=lambda f, m: seen.append(m),
+                      cancel=lambda: any(m.startswith("Loading the model") for m in seen))
     assert seen and not logic.busy
     job = logic.process(preContrast=pre, lowDose=low, background=True)
     assert job.running and logic.busy

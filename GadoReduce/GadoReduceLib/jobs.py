@@ -54,13 +54,13 @@ def kill_tree(process: subprocess.Popen) -> None:
 class BackgroundJob:
     """The worker process for one job folder; ``lines`` keeps every output line."""
 
-    def __init__(self, folder: str | os.PathLike, python: str | None = None):
+    def __init__(self, folder: str | os.PathLike, python: str | None = None, env: dict | None = None):
         self.folder = Path(folder)
         self.lines: list[str] = []
         self.cancelled = False
         self.fraction, self.message = 0.0, ""
         module_dir = str(Path(__file__).resolve().parents[1])  # the folder holding GadoReduceLib
-        env = dict(os.environ)
+        env = dict(os.environ if env is None else env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (module_dir, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
         kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else \
@@ -122,17 +122,27 @@ class BackgroundJob:
         if code != 0:
             raise JobFailed(f"The GadoReduce computation failed ({self.error_message()})")
 
-    def wait(self, progress=None, interval_s: float = 0.1) -> None:
-        """Block until the process ends, passing each update to ``progress(fraction, message)``;
-        ``progress`` may call :meth:`cancel`. Raises as :meth:`check_finished`."""
+    def wait(self, progress=None, should_cancel=None, interval_s: float = 0.1) -> None:
+        """Block until the process ends, passing each update to ``progress(fraction, message)``; cancel when
+        ``should_cancel()`` returns True (checked every ``interval_s``) or ``progress`` calls :meth:`cancel`.
+        Raises as :meth:`check_finished`; on any interruption (e.g. KeyboardInterrupt) the process is killed."""
+        try:
+            self._wait(progress, should_cancel, interval_s)
+        except BaseException:
+            self.cancel()
+            raise
+        self.check_finished()
+
+    def _wait(self, progress, should_cancel, interval_s: float) -> None:
         while True:
             for fraction, message in self.poll():
                 if progress:
                     progress(fraction, message)
+            if should_cancel is not None and not self.cancelled and should_cancel():
+                self.cancel()
             if self.cancelled or not self.running:
                 break
             try:
                 self.process.wait(timeout=interval_s)
             except subprocess.TimeoutExpired:
                 pass
-        self.check_finished()

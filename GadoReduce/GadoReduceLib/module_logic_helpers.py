@@ -94,6 +94,21 @@ def write_job(folder: str | os.PathLike, images: dict, settings: dict) -> Path:
     return folder
 
 
+def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
+    """(registration backend, environment) for the worker process. Inside Slicer with SlicerElastix and
+    backend "auto" or "slicer": SlicerElastix's bundled elastix executable (its bin folder first on PATH,
+    its library environment), because the worker is a plain PythonSlicer process without ElastixLogic.
+    Otherwise the backend as given (the worker resolves "auto": itk-elastix, else elastix on PATH)."""
+    from .registration import _slicer_elastix_available
+    if backend not in ("auto", "slicer") or not _slicer_elastix_available():
+        return backend, None
+    from Elastix import ElastixLogic
+    logic = ElastixLogic()
+    env = dict(logic.getElastixEnv() or os.environ)
+    env["PATH"] = os.pathsep.join(p for p in (logic.getElastixBinDir(), env.get("PATH")) if p)
+    return "executable", env
+
+
 def read_result(folder: str | os.PathLike) -> tuple[dict, dict]:
     """(record, images name -> SimpleITK image) of a finished job folder."""
     from .imageio import read_image
