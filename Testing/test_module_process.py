@@ -57,7 +57,8 @@ def processed(_harness_session):
     messages = []
     job = logic.process(params, progress=lambda f, m: messages.append((f, m)), background=True,
                         preContrast=pre, lowDose=low, standardDose=standard, lesionSegmentation=lesions,
-                        dose=0.33, fieldStrength=3.0, agent="gadobutrol", modelPath=model, device="cpu")
+                        dose=0.33, fieldStrength=3.0, agent="gadobutrol", modelPath=model, device="cpu",
+                        thresholdSigmas=THRESHOLD_SIGMAS)
     folder = job.folder
     start = time.monotonic()
     while not logic.pollJob():
@@ -85,6 +86,14 @@ def test_outputs_are_new_nodes_on_the_pre_contrast_geometry(processed):
     signal = node_voxels(params.contrastSignal)
     assert np.allclose(synthetic, node_voxels(pre) + signal, rtol=1e-3, atol=1e-2 * np.abs(synthetic).max())
     assert params.enhancingRegions.GetSegmentation().GetNumberOfSegments() == params.regionTable.GetNumberOfRows()
+    # the normalized subtraction is noise-like (about sigma) in healthy brain and bright in the lesions
+    z = node_voxels(params.subtraction)
+    sigma = processed["logic"].lastResult["record"]["noise_sigma_normalized"]
+    truth = sitk.GetArrayFromImage(processed["case"].lesion_labels)
+    brain = sitk.GetArrayFromImage(processed["case"].brain_mask) > 0
+    enhancing = np.isin(truth, [l["label"] for l in processed["case"].parameters["lesions"] if l["type"] != "non_enhancing"])
+    assert np.median(z[brain & (truth == 0)]) == pytest.approx(0, abs=sigma)
+    assert z[enhancing].mean() > 3 * sigma
 
 
 def test_inputs_are_bit_identical(processed):
@@ -93,9 +102,20 @@ def test_inputs_are_bit_identical(processed):
         assert np.array_equal(node_voxels(node), voxels) and np.array_equal(node_matrix(node), matrix)
 
 
+THRESHOLD_SIGMAS = 15.0
+"""Region threshold for the phantom tests. With the paper's 4 sigma, normal enhancing structures of the
+phantom (vessels, dura, choroid plexus: 99.9th brain percentile of the TRUE standard-dose contrast signal
+about 19 sigma) merge with the lesions into 70 regions even for a perfect prediction; at 15 sigma the true
+signal gives exactly one region per enhancing lesion (test_criteria_hold_for_the_true_contrast_signal)."""
+LARGE_LESION_MM3 = 1000.0
+"""Volumes are compared for lesions of at least this enhancing volume (125 voxels at 2 mm); smaller ones are
+dominated by partial volume (a 10-voxel lesion's region is 0.7-1.4 times its true volume, also for the true
+signal), so they are only required to be found."""
+
+
 def _enhancing_lesions(case, min_volume_mm3):
     return [lesion for lesion in case.parameters["lesions"]
-            if lesion["type"] != "non_enhancing" and lesion["labelled_volume_mm3"] >= min_volume_mm3]
+            if lesion["type"] != "non_enhancing" and lesion["enhancing_volume_mm3"] >= min_volume_mm3]
 
 
 def _region_labels(processed) -> np.ndarray:
@@ -104,17 +124,43 @@ def _region_labels(processed) -> np.ndarray:
     return sitk.GetArrayFromImage(image)
 
 
-def test_one_segment_per_enhancing_lesion(processed):
-    params, case = processed["params"], processed["case"]
-    lesions = _enhancing_lesions(case, params.minRegionVolume)
-    regions = _region_labels(processed)
+def _check_regions(regions: np.ndarray, volumes: dict, case, min_volume_mm3: float) -> None:
+    """Each enhancing lesion above the size limit lies in exactly one region, no region holds two lesions,
+    and large lesions' region volumes are within 20 % of their true enhancing volume.
+    regions: label array; volumes: label -> region volume (mm^3)."""
     truth = sitk.GetArrayFromImage(case.lesion_labels)
+    found = {}
+    for lesion in _enhancing_lesions(case, min_volume_mm3):
+        hit = set(np.unique(regions[truth == lesion["label"]]).tolist()) - {0}
+        assert len(hit) == 1, f"{lesion['type']} lesion {lesion['label']} lies in {len(hit)} regions, not 1"
+        found[lesion["label"]] = hit.pop()
+        if lesion["enhancing_volume_mm3"] >= LARGE_LESION_MM3:
+            assert volumes[found[lesion["label"]]] == pytest.approx(lesion["enhancing_volume_mm3"], rel=0.2), \
+                f"{lesion['type']} lesion {lesion['label']}"
+    assert len(set(found.values())) == len(found), "two lesions share one region"
+
+
+def test_criteria_hold_for_the_true_contrast_signal(processed):
+    """The region criteria below are reachable: the phantom's noise-free contrast signal meets them."""
+    from GadoReduceLib.regions import enhancing_regions, region_statistics
+    case, params = processed["case"], processed["params"]
+    sigma = processed["logic"].lastResult["record"]["noise_sigma"]
+    labels = enhancing_regions(case.true_contrast_signal, sigma, case.brain_mask, params.thresholdSigmas,
+                               params.minRegionVolume)
+    rows = region_statistics(labels, case.true_contrast_signal)
+    _check_regions(sitk.GetArrayFromImage(labels), {r["label"]: r["volume_mm3"] for r in rows}, case,
+                   params.minRegionVolume)
+
+
+def test_one_segment_per_enhancing_lesion(processed):
+    params = processed["params"]
     segmentation = params.enhancingRegions.GetSegmentation()
     names = {segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())}
     assert len(names) == segmentation.GetNumberOfSegments(), "segments have distinct names"
-    hit = [set(np.unique(regions[truth == lesion["label"]])) - {0} for lesion in lesions]
-    assert all(len(h) >= 1 for h in hit), f"lesions without a region: {[l['label'] for l, h in zip(lesions, hit) if not h]}"
-    assert segmentation.GetNumberOfSegments() == len(lesions)
+    table = params.regionTable
+    column = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())].index("volume_mm3")
+    volumes = {r + 1: float(table.GetCellText(r, column)) for r in range(table.GetNumberOfRows())}
+    _check_regions(_region_labels(processed), volumes, processed["case"], params.minRegionVolume)
 
 
 def test_region_table_rows_and_plausible_values(processed):
@@ -126,19 +172,26 @@ def test_region_table_rows_and_plausible_values(processed):
         assert column in columns, column
     assert table.GetColumnUnitLabel("volume_mm3") == "mm3"
     values = {c: np.array([float(table.GetCellText(r, columns.index(c))) for r in range(table.GetNumberOfRows())])
-              for c in ("label", "volume_mm3", "mean_contrast_signal", "max_contrast_signal")}
+              for c in ("label", "volume_mm3", "mean_contrast_signal", "max_contrast_signal", "centroid_ras_R",
+                        "centroid_ras_A", "centroid_ras_S", "c_bar")}
+    assert table.GetNumberOfRows() == processed["params"].enhancingRegions.GetSegmentation().GetNumberOfSegments()
     assert (values["volume_mm3"] >= params.minRegionVolume).all()
+    assert (values["mean_contrast_signal"] > params.thresholdSigmas * processed["logic"].lastResult["record"]["noise_sigma"]).all()
     assert (values["max_contrast_signal"] >= values["mean_contrast_signal"]).all()
-    assert (values["mean_contrast_signal"] > 0).all()
     regions = _region_labels(processed)
     truth = sitk.GetArrayFromImage(case.lesion_labels)
-    for lesion in _enhancing_lesions(case, params.minRegionVolume):
+    lesions = _enhancing_lesions(case, LARGE_LESION_MM3)
+    assert lesions, "the test phantom has large enhancing lesions"
+    for lesion in lesions:
         overlap = regions[truth == lesion["label"]]
         overlap = overlap[overlap > 0]
         assert overlap.size, f"lesion {lesion['label']} has no region"
-        label = np.bincount(overlap).argmax()
-        row = int(np.flatnonzero(values["label"] == label)[0])
-        assert values["volume_mm3"][row] == pytest.approx(lesion["labelled_volume_mm3"], rel=0.2), lesion["type"]
+        row = int(np.flatnonzero(values["label"] == np.bincount(overlap).argmax())[0])
+        centroid = np.array([values[f"centroid_ras_{a}"][row] for a in "RAS"])
+        # ring and glioblastoma-like lesions: the enhancing rim's centroid is near the lesion centre
+        assert np.linalg.norm(centroid - np.array(lesion["centre_ras_mm"])) < lesion["diameter_mm"] / 2
+        # against the real standard dose: the predicted signal sum is within a factor 2 of the true one
+        assert 0.5 < values["c_bar"][row] < 2.0
 
 
 def test_lesion_table_reports_cnr_lbr_cep(processed):
