@@ -54,7 +54,7 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
 
 
 def _registerSampleDataGuarded() -> None:
-    from GadoReduceLib.module_logic_helpers import register_sample_data
+    from GadoReduceLib.module_support import register_sample_data
     try:
         register_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png"))
     except ImportError:  # no SampleData module (e.g. a custom Slicer build)
@@ -144,7 +144,7 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.ui.agentComboBox.connect("currentIndexChanged(int)", self._onAcquisitionChanged)
         self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onAcquisitionChanged)
         self.ui.virtualDoseSlider.connect("valueChanged(double)", self._onVirtualDose)
-        self.ui.preContrastSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onPreContrastChanged)
+        self.ui.lowDoseSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onLowDoseChanged)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -182,10 +182,18 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            # widgets bound by hand (percent, 1.5/3 T, agent list, path) show the stored values
+            params = self._parameterNode
+            dose, field, agent, model = params.dose, params.fieldStrength, params.agent, params.modelPath
+            self.ui.doseSpinBox.value = 100.0 * dose
+            self.ui.fieldStrengthComboBox.currentIndex = 0 if field < 2.25 else 1
+            self.ui.agentComboBox.currentText = agent
+            self.ui.modelPathLineEdit.currentPath = model
+            self._onAcquisitionChanged()
             self._checkCanApply()
 
-    def _onPreContrastChanged(self, node) -> None:
-        """Pre-fill dose, field strength and agent from the DICOM header (editable afterwards)."""
+    def _onLowDoseChanged(self, node) -> None:
+        """Pre-fill dose, field strength and agent from the low-dose scan's DICOM header (editable afterwards)."""
         if node is None:
             return
         found = self.logic.acquisitionFromVolume(node)
@@ -234,16 +242,12 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._checkCanApply()
 
     def _onPoll(self) -> None:
+        finished = True  # also when pollJob raises (the job is over then)
         with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=False):
-            try:
-                finished = self.logic.pollJob()
-            except Exception:
-                self._timer.stop()
-                self._checkCanApply()
-                raise
-            if finished:
-                self._timer.stop()
-                self._checkCanApply()
+            finished = self.logic.pollJob()
+        if finished:
+            self._timer.stop()
+            self._checkCanApply()
 
     def _onVirtualDose(self, value: float) -> None:
         if self._parameterNode and self._parameterNode.contrastSignal and not self.logic.busy:
@@ -435,27 +439,15 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def setVirtualDose(self, virtualDose: float, parameters=None):
         """Set ``virtualDoseVolume`` to x_PC + virtualDose * contrast signal (numpy, no re-run); returns the node.
         virtualDose 0 gives the pre-contrast scan, 1 the synthetic standard dose, up to 2."""
-        import numpy as np
-        parameters = parameters if parameters is not None else self.getParameterNode()
-        if parameters.contrastSignal is None:
-            raise ValueError("No contrast signal (contrastSignal) yet: run process() first.")
-        parameters.virtualDose = float(virtualDose)  # checks 0..2
-        pre = slicer.util.arrayFromVolume(parameters.preContrast).astype(np.float32)
-        signal = slicer.util.arrayFromVolume(parameters.contrastSignal)
-        node = parameters.virtualDoseVolume
-        if node is None:
-            node = self.volumeFromImage(self.imageFromVolume(parameters.contrastSignal),
-                                        f"{parameters.preContrast.GetName()} virtual dose")
-            parameters.virtualDoseVolume = node
-        slicer.util.updateVolumeFromArray(node, pre + np.float32(virtualDose) * signal)
-        return node
+        from GadoReduceLib.module_logic_helpers import set_virtual_dose
+        return set_virtual_dose(self, parameters if parameters is not None else self.getParameterNode(), virtualDose)
 
     # --- DICOM, dependencies ----------------------------------------------------------------
     @staticmethod
     def acquisitionFromVolume(volumeNode) -> dict:
         """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
         of a volume loaded from DICOM ("DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
-        from GadoReduceLib.module_logic_helpers import acquisition_from_volume_node
+        from GadoReduceLib.module_support import acquisition_from_volume_node
         return acquisition_from_volume_node(volumeNode)
 
     @staticmethod
@@ -463,7 +455,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
         the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
         user declined or Slicer must restart; True when everything is importable."""
-        from GadoReduceLib.module_logic_helpers import ensure_dependencies
+        from GadoReduceLib.module_support import ensure_dependencies
         return ensure_dependencies(askConfirmation)
 
 

@@ -113,7 +113,7 @@ def _write_dicom(path: Path, tags: dict) -> Path:
 
 def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
     import slicer
-    from GadoReduceLib.module_logic_helpers import acquisition_from_dicom_file
+    from GadoReduceLib.module_support import acquisition_from_dicom_file
     from slicer_harness import DICOMDatabaseStandIn
     path = _write_dicom(tmp_path / "low.dcm", {"0008|0018": "1.2.826.0.1.3680043.2.1125.1", "0018|0087": "3",
                                                "0018|0010": "GADOVIST 1.0", "0018|1041": "2.5", "0010|1030": "75"})
@@ -138,7 +138,7 @@ def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
 
 
 def test_dependency_plan():
-    from GadoReduceLib.module_logic_helpers import dependency_plan
+    from GadoReduceLib.module_support import dependency_plan
     plan = dependency_plan({"torch", "scipy", "itk"}, slicer_elastix=True, has_pip_ensure=True)
     assert plan == {"torch": True, "pip": ["scipy==1.17.1"], "installer": "pip_ensure"}
     plan = dependency_plan({"itk", "skimage"}, slicer_elastix=False, has_pip_ensure=False)
@@ -150,20 +150,20 @@ def test_dependency_plan():
 def test_dependency_pins_match_pyproject():
     import tomllib
     from conftest import REPO
-    from GadoReduceLib.module_logic_helpers import PIP_REQUIREMENTS
+    from GadoReduceLib.module_support import PIP_REQUIREMENTS
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert set(PIP_REQUIREMENTS.values()) <= set(pins)
 
 
 def test_ensure_dependencies_installs_nothing_when_complete(module, harness):
-    from GadoReduceLib.module_logic_helpers import missing_imports, pip_ensure_module
+    from GadoReduceLib.module_support import missing_imports, pip_ensure_module
     assert pip_ensure_module() is None and missing_imports() == set()  # nothing could be installed here
     assert module.GadoReduceLogic.ensureDependencies(askConfirmation=False) is True
 
 
 def test_sample_phantom_is_generated_locally(tmp_path):
     from GadoReduceLib.imageio import read_image
-    from GadoReduceLib.module_logic_helpers import SAMPLE_SCANS, write_sample_phantom
+    from GadoReduceLib.module_support import SAMPLE_SCANS, write_sample_phantom
     paths = write_sample_phantom(tmp_path, seed=1)
     assert [p.name for p in paths] == [f"gadoreduce_phantom_{key}.nrrd" for key, _ in SAMPLE_SCANS]
     pre, low, standard = (sitk.GetArrayFromImage(read_image(p)) for p in paths)
