@@ -7,7 +7,6 @@ MRML nodes to images and back and calls into the core; inputs are never modified
 import logging
 import os
 import shutil
-import tempfile
 from typing import Annotated, Optional
 
 import vtk
@@ -351,7 +350,6 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         modified; output nodes are created when empty, else reused. Raises ValueError naming the parameter.
         """
         from GadoReduceLib import module_logic_helpers as helpers
-        from GadoReduceLib.jobs import BackgroundJob
         if self.busy:
             raise ValueError("GadoReduce is already running; wait for it or cancel it first.")
         parameters = self._parameters(parameters, kwargs)
@@ -360,28 +358,10 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             raise ValueError(" ".join(problems))
         report = progress or (lambda fraction, message: logging.info(message))
         report(0.0, _("Writing the inputs for the background process ..."))
-        folder = tempfile.mkdtemp(prefix="GadoReduce-", dir=slicer.app.temporaryPath)
-        images = {"pre_contrast": self.imageFromVolume(parameters.preContrast),
-                  "low_dose": self.imageFromVolume(parameters.lowDose),
-                  "standard_dose": self.imageFromVolume(parameters.standardDose) if parameters.standardDose else None,
-                  "lesion_labels": None}
-        settings = {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
-                    "model": parameters.modelPath or None,
-                    "device": parameters.device, "tile": None,
-                    "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
-        try:
-            if parameters.lesionSegmentation:
-                images["lesion_labels"], settings["lesion_names"] = helpers.labels_from_segmentation(
-                    parameters.lesionSegmentation, parameters.preContrast)
-            settings["backend"], env = helpers.worker_registration(backend)
-            helpers.write_job(folder, images, settings)
-            self._job = (BackgroundJob(folder, env=env), parameters, report, folder)
-        except Exception:
-            shutil.rmtree(folder, ignore_errors=True)
-            raise
+        job = helpers.start_job(self, parameters, backend)
+        self._job = (job, parameters, report, job.folder)
         if background:
-            return self._job[0]
-        job = self._job[0]
+            return job
         try:
             job.wait(lambda f, m: report(0.95 * f, m), should_cancel=cancel)
         except BaseException:

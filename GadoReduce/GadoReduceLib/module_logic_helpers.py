@@ -108,6 +108,34 @@ def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
     return "executable", env
 
 
+def start_job(logic, parameters, backend: str = "auto"):
+    """Write the inputs of ``parameters`` (checked) into a new folder under Slicer's temporary path and start
+    the worker on it; returns the :class:`jobs.BackgroundJob` (its folder is removed again on failure)."""
+    import shutil
+    import tempfile
+
+    import slicer
+
+    from .jobs import BackgroundJob
+    folder = tempfile.mkdtemp(prefix="GadoReduce-", dir=slicer.app.temporaryPath)
+    pre, standard = parameters.preContrast, parameters.standardDose
+    images = {"pre_contrast": logic.imageFromVolume(pre), "low_dose": logic.imageFromVolume(parameters.lowDose),
+              "standard_dose": logic.imageFromVolume(standard) if standard else None, "lesion_labels": None}
+    settings = {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
+                "model": parameters.modelPath or None, "device": parameters.device, "tile": None,
+                "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
+    try:
+        if parameters.lesionSegmentation:
+            images["lesion_labels"], settings["lesion_names"] = labels_from_segmentation(
+                parameters.lesionSegmentation, pre)
+        settings["backend"], env = worker_registration(backend)
+        write_job(folder, images, settings)
+        return BackgroundJob(folder, env=env)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
 def read_result(folder: str | os.PathLike) -> tuple[dict, dict]:
     """(record, images name -> SimpleITK image) of a finished job folder."""
     from .imageio import read_image
