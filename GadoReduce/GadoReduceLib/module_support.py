@@ -187,4 +187,5 @@ def register_sample_data(thumbnail: str) -> None:
     """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module."""
     import SampleData
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=thumbnail, customDownloader=load_sample_phantom)
+        category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=thumbnail,
+        customDownloader=load_sample_phantom)
