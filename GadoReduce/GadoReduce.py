@@ -5,6 +5,8 @@ MRML nodes to images and back and calls into the core; inputs are never modified
 """
 
 import logging
+import os
+import shutil
 from typing import Annotated, Optional
 
 import vtk
@@ -14,8 +16,8 @@ from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *  # noqa: F403
 from slicer.util import VTKObservationMixin
-from slicer.parameterNodeWrapper import parameterNodeWrapper, WithinRange
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode
+from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice, WithinRange
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 
 from GadoReduceLib import DISCLAIMER
 from GadoReduceLib.agents import DEFAULT_AGENT
@@ -46,6 +48,16 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
             "strength, agent relaxivity and noise level (Pinetz, Kobler et al. 2024).<br><br><b>"
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
+        if hasattr(slicer.app, "connect"):  # the real application (not the headless harness)
+            slicer.app.connect("startupCompleted()", _registerSampleDataGuarded)
+
+
+def _registerSampleDataGuarded() -> None:
+    from GadoReduceLib.module_support import register_sample_data
+    try:
+        register_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png"))
+    except ImportError:  # no SampleData module (e.g. a custom Slicer build)
+        logging.info("GadoReduce: SampleData module not found; the phantom sample is not registered.")
 
 
 #
@@ -60,7 +72,11 @@ class GadoReduceParameterNode:
     standardDose, lesionSegmentation: optional references for evaluation.
     dose: low dose as a fraction of the standard dose, in (0, 1].
     fieldStrength: tesla. agent: generic name of the contrast agent.
-    subtraction, registeredLowDose: output volumes (created when empty).
+    modelPath: model file (.pt), empty for the shipped default model. device: auto, cpu or cuda.
+    thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
+    syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
+    virtualDoseVolume, enhancingRegions, regionTable, lesionTable: outputs (created when empty).
+    virtualDose: the virtual-dose slider, x_PC + virtualDose * contrast signal, 0 to 2.
     """
 
     preContrast: vtkMRMLScalarVolumeNode
@@ -70,8 +86,20 @@ class GadoReduceParameterNode:
     dose: Annotated[float, WithinRange(0.01, 1.0)] = 0.33
     fieldStrength: Annotated[float, WithinRange(1.0, 3.5)] = 3.0
     agent: str = DEFAULT_AGENT
+    modelPath: str = ""
+    device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
+    thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = 4.0
+    minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = 10.0
+    syntheticStandardDose: vtkMRMLScalarVolumeNode
+    beyondStandardDose: vtkMRMLScalarVolumeNode
+    contrastSignal: vtkMRMLScalarVolumeNode
     subtraction: vtkMRMLScalarVolumeNode
     registeredLowDose: vtkMRMLScalarVolumeNode
+    virtualDoseVolume: vtkMRMLScalarVolumeNode
+    enhancingRegions: vtkMRMLSegmentationNode
+    regionTable: vtkMRMLTableNode
+    lesionTable: vtkMRMLTableNode
+    virtualDose: Annotated[float, WithinRange(0.0, 2.0)] = 1.0
 
 
 #
@@ -85,8 +113,11 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.logic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._timer = None
 
     def setup(self) -> None:
+        import ctk
+        import qt
         ScriptedLoadableModuleWidget.setup(self)  # noqa: F405
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/GadoReduce.ui"))
         self.layout.addWidget(uiWidget)
@@ -97,17 +128,27 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.ui.disclaimerLabel.text = DISCLAIMER
         self.ui.agentComboBox.addItems(self.logic.agentNames())
         self.ui.fieldStrengthComboBox.currentIndex = 1
+        self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files
+        self.ui.modelPathLineEdit.nameFilters = ["GadoReduce model (*.pt)"]
+        self._timer = qt.QTimer()
+        self._timer.setInterval(200)
+        self._timer.connect("timeout()", self._onPoll)
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
+        self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.doseSpinBox.connect("valueChanged(double)", self._onAcquisitionChanged)
         self.ui.fieldStrengthComboBox.connect("currentIndexChanged(int)", self._onAcquisitionChanged)
         self.ui.agentComboBox.connect("currentIndexChanged(int)", self._onAcquisitionChanged)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onAcquisitionChanged)
+        self.ui.virtualDoseSlider.connect("valueChanged(double)", self._onVirtualDose)
+        self.ui.lowDoseSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onLowDoseChanged)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
         self.removeObservers()
+        self.logic.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -140,7 +181,30 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            # widgets bound by hand (percent, 1.5/3 T, agent list, path) show the stored values
+            params = self._parameterNode
+            dose, field, agent, model = params.dose, params.fieldStrength, params.agent, params.modelPath
+            self.ui.doseSpinBox.value = 100.0 * dose
+            self.ui.fieldStrengthComboBox.currentIndex = 0 if field < 2.25 else 1
+            self.ui.agentComboBox.currentText = agent
+            self.ui.modelPathLineEdit.currentPath = model
+            self._onAcquisitionChanged()
             self._checkCanApply()
+
+    def _onLowDoseChanged(self, node) -> None:
+        """Pre-fill dose, field strength and agent from the low-dose scan's DICOM header (editable afterwards)."""
+        if node is None:
+            return
+        found = self.logic.acquisitionFromVolume(node)
+        if "dose" in found and 0 < found["dose"] <= 1:
+            self.ui.doseSpinBox.value = 100.0 * found["dose"]
+        if "field_strength" in found:
+            self.ui.fieldStrengthComboBox.currentIndex = 0 if found["field_strength"] < 2.25 else 1
+        if "agent" in found:
+            self.ui.agentComboBox.currentText = found["agent"]
+        if found:
+            self.ui.statusLog.appendPlainText(_("From the DICOM header: ") + ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in found.items()))
 
     def _onAcquisitionChanged(self, *args) -> None:
         if not self._parameterNode:
@@ -148,26 +212,49 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._parameterNode.dose = self.ui.doseSpinBox.value / 100.0
         self._parameterNode.fieldStrength = 1.5 if self.ui.fieldStrengthComboBox.currentIndex == 0 else 3.0
         self._parameterNode.agent = self.ui.agentComboBox.currentText
+        self._parameterNode.modelPath = self.ui.modelPathLineEdit.currentPath
         self.ui.relaxivityLabel.text = self.logic.relaxivityText(self._parameterNode.agent,
                                                                  self._parameterNode.fieldStrength)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         problems = self.logic.checkInputs(self._parameterNode) if self._parameterNode else [_("No parameters.")]
-        self.ui.applyButton.enabled = not problems
-        self.ui.applyReasonLabel.text = "\n".join(problems)
+        busy = self.logic.busy
+        self.ui.applyButton.enabled = not problems and not busy
+        self.ui.cancelButton.enabled = busy
+        self.ui.applyReasonLabel.text = _("Running ...") if busy else "\n".join(problems)
         self.ui.applyButton.toolTip = _("Run the computation.") if not problems else problems[0]
+        self.ui.virtualDoseSlider.enabled = bool(self._parameterNode and self._parameterNode.contrastSignal)
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=True):
             self.ui.statusLog.clear()
-            self.logic.process(self._parameterNode, progress=self._onProgress)
-            slicer.util.setSliceViewerLayers(background=self._parameterNode.preContrast,
-                                             foreground=self._parameterNode.subtraction, foregroundOpacity=0.5)
+            if not self.logic.ensureDependencies(askConfirmation=True):
+                return
+            self.logic.process(self._parameterNode, progress=self._onProgress, background=True)
+            self._timer.start()
+        self._checkCanApply()
+
+    def onCancelButton(self) -> None:
+        self.logic.cancel()
+        self._timer.stop()
+        self.ui.statusLog.appendPlainText(_("Cancelled; no output was created."))
+        self._checkCanApply()
+
+    def _onPoll(self) -> None:
+        finished = True  # also when pollJob raises (the job is over then)
+        with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=False):
+            finished = self.logic.pollJob()
+        if finished:
+            self._timer.stop()
+            self._checkCanApply()
+
+    def _onVirtualDose(self, value: float) -> None:
+        if self._parameterNode and self._parameterNode.contrastSignal and not self.logic.busy:
+            self.logic.setVirtualDose(value, self._parameterNode)
 
     def _onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.value = int(100 * fraction)
         self.ui.statusLog.appendPlainText(message)
-        slicer.app.processEvents()
 
 
 #
@@ -180,12 +267,17 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     Example (Slicer's Python console)::
 
         logic = slicer.util.getModuleLogic("GadoReduce")
-        image = logic.imageFromVolume(slicer.util.getNode("pre"))   # SimpleITK image, LPS geometry
-        node = logic.volumeFromImage(image, "copy of pre")           # new volume node, same geometry
+        logic.ensureDependencies()                         # first time only: torch, scipy, ...
+        out = logic.process(preContrast=getNode("pre"), lowDose=getNode("low"), dose=0.33,
+                            fieldStrength=3.0, agent="gadobutrol")
+        out["syntheticStandardDose"], out["regionTable"]    # the output nodes (see process)
+        logic.setVirtualDose(1.5)                           # x_PC + 1.5 * contrast signal, no re-run
     """
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
+        self._job = None  # (BackgroundJob, parameters, progress, folder) while a computation runs
+        self.lastResult = None  # what the last finished process() returned (also in background mode)
 
     def getParameterNode(self):
         return GadoReduceParameterNode(super().getParameterNode())
@@ -223,65 +315,128 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     @staticmethod
     def checkInputs(parameters) -> list:
-        """Reasons why the inputs cannot be processed yet (empty list when they can)."""
-        problems = []
-        pre, low = parameters.preContrast, parameters.lowDose
-        if pre is None:
-            problems.append(_("Select the pre-contrast T1w volume (preContrast)."))
-        if low is None:
-            problems.append(_("Select the low-dose T1w volume (lowDose)."))
-        if pre is not None and low is not None and pre == low:
-            problems.append(_("Pre-contrast and low-dose must be two different volumes."))
-        for label, node in (("preContrast", pre), ("lowDose", low), ("standardDose", parameters.standardDose)):
-            if node is None:
-                continue
-            if node.GetImageData() is None:
-                problems.append(_("The volume '{name}' ({label}) has no voxels.").format(name=node.GetName(), label=label))
-            elif min(node.GetImageData().GetDimensions()) < 2:
-                problems.append(_("The volume '{name}' ({label}) is 2D; a 3D volume is needed.").format(
-                    name=node.GetName(), label=label))
-        if not problems and not volumesOverlap(pre, low):
-            problems.append(_("The fields of view of '{a}' and '{b}' do not overlap; check that both scans are "
-                              "of the same patient and session.").format(a=pre.GetName(), b=low.GetName()))
-        if not 0 < parameters.dose <= 1:
-            problems.append(_("The dose must be in (0, 1] of the standard dose (dose), not {d}.").format(d=parameters.dose))
-        return problems
+        """Reasons why the inputs cannot be processed yet (empty list when they can); each names the parameter."""
+        from GadoReduceLib.module_logic_helpers import check_parameters
+        return check_parameters(parameters, volumesOverlap)
 
-    def process(self, parameters, progress=None, backend: str = "auto"):
-        """Preprocess the parameter node's inputs (paper 001, sections 3.1-3.2) into output volume nodes.
+    def _parameters(self, parameters, kwargs):
+        parameters = parameters if parameters is not None else self.getParameterNode()
+        for name, value in kwargs.items():
+            if name not in parameters.allParameters:
+                raise ValueError(f"Unknown parameter '{name}'; use one of {', '.join(parameters.allParameters)}.")
+            try:
+                setattr(parameters, name, value)
+            except ValueError as error:
+                raise ValueError(f"Invalid value for '{name}': {error}") from None
+        return parameters
 
-        Registers the low-dose (and optional standard-dose) scan rigidly to the pre-contrast scan,
-        masks the brain by atlas registration, normalizes intensities radiometrically and the
-        subtraction image's noise. Writes ``registeredLowDose`` and ``subtraction`` (the normalized
-        subtraction z_LD, in units of the pre-contrast's 95th brain percentile), creating them when
-        empty. Inputs are never modified. ``progress(fraction, message)`` is called between stages.
-        Returns the core's PreprocessResult (all intermediate images and the QC record).
+    # --- processing ------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._job is not None
+
+    def process(self, parameters=None, progress=None, background: bool = False, cancel=None, backend: str = "auto",
+                **kwargs):
+        """Synthesize standard-dose images from the inputs (paper 001) into output nodes on the pre-contrast grid.
+
+        parameters: the parameter node (default: the module's), updated with ``kwargs`` (any parameter, e.g.
+        ``preContrast=node, dose=0.25``). Preprocessing (registration, brain mask, normalization), the CNN and
+        the region analysis run in a separate process (``GadoReduceLib.worker``) that ``cancel()`` kills;
+        ``progress(fraction, message)`` gets its progress. ``cancel``: optional callable polled while waiting,
+        True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
+        beyondStandardDose, contrastSignal, subtraction, registeredLowDose, virtualDoseVolume,
+        enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows);
+        background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never
+        modified; output nodes are created when empty, else reused. Raises ValueError naming the parameter.
         """
-        from GadoReduceLib.preprocess import preprocess
-
+        from GadoReduceLib import module_logic_helpers as helpers
+        if self.busy:
+            raise ValueError("GadoReduce is already running; wait for it or cancel it first.")
+        parameters = self._parameters(parameters, kwargs)
         problems = self.checkInputs(parameters)
         if problems:
             raise ValueError(" ".join(problems))
         report = progress or (lambda fraction, message: logging.info(message))
-        pre, low, standard = parameters.preContrast, parameters.lowDose, parameters.standardDose
-        report(0.05, _("Reading the volumes ..."))
-        images = [self.imageFromVolume(node) if node else None for node in (pre, low, standard)]
-        report(0.1, _("Registration, brain mask, intensity and noise normalization (about a minute) ..."))
-        result = preprocess(*images, backend=backend)
-        report(0.9, _("Creating the output volumes ..."))
-        outputs = result.outputs()
-        parameters.registeredLowDose = self.volumeFromImage(
-            outputs["low_dose_registered"], f"{low.GetName()} registered", node=parameters.registeredLowDose)
-        parameters.subtraction = self.volumeFromImage(
-            outputs["normalized_subtraction_ld"], f"{low.GetName()} subtraction", node=parameters.subtraction)
-        sigma = result.noise_sigma_ld
-        parameters.subtraction.GetDisplayNode().SetAutoWindowLevel(False)
-        parameters.subtraction.GetDisplayNode().SetWindowLevel(12.0 * sigma, 2.0 * sigma)
-        warnings = result.qc.get("warnings", [])
-        report(1.0, _("Done: noise sigma {sigma:.4f}, registration backend {backend}.").format(
-            sigma=sigma, backend=result.low_dose.registration.backend)
-            + ("".join("\n" + _("Warning: ") + w for w in warnings)))
-        return result
+        report(0.0, _("Writing the inputs for the background process ..."))
+        job = helpers.start_job(self, parameters, backend)
+        self._job = (job, parameters, report, job.folder)
+        if background:
+            return job
+        try:
+            job.wait(lambda f, m: report(0.95 * f, m), should_cancel=cancel)
+        except BaseException:
+            self._endJob()
+            raise
+        return self._finishJob()
+
+    def pollJob(self) -> bool:
+        """For background=True: pass progress on; True once the job ended and its output nodes exist.
+        Raises (and cleans up) when the job failed or was cancelled."""
+        if not self.busy:
+            return True
+        job, _parameters, report, _folder = self._job
+        for fraction, message in job.poll():
+            report(0.95 * fraction, message)
+        if job.running:
+            return False
+        try:
+            job.check_finished()
+        except Exception:
+            self._endJob()
+            raise
+        self._finishJob()
+        return True
+
+    def cancel(self) -> None:
+        """Kill the running computation (process tree); no output node is created or changed."""
+        if self.busy:
+            self._job[0].cancel()
+            self._endJob()
+
+    def _endJob(self) -> None:
+        if self._job is not None:
+            if self._job[0].running:
+                self._job[0].cancel()
+            shutil.rmtree(self._job[3], ignore_errors=True)
+            self._job = None
+
+    def _finishJob(self) -> dict:
+        from GadoReduceLib import module_logic_helpers as helpers
+        _job, parameters, report, folder = self._job
+        try:
+            report(0.97, _("Creating the output nodes ..."))
+            record, images = helpers.read_result(folder)
+            nodes = helpers.create_outputs(self, parameters, record, images)
+        finally:
+            self._endJob()
+        nodes["record"] = record
+        self.lastResult = nodes
+        report(1.0, _("Done: {n} enhancing regions, noise sigma {s:.4g}, registration {b}.").format(
+            n=len(record["regions"]), s=record["noise_sigma"], b=record["registration_backend"])
+            + "".join("\n" + _("Warning: ") + w for w in record["warnings"]))
+        return nodes
+
+    def setVirtualDose(self, virtualDose: float, parameters=None):
+        """Set ``virtualDoseVolume`` to x_PC + virtualDose * contrast signal (numpy, no re-run); returns the node.
+        virtualDose 0 gives the pre-contrast scan, 1 the synthetic standard dose, up to 2."""
+        from GadoReduceLib.module_logic_helpers import set_virtual_dose
+        return set_virtual_dose(self, parameters if parameters is not None else self.getParameterNode(), virtualDose)
+
+    # --- DICOM, dependencies ----------------------------------------------------------------
+    @staticmethod
+    def acquisitionFromVolume(volumeNode) -> dict:
+        """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
+        of a volume loaded from DICOM ("DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
+        from GadoReduceLib.module_support import acquisition_from_volume_node
+        return acquisition_from_volume_node(volumeNode)
+
+    @staticmethod
+    def ensureDependencies(askConfirmation: bool = True) -> bool:
+        """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
+        the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
+        user declined or Slicer must restart; True when everything is importable."""
+        from GadoReduceLib.module_support import ensure_dependencies
+        return ensure_dependencies(askConfirmation)
 
 
 def volumesOverlap(a, b) -> bool:
@@ -305,6 +460,8 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
     def runTest(self):
         self.setUp()
         self.test_volume_round_trip()
+        self.setUp()
+        self.test_phantom_process()
 
     def test_volume_round_trip(self):
         import numpy as np
@@ -331,3 +488,27 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
                 self.assertAlmostEqual(matrixA.GetElement(r, c), matrixB.GetElement(r, c), places=6)
         logging.info("GadoReduce self-test passed")
         self.delayDisplay("Test passed")
+
+    def test_phantom_process(self):
+        """The panel's flow on a small digital phantom: process, output nodes on the pre-contrast grid, inputs
+        unchanged, virtual dose. Needs the shipped model (about a minute on a CPU)."""
+        import numpy as np
+        from GadoReduceLib import mrml
+        from GadoReduceLib.phantom import PhantomConfig, generate_phantom
+        self.delayDisplay("Generating a small phantom (2 mm)")
+        case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,)))
+        pre = mrml.volume_node_from_image(slicer.mrmlScene, case.pre_contrast, "phantom pre-contrast")
+        low = mrml.volume_node_from_image(slicer.mrmlScene, case.low_dose[0.33], "phantom low dose 33%")
+        before = [slicer.util.arrayFromVolume(n).copy() for n in (pre, low)]
+        logic = GadoReduceLogic()
+        self.delayDisplay("Processing (registration, CNN, regions)")
+        out = logic.process(preContrast=pre, lowDose=low, dose=0.33, fieldStrength=3.0, agent="gadobutrol")
+        for node, array in zip((pre, low), before):
+            self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(node), array))
+        for name in ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "virtualDoseVolume"):
+            self.assertEqual(slicer.util.arrayFromVolume(out[name]).shape, before[0].shape)
+        self.assertEqual(out["enhancingRegions"].GetSegmentation().GetNumberOfSegments(),
+                         out["regionTable"].GetNumberOfRows())
+        logic.setVirtualDose(0.0)
+        self.assertTrue(np.allclose(slicer.util.arrayFromVolume(out["virtualDoseVolume"]), before[0]))
+        self.delayDisplay("Phantom test passed")

@@ -14,7 +14,9 @@ has no Qt-free build on PyPI:
   GadoReduce uses (typed values and node references stored in a real vtkMRMLScriptedModuleNode);
 - ``slicer.i18n``: translation functions (identity here);
 - ``qt`` and ``ctk``: Qt widget modules; any attribute is a do-nothing class, because the
-  headless tests exercise the logic, never the widgets.
+  headless tests exercise the logic, never the widgets;
+- ``slicer.dicomDatabase`` (only when a test installs :class:`DICOMDatabaseStandIn`): the ctkDICOMDatabase
+  calls ``fileForInstance`` and ``fileValue``, answered from real DICOM files read with SimpleITK (GDCM).
 Nothing of GadoReduceLib is replaced: the module's logic runs on the real core.
 """
 
@@ -204,6 +206,40 @@ def _is_node_hint(hint) -> bool:
     return "vtkMRML" in repr(hint)
 
 
+# --- slicer.dicomDatabase stand-in ---------------------------------------------------------
+
+class DICOMDatabaseStandIn:
+    """The two ctkDICOMDatabase calls GadoReduce makes, over real DICOM files (read with SimpleITK)."""
+
+    def __init__(self, paths=()):
+        self._files = {}
+        for path in paths:
+            self.addFile(path)
+
+    @staticmethod
+    def _reader(path):
+        import SimpleITK as sitk
+        reader = sitk.ImageFileReader()
+        reader.SetFileName(str(path))
+        reader.ReadImageInformation()
+        return reader
+
+    def addFile(self, path):
+        """Index a DICOM file by its SOP Instance UID (0008,0018); returns the UID."""
+        uid = self._reader(path).GetMetaData("0008|0018").strip()
+        self._files[uid] = str(path)
+        return uid
+
+    def fileForInstance(self, uid):
+        return self._files.get(uid, "")
+
+    def fileValue(self, path, tag):
+        """The tag's value as text ("" when absent), as ctkDICOMDatabase.fileValue("0018,0087")."""
+        key = tag.replace(",", "|").lower()
+        reader = self._reader(path)
+        return reader.GetMetaData(key).strip() if reader.HasMetaDataKey(key) else ""
+
+
 # --- installation --------------------------------------------------------------------------
 
 class Harness:
@@ -232,7 +268,8 @@ class Harness:
 
     STAND_IN_MODULES = ("qt", "ctk", "slicer.qSlicerWidgetsPythonQt", "slicer.ScriptedLoadableModule",
                         "slicer.parameterNodeWrapper", "slicer.i18n")
-    STAND_IN_ATTRIBUTES = ("app", "modules", "mrmlScene", "ScriptedLoadableModule", "parameterNodeWrapper", "i18n")
+    STAND_IN_ATTRIBUTES = ("app", "modules", "mrmlScene", "ScriptedLoadableModule", "parameterNodeWrapper", "i18n",
+                           "dicomDatabase")
 
     def uninstall(self):
         """Remove the stand-ins again, so that code outside the harness sees plain slicer-core."""

@@ -1,0 +1,172 @@
+"""The module's input checks, cancellation of the worker process, DICOM prefill, dependencies, sample data.
+
+Real MRML (slicer-core), real subprocesses and real DICOM files; stand-ins only for the Slicer
+application (see slicer_harness).
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import SimpleITK as sitk
+
+from test_mrml_geometry import make_oblique_node
+
+
+@pytest.fixture
+def module(harness):
+    import GadoReduce
+    return importlib.reload(GadoReduce)
+
+
+def _head_like_pair(scene):
+    """Two small overlapping volumes that pass checkInputs (the worker is never allowed to finish)."""
+    pre, _ = make_oblique_node(scene, name="pre")
+    low, _ = make_oblique_node(scene, name="low")
+    return pre, low
+
+
+def test_bad_inputs_raise_errors_naming_the_parameter(module, harness):
+    from vtkmodules.vtkCommonDataModel import vtkImageData
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    with pytest.raises(ValueError, match=r"Pre-contrast volume is not set \(preContrast\)"):
+        logic.process(params)
+    pre, low = _head_like_pair(harness.scene)
+    with pytest.raises(ValueError, match=r"\(lowDose\)"):
+        logic.process(params, preContrast=pre)
+    flat = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "flat")
+    image_data = vtkImageData()
+    image_data.SetDimensions(8, 8, 1)
+    image_data.AllocateScalars(10, 1)
+    flat.SetAndObserveImageData(image_data)
+    with pytest.raises(ValueError, match=r"'flat' \(lowDose\) is 2D"):
+        logic.process(params, lowDose=flat)
+    far, _ = make_oblique_node(harness.scene, name="far")
+    far.SetOrigin(500.0, 500.0, 500.0)
+    with pytest.raises(ValueError, match=r"'far' \(lowDose\) do not overlap"):
+        logic.process(params, lowDose=far)
+    with pytest.raises(ValueError, match=r"Invalid value for 'dose'"):
+        logic.process(params, lowDose=low, dose=1.5)
+    with pytest.raises(ValueError, match=r"Invalid value for 'dose'"):
+        logic.process(params, lowDose=low, dose=0.0)
+    with pytest.raises(ValueError, match=r"Unknown contrast agent 'gadolinium' \(agent\); use one of: .*gadobutrol"):
+        logic.process(params, lowDose=low, agent="gadolinium")
+    with pytest.raises(ValueError, match=r"\(modelPath\) does not exist"):
+        logic.process(params, agent="gadobutrol", modelPath="/nonexistent/model.pt")
+    with pytest.raises(ValueError, match=r"Unknown parameter 'doze'"):
+        logic.process(params, modelPath="", doze=0.3)
+    assert logic.checkInputs(params) == [] and not logic.busy
+    assert harness.scene.GetNumberOfNodesByClass("vtkMRMLScalarVolumeNode") == 4  # no output was created
+
+
+def test_worker_user_error_reaches_the_caller(module, harness, tmp_path):
+    """A corrupt model file is found by the worker process; its one-line error becomes a ValueError."""
+    import slicer
+    pre, low = _head_like_pair(harness.scene)
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"not a model")
+    logic = module.GadoReduceLogic()
+    count = harness.scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match="broken.pt"):
+        logic.process(preContrast=pre, lowDose=low, modelPath=str(bad))
+    assert harness.scene.GetNumberOfNodes() == count and not logic.busy
+    assert not list(Path(slicer.app.temporaryPath).glob("GadoReduce-*"))
+
+
+def test_cancel_kills_the_worker_and_creates_nothing(module, harness):
+    """Cancel from the progress callback (console) and from cancel() (panel): real process, killed."""
+    from GadoReduceLib.jobs import JobCancelled
+    import slicer
+    pre, low = _head_like_pair(harness.scene)
+    logic = module.GadoReduceLogic()
+    count = harness.scene.GetNumberOfNodes()
+    seen = []
+    with pytest.raises(JobCancelled):
+        logic.process(preContrast=pre, lowDose=low, progress=lambda f, m: seen.append(m),
+                      cancel=lambda: any(m.startswith("Loading the model") for m in seen))
+    assert seen and not logic.busy
+    job = logic.process(preContrast=pre, lowDose=low, background=True)
+    assert job.running and logic.busy
+    time.sleep(0.5)
+    logic.cancel()
+    assert job.process.poll() is not None and not logic.busy
+    assert not job.folder.exists() and not list(Path(slicer.app.temporaryPath).glob("GadoReduce-*"))
+    assert harness.scene.GetNumberOfNodes() == count
+    assert logic.pollJob() is True  # nothing running any more
+
+
+def _write_dicom(path: Path, tags: dict) -> Path:
+    image = sitk.GetImageFromArray(np.arange(64, dtype=np.int16).reshape(8, 8))
+    for key, value in {"0008|0060": "MR", **tags}.items():
+        image.SetMetaData(key, value)
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    writer.SetFileName(str(path))
+    writer.Execute(image)
+    return path
+
+
+def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
+    import slicer
+    from GadoReduceLib.module_support import acquisition_from_dicom_file
+    from slicer_harness import DICOMDatabaseStandIn
+    path = _write_dicom(tmp_path / "low.dcm", {"0008|0018": "1.2.826.0.1.3680043.2.1125.1", "0018|0087": "3",
+                                               "0018|0010": "GADOVIST 1.0", "0018|1041": "2.5", "0010|1030": "75"})
+    found = acquisition_from_dicom_file(path)
+    # gadobutrol 1 mmol/mL, standard 0.1 mmol/kg: 7.5 mL for 75 kg, so 2.5 mL is a third of the standard dose
+    assert found["agent"] == "gadobutrol" and found["field_strength"] == 3.0
+    assert found["dose"] == pytest.approx(1 / 3) and found["weight_kg"] == 75.0
+    # the same through the volume node's DICOM attribute and Slicer's DICOM database
+    node, _ = make_oblique_node(harness.scene, name="low")
+    logic = module.GadoReduceLogic()
+    assert logic.acquisitionFromVolume(node) == {}  # not loaded from DICOM
+    slicer.dicomDatabase = DICOMDatabaseStandIn([path])
+    node.SetAttribute("DICOM.instanceUIDs", "1.2.826.0.1.3680043.2.1125.1")
+    assert logic.acquisitionFromVolume(node) == found
+    # 1.5 T written in gauss by old scanners; unknown agent and no weight: no dose estimate
+    other = _write_dicom(tmp_path / "old.dcm", {"0008|0018": "1.2.826.0.1.3680043.2.1125.2", "0018|0087": "15000",
+                                                "0018|0010": "contrast", "0018|1041": "10"})
+    found = acquisition_from_dicom_file(other)
+    assert found == {"field_strength": 1.5, "contrast_volume_ml": 10.0}
+    with pytest.raises(ValueError, match="not a readable DICOM"):
+        acquisition_from_dicom_file(tmp_path / "missing.dcm")
+
+
+def test_dependency_plan():
+    from GadoReduceLib.module_support import dependency_plan
+    plan = dependency_plan({"torch", "scipy", "itk"}, slicer_elastix=True, has_pip_ensure=True)
+    assert plan == {"torch": True, "pip": ["scipy==1.17.1"], "installer": "pip_ensure"}
+    plan = dependency_plan({"itk", "skimage"}, slicer_elastix=False, has_pip_ensure=False)
+    assert plan == {"torch": False, "pip": ["itk-elastix==0.25.4", "scikit-image==0.26.0"], "installer": "pip_install"}
+    assert dependency_plan(set(), slicer_elastix=False, has_pip_ensure=True) == {"torch": False, "pip": [],
+                                                                               "installer": None}
+
+
+def test_dependency_pins_match_pyproject():
+    import tomllib
+    from conftest import REPO
+    from GadoReduceLib.module_support import PIP_REQUIREMENTS
+    pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert set(PIP_REQUIREMENTS.values()) <= set(pins)
+
+
+def test_ensure_dependencies_installs_nothing_when_complete(module, harness):
+    from GadoReduceLib.module_support import missing_imports, pip_ensure_module
+    assert pip_ensure_module() is None and missing_imports() == set()  # nothing could be installed here
+    assert module.GadoReduceLogic.ensureDependencies(askConfirmation=False) is True
+
+
+def test_sample_phantom_is_generated_locally(tmp_path):
+    from GadoReduceLib.imageio import read_image
+    from GadoReduceLib.module_support import SAMPLE_SCANS, write_sample_phantom
+    paths = write_sample_phantom(tmp_path, seed=1)
+    assert [p.name for p in paths] == [f"gadoreduce_phantom_{key}.nrrd" for key, _ in SAMPLE_SCANS]
+    pre, low, standard = (sitk.GetArrayFromImage(read_image(p)) for p in paths)
+    assert pre.shape == low.shape == standard.shape and pre.ndim == 3
+    # contrast: the standard dose brightens more voxels than the low dose
+    assert (standard - pre > 200).sum() > (low - pre > 200).sum() > 0
