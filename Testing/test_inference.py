@@ -127,6 +127,23 @@ def preprocessed(case):
         return preprocess(case.pre_contrast, case.low_dose[0.25], backend="itk", brain=case.brain_mask)
 
 
+def test_revert_normalization_inverts_eq_1(rng):
+    """With gamma = 1 (s_SD = s_LD) the reversion of a perfect prediction y^ = z gives back z~ - m exactly."""
+    from GadoReduceLib.infer import revert_normalization
+    from GadoReduceLib.noise import normalize_subtraction
+    shape, sigma = (6, 7, 8), 0.03
+    subtraction = rng.normal(0.0, 0.5, shape).astype(np.float32)
+    mean = rng.normal(0.0, 0.01, shape).astype(np.float32)
+    std = rng.uniform(0.02, 0.05, shape).astype(np.float32)
+    image = lambda a: sitk.GetImageFromArray(a)  # noqa: E731
+    z = sitk.GetArrayFromImage(normalize_subtraction(image(subtraction), image(mean), image(std), sigma))
+    np.testing.assert_allclose(revert_normalization(z, std, 1.0, sigma), subtraction - mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(revert_normalization(z, std, 1.3, sigma), 1.3 * (subtraction - mean), rtol=1e-5,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="noise sigma"):
+        revert_normalization(z, std, 1.0, 0.0)
+
+
 def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, preprocessed):
     model = _model()
     loaded = LoadedModel(model, SMALL, ConditionNormalization(), gamma=1.5)
@@ -144,7 +161,8 @@ def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, pre
     q = preprocessed.pre_percentile
     y = a(out["contrast_signal"])
     assert y.min() >= 0 and y.max() > 0
-    np.testing.assert_allclose(y, 1.5 * a(low.local_std) * y_hat * q, rtol=1e-5, atol=1e-6 * y.max())
+    np.testing.assert_allclose(y, 1.5 * a(low.local_std) * y_hat / preprocessed.noise_sigma_ld * q, rtol=1e-5,
+                               atol=1e-6 * y.max())
     # x~_SD = x_PC + y~ in the pre-contrast's input units; x~_SD+ = x_LD + y~
     np.testing.assert_allclose(a(out["synthetic_standard_dose"]) - y, a(pre), rtol=1e-4, atol=1e-4 * q)
     np.testing.assert_allclose(a(out["beyond_standard_dose"]) - y, a(low.registered) * q, rtol=1e-4,

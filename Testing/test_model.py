@@ -211,7 +211,7 @@ def test_model_card_is_generated_from_the_metadata(tmp_path):
     header, _ = read_header(path)
     assert card == model_card(header)
     assert card.startswith("# tiny test model")
-    for text in ("| gamma (y~ = gamma s_LD y^) | 1.37 |", "| base_features | 4 |", "| dose | 0.25 | 0.15 |",
+    for text in ("| gamma (y~ = gamma s_LD y^ / sigma_LD) | 1.37 |", "| base_features | 4 |", "| dose | 0.25 | 0.15 |",
                  "| psnr_db | 31.5 |", "**source**: none (untrained)", "not a medical device"):
         assert text in card, text
     assert json.loads(json.dumps(header))["parameters"] == sum(p.numel() for p in _model().parameters())

@@ -6,7 +6,7 @@ on the working grid, in normalized units (95th percentile of the pre-contrast br
 
 - ``low_dose``: the registered low dose x_LD;
 - ``linear_scaling``: x_PC + (x_LD - x_PC) / d (the low-dose enhancement scaled to the standard dose);
-- ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ the model's contrast signal (as ``infer.synthesize``);
+- ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ / sigma_LD the model's contrast signal (as ``infer.synthesize``);
 - ``gadoreduce_fixed_condition``: the same with an ablation model (``--ablation-model``) whose conditions
   are those in its metadata ``fixed_conditions`` when present, else the case's;
 - ``standard_dose``: x_SD itself, the reference (PSNR inf, SSIM 1, c-bar = c^ = 1; its CNR, LBR, CEP and
@@ -169,18 +169,18 @@ def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tupl
 
 def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
                    tile: int | None = None, device=None, fixed_conditions: dict | None = None) -> np.ndarray:
-    """Model contrast signal y~ = gamma s_LD y^ on the working grid, normalized units (as ``infer.synthesize``
+    """Model contrast signal y~ = gamma s_LD y^ / sigma_LD on the working grid, normalized units (as ``infer.synthesize``
     computes it before mapping back to the input grid). ``fixed_conditions``: {"dose", "field_strength",
     "relaxivity", "noise_sigma"} replacing the case's conditions (fixed-condition ablation)."""
     from .agents import get_agent
-    from .infer import predict_contrast
+    from .infer import predict_contrast, revert_normalization
     cond = {"dose": dose, "field_strength": field_strength,
             "relaxivity": get_agent(agent).relaxivity(field_strength), "noise_sigma": arrays.noise_sigma_ld}
     cond.update(fixed_conditions or {})
     conditions = loaded.normalization.normalize(cond["dose"], cond["field_strength"], cond["relaxivity"],
                                                 cond["noise_sigma"])
     y_hat = predict_contrast(loaded.model, arrays.z_ld, arrays.low, arrays.s_ld, conditions, tile=tile, device=device)
-    return (loaded.gamma * arrays.s_ld * y_hat).astype(np.float32)
+    return revert_normalization(y_hat, arrays.s_ld, loaded.gamma, arrays.noise_sigma_ld)
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -208,6 +208,36 @@ def _array(image: sitk.Image) -> np.ndarray:
     return sitk.GetArrayFromImage(image).astype(np.float32)
 
 
+def revert_normalization(y_hat: np.ndarray, s_ld: np.ndarray, gamma: float, sigma_ld: float) -> np.ndarray:
+    """The network's noise-normalized output back in subtraction units (float32, same shape):
+    y~ = gamma s_LD y^ / sigma_LD. Eq. 1 scales the normalized subtraction by sigma_LD, z = (z~ - m) / s sigma_LD,
+    so its inverse divides by sigma_LD; paper 001 writes y~ = gamma s_LD y^ with that factor left implicit.
+    gamma: the model's mean <b, s_SD> / <b, s_LD>; s_ld: local noise std of the low-dose subtraction."""
+    if not sigma_ld > 0:
+        raise ValueError(f"the low-dose noise sigma must be positive, got {sigma_ld}")
+    return (np.float32(gamma / sigma_ld) * s_ld * y_hat).astype(np.float32)
+
+
+class VoxelSizeWarning(UserWarning):
+    """The working grid's voxels differ from those the model was trained on."""
+
+
+def check_voxel_size(loaded, spacing) -> str | None:
+    """Warn (and return the message) when the working-grid ``spacing`` (mm) differs by more than a factor 1.5
+    from the model's training voxel size (metadata ``voxel_size_mm``): the network's features are in voxels."""
+    expected = loaded.metadata.get("voxel_size_mm")
+    if not expected:
+        return None
+    worst = max(max(s / expected, expected / s) for s in spacing)
+    if worst <= 1.5:
+        return None
+    message = (f"The images have {'x'.join(f'{s:.2g}' for s in spacing)} mm voxels; the model was trained on "
+               f"{expected:g} mm voxels and can miss or misjudge enhancement at other sizes. Use scans with "
+               f"voxels near {expected:g} mm (or resample them) for results like the model card's.")
+    warnings.warn(message, VoxelSizeWarning, stacklevel=3)
+    return message
+
+
 def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
                tile: int | None = None, overlap: int | None = None, precision: str = "fp32",
                device: str | torch.device | None = None, intensity: str = "input") -> dict[str, sitk.Image]:
@@ -215,7 +245,7 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
 
     dose: low-dose fraction of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent
     name (``agents.get_agent``; its relaxivity at field_strength is a condition). Returns images on the
-    pre-contrast grid: ``contrast_signal`` y~ = gamma s_LD y^, ``synthetic_standard_dose`` x_PC + y~ and
+    pre-contrast grid: ``contrast_signal`` y~ = gamma s_LD y^ / sigma_LD, ``synthetic_standard_dose`` x_PC + y~ and
     ``beyond_standard_dose`` x_LD + y~. intensity "input": in the pre-contrast scan's input units
     (normalized values times the pre-contrast's 95th brain percentile, ``preprocess_result.pre_percentile``);
     "normalized": in the preprocessing's units (95th brain percentile of the pre-contrast = 1).
@@ -230,13 +260,14 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     if intensity not in ("input", "normalized"):
         raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")
     relaxivity = get_agent(agent).relaxivity(field_strength)  # checks the field strength range too
+    check_voxel_size(loaded, preprocess_result.pre_contrast.GetSpacing())
     low = preprocess_result.low_dose
     conditions = loaded.normalization.normalize(dose, field_strength, relaxivity, preprocess_result.noise_sigma_ld)
     s_ld = _array(low.local_std)
     y_hat = predict_contrast(loaded.model, _array(low.normalized_subtraction), _array(low.registered), s_ld,
                              conditions, tile=tile, overlap=overlap, precision=precision, device=device)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
-    y_tilde = loaded.gamma * s_ld * y_hat
+    y_tilde = revert_normalization(y_hat, s_ld, loaded.gamma, preprocess_result.noise_sigma_ld)
     reference = preprocess_result.pre_contrast  # working grid
     arrays = {"contrast_signal": y_tilde,
               "synthetic_standard_dose": _array(preprocess_result.pre_contrast) + y_tilde,

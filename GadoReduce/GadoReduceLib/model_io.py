@@ -6,7 +6,7 @@ code is ever executed. Beside it: ``NAME.pt.sha256`` (``<hex digest>  NAME.pt``,
 ``sha256sum``) checked before loading, and ``NAME.md``, a model card generated from the metadata.
 
 Metadata (JSON): ``config`` (:class:`ModelConfig`), ``condition_normalization``, ``gamma`` (paper eq. after
-(3): y~ = gamma s_LD y^), and the free ``metadata`` dict given to :func:`save_model`, conventionally with
+(3): y~ = gamma s_LD y^ / sigma_LD), and the free ``metadata`` dict given to :func:`save_model`, conventionally with
 ``name``, ``description``, ``training_data`` (str or dict) and ``validation_metrics`` (dict name -> value).
 """
 
@@ -219,7 +219,7 @@ def model_card(header: dict) -> str:
              f"torch {header.get('torch_version', '?')} |",
              f"| parameters | {header.get('parameters', '?'):,} |" if isinstance(header.get("parameters"), int)
              else "| parameters | ? |",
-             f"| gamma (y~ = gamma s_LD y^) | {_format_value(header.get('gamma', '?'))} |"]
+             f"| gamma (y~ = gamma s_LD y^ / sigma_LD) | {_format_value(header.get('gamma', '?'))} |"]
     lines += [f"| {k} | {v} |" for k, v in config.items()]
     lines += ["", "## Conditioning", "", "Each entry is normalized as (value - mean) / std.", "",
               "| condition | mean | std |", "|---|---|---|"]
