@@ -64,7 +64,8 @@ def main() -> None:
     trained = [s for s in pairs if s not in held]
     rows = evaluation_rows(args.evaluation / "per_case.csv")
     summary_line = (args.evaluation / "summary.md").read_text().splitlines()
-    command_line = next((line.strip("` ") for line in summary_line if "gadoreduce evaluate" in line), "")
+    command_line = next((line.split("Command:", 1)[-1].strip("` ") for line in summary_line
+                         if "gadoreduce evaluate" in line), "")
     history = json.loads((args.run / "history.json").read_text())
     means = {}
     for dose in sorted({r["dose"] for r in rows}):
@@ -95,7 +96,12 @@ def main() -> None:
         "evaluation_note": "Held-out BraTS subjects (never seen in training) with synthetic low doses at 10 % and "
                            "33 %, against their real standard-dose scans, in normalized units (gadoreduce evaluate; "
                            f"command: `{command_line}`). LD: the low-dose image; linear: x_PC + (x_LD - x_PC)/d. "
-                           "Synthetic low doses from three subjects are software checks, not clinical evidence.",
+                           "Synthetic low doses from three subjects are software checks, not clinical evidence. Known "
+                           "weaknesses: at 10 % the whole-volume SSIM drops (0.56-0.74) because the network adds "
+                           "spurious signal outside the brain, where training weighted errors by 0.01 only; c^ at "
+                           "33 % is low (0.78-0.87: enhancement underestimated); per subject, linear scaling has the "
+                           "better PSNR_L once (Brats18_TCIA03_265_1 at 33 %).",
+        "voxel_size_mm": 1.0,
         "note": "research software, not for diagnosis",
     }
     path = save_model(args.output, loaded.model, loaded.config, loaded.normalization, loaded.gamma, metadata)
