@@ -35,7 +35,8 @@ def _model_path() -> str:
 
 @pytest.fixture(scope="module")
 def processed(_harness_session):
-    """Phantom case (2 mm) with truth lesion segmentation, processed once in background mode."""
+    """Phantom case (1 mm, the default model's voxel size) with truth lesion segmentation, processed once in
+    background mode."""
     from GadoReduceLib import mrml
     from GadoReduceLib.mrml_outputs import segmentation_node_from_labels
     from GadoReduceLib.phantom import PhantomConfig, generate_phantom
@@ -45,7 +46,7 @@ def processed(_harness_session):
     harness.clear()
     import GadoReduce
     module = importlib.reload(GadoReduce)
-    case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,)))
+    case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,), size="full"))
     scene = harness.scene
     pre = mrml.volume_node_from_image(scene, case.pre_contrast, "pre")
     low = mrml.volume_node_from_image(scene, case.low_dose[0.33], "low")
@@ -109,9 +110,9 @@ phantom (vessels, dura, choroid plexus: 99.9th brain percentile of the TRUE stan
 about 19 sigma) merge with the lesions into 70 regions even for a perfect prediction; at 15 sigma the true
 signal gives exactly one region per enhancing lesion (test_criteria_hold_for_the_true_contrast_signal)."""
 LARGE_LESION_MM3 = 1000.0
-"""Volumes are compared for lesions of at least this enhancing volume (125 voxels at 2 mm); smaller ones are
-dominated by partial volume (a 10-voxel lesion's region is 0.7-1.4 times its true volume, also for the true
-signal), so they are only required to be found."""
+"""Volumes are compared for lesions of at least this enhancing volume (1000 voxels at 1 mm); smaller ones are
+dominated by partial volume (at 2 mm a 10-voxel lesion's region is 0.7-1.4 times its true volume, also for the
+true signal), so they are only required to be found."""
 
 
 def _enhancing_lesions(case, min_volume_mm3):

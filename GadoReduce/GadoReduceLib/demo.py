@@ -20,8 +20,9 @@ import SimpleITK as sitk
 from . import DISCLAIMER
 
 DEMO_DOSE = 0.33
-DEMO_SIZE = "small"
-"""Phantom voxels of the demo: small (2 mm, fast) or full (1 mm, like the training data)."""
+DEMO_SIZE = "full"
+"""Phantom voxels of the demo: full (1 mm, the voxel size the default model was trained on) or small (2 mm:
+fast, for the pipeline only; the default model is not made for 2 mm voxels and predicts little there)."""
 
 
 def true_motion(case, scan: str) -> sitk.AffineTransform:
