@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .agents import AGENTS, get_agent
+from .mrml_outputs import remove_node
 
 SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55, 0.9, 0.35),
                   (0.85, 0.4, 0.9), (0.3, 0.9, 0.8), (0.95, 0.6, 0.75), (0.6, 0.6, 0.95))
@@ -184,20 +185,6 @@ def color_segments(segmentation_node) -> None:
     segmentation = segmentation_node.GetSegmentation()
     for index in range(segmentation.GetNumberOfSegments()):
         segmentation.GetNthSegment(index).SetColor(*SEGMENT_COLORS[index % len(SEGMENT_COLORS)])
-
-
-def remove_node(scene, node) -> None:
-    """Remove ``node`` with its display and storage nodes (the application does this inside Slicer; plain
-    MRML leaves them behind)."""
-    helpers = []
-    if node.IsA("vtkMRMLDisplayableNode"):
-        helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
-    if node.IsA("vtkMRMLStorableNode"):
-        helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
-    scene.RemoveNode(node)
-    for helper in helpers:
-        if helper is not None and scene.IsNodePresent(helper):
-            scene.RemoveNode(helper)
 
 
 def segmentation_output(scene, labels, name: str, reference_volume_node, existing=None):

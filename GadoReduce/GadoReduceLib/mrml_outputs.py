@@ -62,7 +62,7 @@ def segmentation_node_from_labels(scene, labels: sitk.Image, name: str, referenc
                 temporary, segmentation):
             raise ValueError(f"Slicer could not import the label image into the segmentation '{name}'.")
     finally:
-        scene.RemoveNode(temporary)
+        remove_node(scene, temporary)
     segments = segmentation.GetSegmentation()
     if segments.GetNumberOfSegments() != len(present):
         raise ValueError(f"The segmentation '{name}' got {segments.GetNumberOfSegments()} segments for "
@@ -70,6 +70,20 @@ def segmentation_node_from_labels(scene, labels: sitk.Image, name: str, referenc
     for index, segment_name in enumerate(names):
         segments.GetNthSegment(index).SetName(segment_name)
     return segmentation
+
+
+def remove_node(scene, node) -> None:
+    """Remove ``node`` with its display and storage nodes (the application does this inside Slicer; plain
+    MRML leaves them behind)."""
+    helpers = []
+    if node.IsA("vtkMRMLDisplayableNode"):
+        helpers += [node.GetNthDisplayNode(i) for i in range(node.GetNumberOfDisplayNodes())]
+    if node.IsA("vtkMRMLStorableNode"):
+        helpers += [node.GetNthStorageNode(i) for i in range(node.GetNumberOfStorageNodes())]
+    scene.RemoveNode(node)
+    for helper in helpers:
+        if helper is not None and scene.IsNodePresent(helper):
+            scene.RemoveNode(helper)
 
 
 def _columns(rows: list[dict]) -> dict[str, list]:
