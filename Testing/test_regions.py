@@ -197,8 +197,11 @@ def test_segmentation_and_table_nodes_survive_mrb(harness, tmp_path):
     assert [r["voxels"] for r in rows] == [64, 27, 8]
     volume = mrml.volume_node_from_image(scene, image, "contrast signal")
     before = scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode")
+    count = scene.GetNumberOfNodes()
     segmentation_node_from_labels(scene, labels, "enhancing regions", reference_volume_node=volume)
     assert scene.GetNumberOfNodesByClass("vtkMRMLLabelMapVolumeNode") == before  # temporary node removed
+    # only the segmentation and its display node are new: the temporary node's display node is gone too
+    assert scene.GetNumberOfNodes() == count + 2
     for r, row in enumerate(rows):
         row["note"] = f"region {r + 1}"
     table_node_from_rows(scene, rows, "region statistics", units={"volume_mm3": "mm3", "centroid_ras": "mm"})

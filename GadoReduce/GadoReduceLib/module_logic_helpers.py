@@ -169,6 +169,7 @@ def labels_from_segmentation(segmentation_node, reference_volume_node):
     for index in range(segmentation.GetNumberOfSegments()):
         ids.InsertNextValue(segmentation.GetNthSegmentID(index))
         names[str(index + 1)] = segmentation.GetNthSegment(index).GetName()
+    colors_before = _color_node_ids(scene)
     labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "GadoReduce lesion labels (temporary)")
     try:
         if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
@@ -177,8 +178,15 @@ def labels_from_segmentation(segmentation_node, reference_volume_node):
                              "not be converted to a label map on the pre-contrast grid.")
         image = image_from_volume_node(labelmap)
     finally:
-        scene.RemoveNode(labelmap)
+        remove_node(scene, labelmap)
+        for node_id in _color_node_ids(scene) - colors_before:  # the colour table the export made for it
+            scene.RemoveNode(scene.GetNodeByID(node_id))
     return image, names
+
+
+def _color_node_ids(scene) -> set:
+    nodes = scene.GetNodesByClass("vtkMRMLColorTableNode")
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
 
 
 def color_segments(segmentation_node) -> None:
