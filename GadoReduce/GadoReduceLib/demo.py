@@ -115,8 +115,8 @@ def _predict(loaded, result, config, device, folder: Path) -> dict:
     from .infer import synthesize, write_prediction
     images = synthesize(loaded, result, DEMO_DOSE, config.field_strength, config.agent, device=device)
     write_prediction(images, result.pre_contrast_input, folder,
-                     footer=f"{_model_name(loaded)}; phantom, dose {DEMO_DOSE:g}, {config.field_strength:g} T, "
-                            f"{config.agent}. Synthetic data: software check, not clinical evidence.")
+                     footer=f"{_model_name(loaded)}; phantom, dose {DEMO_DOSE:g}, {config.field_strength:g} T; "
+                            "not clinical evidence")
     return images
 
 
