@@ -200,3 +200,12 @@ def test_cli_predict_writes_three_volumes_and_a_montage(case, tmp_path, capsys):
     checksum_path(model_path).write_text("0" * 64 + "  m.pt\n")
     assert cli.main(base + ["--model", str(model_path)]) == 2
     assert "m.pt' does not match its sha256" in capsys.readouterr().err
+
+
+def test_other_voxel_sizes_than_the_models_give_a_warning():
+    from GadoReduceLib.infer import VoxelSizeWarning, check_voxel_size
+    loaded = LoadedModel(_model(), SMALL, ConditionNormalization(), 1.0, {"voxel_size_mm": 1.0})
+    with pytest.warns(VoxelSizeWarning, match="trained on 1 mm voxels"):
+        assert "2x2x2 mm" in check_voxel_size(loaded, (2.0, 2.0, 2.0))
+    assert check_voxel_size(loaded, (1.0, 1.0, 1.2)) is None  # within a factor 1.5
+    assert check_voxel_size(LoadedModel(_model(), SMALL, ConditionNormalization(), 1.0), (3.0, 3.0, 3.0)) is None
