@@ -258,3 +258,11 @@ def test_charts_without_matplotlib_are_drawn_with_pil(tmp_path, monkeypatch):
         pixels = np.asarray(Image.open(path).convert("RGB"))
         blue = np.all(pixels == figures.COLOURS["gadoreduce"], axis=-1)
         assert blue.sum() > 20, path  # the GadoReduce boxes / points are drawn in its colour
+
+
+def test_zoom_cases_must_name_evaluated_cases(tmp_path):
+    """Lesion zooms can be limited to named cases (e.g. phantoms only); a wrong name stops before any work."""
+    from GadoReduceLib.evaluate import run
+    with pytest.raises(ValueError, match=r"--zoom-cases names unknown cases \['nope'\].*phantom_0_small"):
+        run(tmp_path / "out", phantoms=1, phantom_size="small", doses=(0.33,), zoom_cases=["nope"])
+    assert not (tmp_path / "out").exists()

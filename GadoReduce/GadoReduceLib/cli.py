@@ -412,7 +412,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,
         phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=args.tile,
-        cache=False if args.no_cache else (args.cache or True), command=command)
+        cache=False if args.no_cache else (args.cache or True), command=command,
+        zoom_cases=args.zoom_cases if args.zoom_cases else 3)
     return 0
 
 
@@ -443,6 +444,8 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--cache", metavar="DIR", help="preprocessed (case, dose) cache (default OUTPUT/cache); keep it "
                    "outside OUTPUT when the report is to be shared, since it holds image data")
     p.add_argument("--no-cache", action="store_true", help="do not keep preprocessed cases")
+    p.add_argument("--zoom-cases", nargs="+", metavar="NAME", help="draw lesion zooms for these cases (default: "
+                   "the first 3 by name)")
     p.set_defaults(func=_cmd_evaluate)
 
 

@@ -326,12 +326,13 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
 
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
         doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile=None,
-        cache: bool | str | Path = True, command: str = "", zoom_cases: int = 3, log=print) -> dict:
+        cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print) -> dict:
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
 
     model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
     cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False); command: the command line, quoted in
-    the summary; zoom_cases: lesion zoom figures for this many cases (the first by name). Returns the paths.
+    the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
+    named in a list (e.g. phantoms only, for a report that may not show third-party images). Returns the paths.
     """
     from .evaluate_cases import folder_cases, phantom_cases
     from .evaluate_figures import lesion_zoom, write_figures
@@ -351,7 +352,14 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
         raise ValueError("no cases to evaluate; give --cases DIR (case folders or BraTS subjects) and/or --phantoms N")
     output = Path(output)
     methods = list(BASELINES) + ["gadoreduce"] + (["gadoreduce_fixed_condition"] if ablation else []) + [REFERENCE]
-    zoom_names = {s.name for s in sorted(specs, key=lambda s: s.name)[:zoom_cases]}
+    if isinstance(zoom_cases, int):
+        zoom_names = {s.name for s in sorted(specs, key=lambda s: s.name)[:zoom_cases]}
+    else:
+        zoom_names = set(zoom_cases)
+        unknown = sorted(zoom_names - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"--zoom-cases names unknown cases {unknown}; use case names such as "
+                             f"{sorted(s.name for s in specs)[:3]}")
     zooms = []
 
     def on_images(case_name, dose, arrays, images):
