@@ -317,7 +317,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def checkInputs(parameters) -> list:
         """Reasons why the inputs cannot be processed yet (empty list when they can); each names the parameter."""
         from GadoReduceLib.module_logic_helpers import check_parameters
-        return check_parameters(parameters, volumesOverlap)
+        return check_parameters(parameters)
 
     def _parameters(self, parameters, kwargs):
         parameters = parameters if parameters is not None else self.getParameterNode()
@@ -439,14 +439,6 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return ensure_dependencies(askConfirmation)
 
 
-def volumesOverlap(a, b) -> bool:
-    """True when the RAS bounding boxes of volume nodes ``a`` and ``b`` intersect (world coordinates)."""
-    boundsA, boundsB = [0.0] * 6, [0.0] * 6
-    a.GetRASBounds(boundsA)
-    b.GetRASBounds(boundsB)
-    return all(boundsA[2 * i] <= boundsB[2 * i + 1] and boundsB[2 * i] <= boundsA[2 * i + 1] for i in range(3))
-
-
 #
 # GadoReduceTest
 #
@@ -490,25 +482,43 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         self.delayDisplay("Test passed")
 
     def test_phantom_process(self):
-        """The panel's flow on a small digital phantom: process, output nodes on the pre-contrast grid, inputs
-        unchanged, virtual dose. Needs the shipped model (about a minute on a CPU)."""
+        """The panel's flow on the sample phantom (1 mm, 33 %, with its standard dose and true lesions): process,
+        outputs on the pre-contrast grid, inputs unchanged, one region per enhancing lesion, virtual dose.
+        Needs the shipped model (a few minutes on a CPU)."""
         import numpy as np
-        from GadoReduceLib import mrml
-        from GadoReduceLib.phantom import PhantomConfig, generate_phantom
-        self.delayDisplay("Generating a small phantom (2 mm)")
-        case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,)))
-        pre = mrml.volume_node_from_image(slicer.mrmlScene, case.pre_contrast, "phantom pre-contrast")
-        low = mrml.volume_node_from_image(slicer.mrmlScene, case.low_dose[0.33], "phantom low dose 33%")
-        before = [slicer.util.arrayFromVolume(n).copy() for n in (pre, low)]
+        import SimpleITK as sitk
+        from GadoReduceLib.evaluate_cases import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
+        from GadoReduceLib.module_logic_helpers import labels_from_segmentation
+        from GadoReduceLib.module_support import sample_phantom_case, sample_phantom_nodes
+        from GadoReduceLib.regions import truth_problems
+        self.delayDisplay("Generating the sample phantom (1 mm)")
+        case = sample_phantom_case()
+        pre, low, standard, lesions = sample_phantom_nodes(slicer.mrmlScene, case)
+        before = [slicer.util.arrayFromVolume(n).copy() for n in (pre, low, standard)]
         logic = GadoReduceLogic()
         self.delayDisplay("Processing (registration, CNN, regions)")
-        out = logic.process(preContrast=pre, lowDose=low, dose=0.33, fieldStrength=3.0, agent="gadobutrol")
-        for node, array in zip((pre, low), before):
+        config = case.parameters["config"]
+        out = logic.process(preContrast=pre, lowDose=low, standardDose=standard, lesionSegmentation=lesions,
+                            dose=0.33, fieldStrength=config["field_strength"], agent=config["agent"],
+                            thresholdSigmas=PHANTOM_THRESHOLD_SIGMAS)
+        for node, array in zip((pre, low, standard), before):
             self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(node), array))
         for name in ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "virtualDoseVolume"):
             self.assertEqual(slicer.util.arrayFromVolume(out[name]).shape, before[0].shape)
-        self.assertEqual(out["enhancingRegions"].GetSegmentation().GetNumberOfSegments(),
-                         out["regionTable"].GetNumberOfRows())
+        table = out["regionTable"]
+        self.assertEqual(out["enhancingRegions"].GetSegmentation().GetNumberOfSegments(), table.GetNumberOfRows())
+        regions = sitk.GetArrayFromImage(labels_from_segmentation(out["enhancingRegions"], pre)[0])
+        column = table.GetColumnIndex("volume_mm3")
+        volumes = {r + 1: float(table.GetCellText(r, column)) for r in range(table.GetNumberOfRows())}
+        truth = sitk.GetArrayFromImage(case.lesion_labels)
+        minimum = logic.getParameterNode().minRegionVolume
+        # asserted: every enhancing lesion of 10 mm or more lies in one region of its own; reported: smaller
+        # lesions and region volumes against the truth, where the shipped CPU-trained model has known gaps
+        # (a 3 mm lesion missed, some volumes off by more than 20 %: README, status)
+        self.assertEqual(truth_problems(regions, volumes, truth, phantom_truth_volumes(case, minimum, 10.0),
+                                        large_mm3=float("inf")), [])
+        for problem in truth_problems(regions, volumes, truth, phantom_truth_volumes(case, minimum)):
+            logging.warning(f"GadoReduce self-test (known limitation of the shipped model): {problem}")
         logic.setVirtualDose(0.0)
         self.assertTrue(np.allclose(slicer.util.arrayFromVolume(out["virtualDoseVolume"]), before[0]))
         self.delayDisplay("Phantom test passed")

@@ -161,12 +161,25 @@ def test_ensure_dependencies_installs_nothing_when_complete(module, harness):
     assert module.GadoReduceLogic.ensureDependencies(askConfirmation=False) is True
 
 
-def test_sample_phantom_is_generated_locally(tmp_path):
-    from GadoReduceLib.imageio import read_image
-    from GadoReduceLib.module_support import SAMPLE_SCANS, write_sample_phantom
-    paths = write_sample_phantom(tmp_path, seed=1)
-    assert [p.name for p in paths] == [f"gadoreduce_phantom_{key}.nrrd" for key, _ in SAMPLE_SCANS]
-    pre, low, standard = (sitk.GetArrayFromImage(read_image(p)) for p in paths)
-    assert pre.shape == low.shape == standard.shape and pre.ndim == 3
+def test_sample_phantom_is_generated_locally(harness):
+    """The SampleData loader adds the phantom to the real scene: three volumes on one 1 mm grid (the shipped
+    model's voxel size) and the true lesions as a segmentation, without network."""
+    from GadoReduceLib.model_io import default_model_path, read_header
+    from GadoReduceLib.module_support import SAMPLE_LESIONS, SAMPLE_SCANS, load_sample_phantom
+    from test_mrml_geometry import node_matrix, node_voxels
+    nodes = load_sample_phantom()
+    assert [n.GetName() for n in nodes] == [name for _, name in SAMPLE_SCANS] + [SAMPLE_LESIONS]
+    assert all(harness.scene.IsNodePresent(n) for n in nodes)
+    pre, low, standard, lesions = nodes
+    header, _ = read_header(default_model_path())  # the sample is on the shipped model's voxel size
+    assert pre.GetSpacing() == pytest.approx((header["metadata"]["voxel_size_mm"],) * 3)
+    assert np.allclose(node_matrix(low), node_matrix(pre)) and np.allclose(node_matrix(standard), node_matrix(pre))
+    pre_a, low_a, standard_a = (node_voxels(n).astype(np.float64) for n in (pre, low, standard))
+    assert pre_a.shape == low_a.shape == standard_a.shape and pre_a.ndim == 3
     # contrast: the standard dose brightens more voxels than the low dose
-    assert (standard - pre > 200).sum() > (low - pre > 200).sum() > 0
+    assert (standard_a - pre_a > 200).sum() > (low_a - pre_a > 200).sum() > 0
+    segmentation = lesions.GetSegmentation()
+    names = [segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())]
+    assert len(names) >= 3 and all(name.startswith("lesion ") for name in names)
+    assert any("ring" in name or "solid" in name for name in names)
+

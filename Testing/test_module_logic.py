@@ -90,6 +90,19 @@ def test_self_test_runs_on_real_mrml(module):
     test.test_volume_round_trip()  # raises on failure
 
 
+def test_self_test_phantom_flow_runs_on_real_mrml(module):
+    """The self-test's phantom flow (what Reload and Test runs inside Slicer) with the shipped model: sample
+    phantom, process(), outputs, unchanged inputs, one region per enhancing lesion, virtual dose (a few minutes)."""
+    from GadoReduceLib.model_io import ModelFileError, default_model_path
+    try:
+        default_model_path()
+    except ModelFileError as error:
+        pytest.skip(f"no shipped model: {error}")
+    test = module.GadoReduceTest()
+    test.setUp()
+    test.test_phantom_process()  # raises on failure
+
+
 def test_harness_leaves_no_stand_ins_behind(_harness_session):
     """Outside the `harness` fixture, slicer is plain slicer-core: no application object."""
     import sys

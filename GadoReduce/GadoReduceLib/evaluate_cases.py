@@ -235,6 +235,21 @@ def phantom_lesions(case) -> sitk.Image:
     return _labels_image(np.where(np.isin(labels, enhancing), labels, 0), case.pre_contrast)
 
 
+PHANTOM_THRESHOLD_SIGMAS = 15.0
+"""Enhancing-region threshold (noise sigmas) for phantom checks of the module. With the paper's 4 sigma, the
+phantom's normal enhancing structures (vessels, dura, choroid plexus: 99.9th brain percentile of the true
+standard-dose contrast signal about 19 sigma) merge with the lesions into one tree even for a perfect
+prediction; at 15 sigma the phantom's true contrast signal gives one region per enhancing lesion."""
+
+
+def phantom_truth_volumes(case, min_volume_mm3: float, min_diameter_mm: float = 0.0) -> dict:
+    """Enhancing lesions of a generated phantom of at least ``min_volume_mm3`` enhancing volume and
+    ``min_diameter_mm`` diameter: label -> enhancing volume (mm^3) (what ``regions.truth_problems`` checks)."""
+    return {lesion["label"]: float(lesion["enhancing_volume_mm3"]) for lesion in case.parameters["lesions"]
+            if lesion["type"] != "non_enhancing" and lesion["enhancing_volume_mm3"] >= min_volume_mm3
+            and lesion["diameter_mm"] >= min_diameter_mm}
+
+
 def phantom_cases(count: int, seed: int, size: str, doses) -> list[CaseSpec]:
     """``count`` phantoms (seeds ``seed`` .. ``seed + count - 1``) with real low doses at ``doses`` (< 1)."""
     from dataclasses import asdict

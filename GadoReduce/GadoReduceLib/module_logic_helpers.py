@@ -48,7 +48,15 @@ def dose_problem(dose) -> str | None:
     return None
 
 
-def check_parameters(parameters, overlap) -> list[str]:
+def volumes_overlap(a, b) -> bool:
+    """True when the RAS bounding boxes of volume nodes ``a`` and ``b`` intersect (world coordinates)."""
+    bounds_a, bounds_b = [0.0] * 6, [0.0] * 6
+    a.GetRASBounds(bounds_a)
+    b.GetRASBounds(bounds_b)
+    return all(bounds_a[2 * i] <= bounds_b[2 * i + 1] and bounds_b[2 * i] <= bounds_a[2 * i + 1] for i in range(3))
+
+
+def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
     """Reasons why the module's parameters cannot be processed (empty list when they can); each message
     names the parameter. ``overlap(a, b)``: True when two volume nodes' fields of view intersect."""
     problems = []
@@ -286,6 +294,10 @@ def show_in_slice_views(background, foreground) -> None:
     slicer.util.setSliceViewerLayers(background=background, foreground=foreground, foregroundOpacity=0.4, fit=True)
 
 
+SEGMENT_STATISTICS_REFERENCE = "GadoReduceSegmentStatistics"
+"""Node reference from the enhancing-region segmentation to its Segment Statistics table."""
+
+
 def segment_statistics(segmentation_node, volume_node):
     """Slicer's Segment Statistics table of the regions over ``volume_node`` (None when the module is absent)."""
     try:
@@ -297,7 +309,11 @@ def segment_statistics(segmentation_node, volume_node):
     logic.getParameterNode().SetParameter("Segmentation", segmentation_node.GetID())
     logic.getParameterNode().SetParameter("ScalarVolume", volume_node.GetID())
     logic.computeStatistics()
-    table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation_node.GetName()} statistics")
+    table = segmentation_node.GetNodeReference(SEGMENT_STATISTICS_REFERENCE)  # reused on a re-run
+    if table is None:
+        table = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"{segmentation_node.GetName()} statistics")
+        segmentation_node.SetNodeReferenceID(SEGMENT_STATISTICS_REFERENCE, table.GetID())
+    table.RemoveAllColumns()
     logic.exportToTable(table)
     return table
 

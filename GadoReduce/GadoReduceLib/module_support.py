@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -159,28 +158,37 @@ def ensure_dependencies(ask_confirmation: bool = True) -> bool:
 SAMPLE_NAME = "GadoReduce phantom"
 SAMPLE_SCANS = (("pre_contrast", "GadoReduce phantom pre-contrast"), ("low_dose_33", "GadoReduce phantom low dose 33%"),
                 ("standard_dose", "GadoReduce phantom standard dose"))
+SAMPLE_LESIONS = "GadoReduce phantom lesions (truth)"
+SAMPLE_SEED = 1
 
 
-def write_sample_phantom(folder: str | os.PathLike, seed: int = 1) -> list[Path]:
-    """Generate the digital phantom locally (small 2 mm preset, no network) and write its pre-contrast,
-    33 % low-dose and standard-dose scans as NRRD into ``folder``; returns the paths (SAMPLE_SCANS order)."""
-    from .imageio import write_image
+def sample_phantom_case(seed: int = SAMPLE_SEED):
+    """The sample phantom (``phantom.PhantomCase``): 1 mm, the shipped model's voxel size, 33 % low dose,
+    generated locally (no network, about 10-20 s). A synthetic case: no clinical evidence."""
     from .phantom import PhantomConfig, generate_phantom
-    case = generate_phantom(PhantomConfig(seed=seed, doses=(0.33,)))
+    return generate_phantom(PhantomConfig(seed=seed, doses=(0.33,), size="full"))
+
+
+def sample_phantom_nodes(scene, case=None) -> list:
+    """Add the sample phantom (``case``, default :func:`sample_phantom_case`) to ``scene``: pre-contrast,
+    33 % low dose and standard dose volume nodes (SAMPLE_SCANS order) and its true lesions as a segmentation
+    (one segment per lesion, named by type); returns the four nodes."""
+    from .mrml import volume_node_from_image
+    from .mrml_outputs import segmentation_node_from_labels
+    case = case if case is not None else sample_phantom_case()
     images = {"pre_contrast": case.pre_contrast, "low_dose_33": case.low_dose[0.33],
               "standard_dose": case.standard_dose}
-    return [write_image(images[name], Path(folder) / f"gadoreduce_phantom_{name}.nrrd") for name, _ in SAMPLE_SCANS]
+    nodes = [volume_node_from_image(scene, images[key], name) for key, name in SAMPLE_SCANS]
+    names = {lesion["label"]: f"lesion {lesion['label']} ({lesion['type'].replace('_', '-')})"
+             for lesion in case.parameters["lesions"]}
+    nodes.append(segmentation_node_from_labels(scene, case.lesion_labels, SAMPLE_LESIONS, nodes[0], names))
+    return nodes
 
 
 def load_sample_phantom(source=None) -> list:
-    """SampleData loader: generate the phantom into Slicer's temporary folder and load pre-contrast, low dose
-    33 % and standard dose as volume nodes (returned in that order)."""
-    import tempfile
-
+    """SampleData loader (``customDownloader``): :func:`sample_phantom_nodes` into ``slicer.mrmlScene``."""
     import slicer
-    folder = tempfile.mkdtemp(prefix="GadoReducePhantom-", dir=slicer.app.temporaryPath)
-    paths = write_sample_phantom(folder)
-    return [slicer.util.loadVolume(str(path), {"name": name}) for path, (_, name) in zip(paths, SAMPLE_SCANS)]
+    return sample_phantom_nodes(slicer.mrmlScene)
 
 
 def register_sample_data(thumbnail: str) -> None:

@@ -18,6 +18,9 @@ from .imageio import image_to_array
 # (noise.contrast_mask_parameters): above 4 sigma a voxel counts as enhancing.
 DEFAULT_THRESHOLD_SIGMAS = 4.0
 DEFAULT_MIN_VOLUME_MM3 = 10.0
+LARGE_LESION_MM3 = 1000.0
+"""truth_problems compares region volumes with the truth for lesions of at least this volume (1000 voxels
+at 1 mm); smaller ones are dominated by partial volume and are only required to be found."""
 _STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
 
 
@@ -130,3 +133,32 @@ def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference
                 row[f"mean_{name}"] = float(extras[name][region].mean())
         rows.append(row)
     return rows
+
+
+def truth_problems(regions: np.ndarray, region_volumes: dict, truth_labels: np.ndarray, truth_volumes: dict,
+                   large_mm3: float = LARGE_LESION_MM3, tolerance: float = 0.2) -> list[str]:
+    """Compare enhancing regions with known lesions (phantom truth); returns the problems found, [] if none.
+
+    regions: label array (0 = none) and ``region_volumes`` label -> volume (mm^3); truth_labels: label array
+    on the same grid and ``truth_volumes`` truth label -> enhancing volume (mm^3) of the lesions to find.
+    Each of them must lie in exactly one region, no region may hold two of them, and lesions of at least
+    ``large_mm3`` need a region volume within ``tolerance`` (relative) of theirs (smaller ones are dominated
+    by partial volume and only need to be found).
+    """
+    if regions.shape != truth_labels.shape:
+        raise ValueError(f"regions {regions.shape} and truth_labels {truth_labels.shape} differ in shape.")
+    problems, owner = [], {}
+    for label, volume in sorted(truth_volumes.items()):
+        hit = set(np.unique(regions[truth_labels == label]).tolist()) - {0}
+        if len(hit) != 1:
+            problems.append(f"lesion {label} lies in {len(hit)} regions, not 1")
+            continue
+        region = hit.pop()
+        if region in owner:
+            problems.append(f"lesions {owner[region]} and {label} share region {region}")
+        owner.setdefault(region, label)
+        found = float(region_volumes[region])
+        if volume >= large_mm3 and abs(found - volume) > tolerance * volume:
+            problems.append(f"lesion {label}: region volume {found:.0f} mm^3 vs {volume:.0f} mm^3 true "
+                            f"({100 * (found / volume - 1):+.0f} %, limit {100 * tolerance:.0f} %)")
+    return problems
