@@ -75,7 +75,8 @@ class GadoReduceParameterNode:
     modelPath: model file (.pt), empty for the shipped default model. device: auto, cpu or cuda.
     thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
-    virtualDoseVolume, enhancingRegions, regionTable, lesionTable: outputs (created when empty).
+    registeredStandardDose (with a standard dose only), virtualDoseVolume, enhancingRegions, regionTable,
+    lesionTable: outputs (created when empty).
     virtualDose: the virtual-dose slider, x_PC + virtualDose * contrast signal, 0 to 2.
     """
 
@@ -95,6 +96,7 @@ class GadoReduceParameterNode:
     contrastSignal: vtkMRMLScalarVolumeNode
     subtraction: vtkMRMLScalarVolumeNode
     registeredLowDose: vtkMRMLScalarVolumeNode
+    registeredStandardDose: vtkMRMLScalarVolumeNode
     virtualDoseVolume: vtkMRMLScalarVolumeNode
     enhancingRegions: vtkMRMLSegmentationNode
     regionTable: vtkMRMLTableNode
@@ -344,7 +346,8 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         the region analysis run in a separate process (``GadoReduceLib.worker``) that ``cancel()`` kills;
         ``progress(fraction, message)`` gets its progress. ``cancel``: optional callable polled while waiting,
         True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
-        beyondStandardDose, contrastSignal, subtraction, registeredLowDose, virtualDoseVolume,
+        beyondStandardDose, contrastSignal, subtraction, registeredLowDose, registeredStandardDose (None without
+        a standard dose), virtualDoseVolume,
         enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows);
         background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never
         modified; output nodes are created when empty, else reused. Raises ValueError naming the parameter.

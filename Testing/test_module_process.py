@@ -20,7 +20,7 @@ from GadoReduceLib.regions import LARGE_LESION_MM3
 from test_mrml_geometry import node_matrix, node_voxels
 
 OUTPUT_VOLUMES = ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "subtraction",
-                  "registeredLowDose", "virtualDoseVolume")
+                  "registeredLowDose", "registeredStandardDose", "virtualDoseVolume")
 
 
 def _model_path() -> str:
@@ -142,23 +142,28 @@ def test_truth_check_can_fail():
     assert truth_problems(missed, {1: 1296.0}, truth, volumes) == ["lesion 2 lies in 0 regions, not 1"]
 
 
-def test_criteria_hold_for_the_true_contrast_signal(processed):
-    """The region criteria below are reachable: the phantom's noise-free contrast signal meets them."""
+def test_criteria_hold_for_the_measured_standard_dose(processed):
+    """The region criteria below are reachable: the measured standard dose (registered, minus the pre-contrast
+    scan: what the model is trained to reproduce) meets them at the same threshold."""
+    from GadoReduceLib.mrml import image_from_volume_node
     from GadoReduceLib.regions import enhancing_regions, region_statistics
     case, params = processed["case"], processed["params"]
     sigma = processed["logic"].lastResult["record"]["noise_sigma"]
-    labels = enhancing_regions(case.true_contrast_signal, sigma, case.brain_mask, params.thresholdSigmas,
-                               params.minRegionVolume)
-    rows = region_statistics(labels, case.true_contrast_signal)
+    reference = (sitk.Cast(image_from_volume_node(params.registeredStandardDose), sitk.sitkFloat32)
+                 - sitk.Cast(image_from_volume_node(processed["pre"]), sitk.sitkFloat32))
+    labels = enhancing_regions(reference, sigma, case.brain_mask, params.thresholdSigmas, params.minRegionVolume)
+    rows = region_statistics(labels, reference)
     assert _truth_problems(sitk.GetArrayFromImage(labels), {r["label"]: r["volume_mm3"] for r in rows}, case,
                            params.minRegionVolume) == []
 
 
-@pytest.mark.xfail(strict=True, reason="known gap of the shipped narrow CPU-trained model (issue 6 stays open): it "
-                   "underestimates enhancement (c^ 0.78-0.87 at 33 % on held-out BraTS), so at the 15-sigma region "
-                   "threshold the rim of ring lesion 6 of this phantom gives 901 mm^3 for 1456 mm^3 of truth (-38 %, "
-                   "limit 20 %). The true contrast signal meets the criterion (test above). strict: a model that "
-                   "meets it makes this test fail until the marker is removed.")
+@pytest.mark.xfail(strict=True, reason="known gap of the shipped narrow CPU-trained model (issue 6): its contrast "
+                   "signal is blurred and too low (c^ 0.78-0.87 at 33 % on held-out BraTS), so at the 12-sigma region "
+                   "threshold ring lesion 7 of this phantom gives 1613 mm^3 for 1106 mm^3 of truth (+46 %, limit "
+                   "20 %; at 15 sigma ring lesion 6 gives -38 %). The measured standard dose meets the criterion "
+                   "(test above; scripts/region_threshold_study.py: 20/20 large lesions of 7 other phantoms at 12 "
+                   "sigma, the model 16/20). strict: a model that meets it makes this test fail until the marker "
+                   "is removed.")
 def test_one_segment_per_enhancing_lesion(processed):
     params = processed["params"]
     segmentation = params.enhancingRegions.GetSegmentation()

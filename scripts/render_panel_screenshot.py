@@ -27,7 +27,7 @@ for name, items in {"preContrastSelector": ["pre_contrast"], "lowDoseSelector": 
                     "standardDoseSelector": ["None"], "lesionSegmentationSelector": ["None"],
                     **{f"{n}Selector": ["Create new"] for n in ("syntheticStandardDose", "beyondStandardDose",
                        "contrastSignal", "enhancingRegions", "regionTable", "lesionTable", "subtraction",
-                       "registeredLowDose", "virtualDoseVolume")},
+                       "registeredLowDose", "registeredStandardDose", "virtualDoseVolume")},
                     "agentComboBox": ["gadobutrol", "gadoterate"], "deviceComboBox": ["auto", "cpu", "cuda"]}.items():
     w.findChild(QtWidgets.QComboBox, name).addItems(items)
 w.findChild(QtWidgets.QComboBox, "fieldStrengthComboBox").setCurrentIndex(1)
@@ -35,6 +35,6 @@ w.findChild(QtWidgets.QLabel, "relaxivityLabel").setText("4.5 L/(mmol s) at 3 T"
 w.findChild(QtWidgets.QLabel, "disclaimerLabel").setText("GadoReduce is research software. It is not a medical device and must not be used for diagnosis or treatment decisions.")
 w.findChild(QtWidgets.QLineEdit, "modelPathLineEdit").setPlaceholderText("default model")
 w.findChild(QtWidgets.QLabel, "applyReasonLabel").setText("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan.")
-w.resize(400, 980); w.show(); app.processEvents()
+w.resize(400, 1010); w.show(); app.processEvents()
 w.grab().save(out)
 print("saved", out)

@@ -264,8 +264,10 @@ VOLUME_OUTPUTS = (("syntheticStandardDose", "synthetic_standard_dose", "syntheti
                   ("beyondStandardDose", "beyond_standard_dose", "beyond standard dose", False),
                   ("contrastSignal", "contrast_signal", "contrast signal", True),
                   ("subtraction", "normalized_subtraction", "normalized subtraction", True),
-                  ("registeredLowDose", "low_dose_registered", "registered low dose", False))
-"""(parameter, worker image name, node name suffix, signed window) of each output volume."""
+                  ("registeredLowDose", "low_dose_registered", "registered low dose", False),
+                  ("registeredStandardDose", "standard_dose_registered", "registered standard dose", False))
+"""(parameter, worker image name, node name suffix, signed window) of each output volume; one whose image the
+job did not write (the registered standard dose without a reference) is left as it is and returned as None."""
 
 
 def set_virtual_dose(logic, parameters, virtual_dose: float):
@@ -327,6 +329,9 @@ def create_outputs(logic, parameters, record: dict, images: dict) -> dict:
     base = pre.GetName()
     nodes = {}
     for parameter, image_name, suffix, signed in VOLUME_OUTPUTS:
+        if image_name not in images:
+            nodes[parameter] = None
+            continue
         node = logic.volumeFromImage(images[image_name], f"{base} {suffix}", node=getattr(parameters, parameter))
         if node.GetDisplayNode() is None:
             node.CreateDefaultDisplayNodes()

@@ -7,7 +7,7 @@ Run as ``python -m GadoReduceLib.worker JOB_FOLDER`` (Slicer starts it with Pyth
 ``field_strength`` tesla, ``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``,
 ``backend``, ``threshold_sigmas``, ``min_volume_mm3``). Progress goes to stdout as lines
 ``PROGRESS <0-100> <message>``; a user error as one line ``ERROR <message>`` and exit status 2.
-Outputs (all on the pre-contrast grid, intensities in the pre-contrast's input units) are written
+Outputs (all on the pre-contrast grid, intensities in the pre-contrast's input units; ``OUTPUT_IMAGES``) are written
 atomically into ``JOB_FOLDER/out/``; ``result.json`` is written last, so its presence means the job
 finished completely. Research software, not for diagnosis.
 """
@@ -26,7 +26,7 @@ import SimpleITK as sitk
 
 OUTPUT_IMAGES = ("synthetic_standard_dose", "beyond_standard_dose", "contrast_signal", "enhancing_labels",
                  "normalized_subtraction", "low_dose_registered")
-"""Images written into ``out/`` as ``<name>.nrrd``."""
+"""Images written into ``out/`` as ``<name>.nrrd``; with a standard dose also ``standard_dose_registered``."""
 RESULT_FILE = "result.json"
 
 
@@ -124,14 +124,18 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     images.update({"enhancing_labels": labels,
                    "normalized_subtraction": mapped["normalized_subtraction_ld"],
                    "low_dose_registered": mapped["low_dose_registered"] * scale})
-    for name in OUTPUT_IMAGES:
+    written = OUTPUT_IMAGES
+    if inputs["standard_dose"] is not None:
+        images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
+        written += ("standard_dose_registered",)
+    for name in written:
         write_image(images[name], out / f"{name}.nrrd")
     record = {"regions": rows, "lesions": lesion_rows, "noise_sigma": noise_sigma,
               "noise_sigma_normalized": float(result.noise_sigma_ld), "pre_percentile": scale,
               "registration_backend": result.low_dose.registration.backend,
               "warnings": list(result.qc.get("warnings", [])),
               "model": str(loaded.path) if loaded.path else None,
-              "images": {name: f"out/{name}.nrrd" for name in OUTPUT_IMAGES}}
+              "images": {name: f"out/{name}.nrrd" for name in written}}
     _write_json(folder / RESULT_FILE, record)
     report(100, "Done.")
     return record
