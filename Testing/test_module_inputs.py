@@ -183,3 +183,28 @@ def test_sample_phantom_is_generated_locally(harness):
     assert len(names) >= 3 and all(name.startswith("lesion ") for name in names)
     assert any("ring" in name or "solid" in name for name in names)
 
+
+
+def test_outputs_without_a_standard_dose_leave_its_node_empty(module, harness):
+    """create_outputs on a finished job without a reference: every other output is a node on the pre-contrast
+    grid, the registered standard dose stays None (no empty node is made)."""
+    from GadoReduceLib.module_logic_helpers import VOLUME_OUTPUTS, create_outputs
+    from GadoReduceLib.regions import region_statistics
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    pre, _ = make_oblique_node(harness.scene, name="pre")
+    params.preContrast = pre
+    image = logic.imageFromVolume(pre)
+    labels = sitk.Image(image.GetSize(), sitk.sitkUInt16)
+    labels.CopyInformation(image)
+    labels[1:3, 1:3, 1:3] = 1
+    images = {name: image for _, name, _, _ in VOLUME_OUTPUTS if name != "standard_dose_registered"}
+    images["enhancing_labels"] = labels
+    record = {"regions": region_statistics(labels, image), "lesions": []}
+    nodes = create_outputs(logic, params, record, images)
+    assert nodes["registeredStandardDose"] is None and params.registeredStandardDose is None
+    for parameter, _, _, _ in VOLUME_OUTPUTS:
+        if parameter != "registeredStandardDose":
+            assert nodes[parameter] is getattr(params, parameter) and nodes[parameter].GetID() != pre.GetID()
+    assert params.regionTable.GetNumberOfRows() == 1
+    assert params.enhancingRegions.GetSegmentation().GetNumberOfSegments() == 1

@@ -7,8 +7,8 @@ Run as ``python -m GadoReduceLib.worker JOB_FOLDER`` (Slicer starts it with Pyth
 ``field_strength`` tesla, ``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``,
 ``backend``, ``threshold_sigmas``, ``min_volume_mm3``). Progress goes to stdout as lines
 ``PROGRESS <0-100> <message>``; a user error as one line ``ERROR <message>`` and exit status 2.
-Outputs (all on the pre-contrast grid, intensities in the pre-contrast's input units; ``OUTPUT_IMAGES``) are written
-atomically into ``JOB_FOLDER/out/``; ``result.json`` is written last, so its presence means the job
+Outputs (``OUTPUT_IMAGES``, all on the pre-contrast grid, intensities in the pre-contrast's input units) are
+written atomically into ``JOB_FOLDER/out/``; ``result.json`` is written last, so its presence means the job
 finished completely. Research software, not for diagnosis.
 """
 
@@ -108,26 +108,25 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     scale = float(result.pre_percentile)
     noise_sigma = float(result.noise_sigma_ld) * scale  # in the contrast signal's (input) units
     brain = mapped["brain_mask"]
+    images["low_dose_registered"] = mapped["low_dose_registered"] * scale
+    written = OUTPUT_IMAGES
+    if inputs["standard_dose"] is not None:
+        images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
+        written += ("standard_dose_registered",)
     labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
                                threshold_sigmas=job["threshold_sigmas"], min_volume_mm3=job["min_volume_mm3"])
     reference = mapped["subtraction_sd"] * scale if inputs["standard_dose"] is not None else None
     rows = region_statistics(labels, images["contrast_signal"], reference_contrast=reference)
     lesion_rows = []
     if inputs["lesion_labels"] is not None:
-        compared = {"low_dose": mapped["low_dose_registered"] * scale,
+        compared = {"low_dose": images["low_dose_registered"],
                     "synthetic_standard_dose": images["synthetic_standard_dose"]}
         if inputs["standard_dose"] is not None:
-            compared["standard_dose"] = mapped["standard_dose_registered"] * scale
+            compared["standard_dose"] = images["standard_dose_registered"]
         lesion_rows = lesion_metrics(sitk.Cast(inputs["lesion_labels"], sitk.sitkUInt16), compared,
                                      inputs["pre_contrast"], brain, job.get("lesion_names"))
     report(95, "Writing the results ...")
-    images.update({"enhancing_labels": labels,
-                   "normalized_subtraction": mapped["normalized_subtraction_ld"],
-                   "low_dose_registered": mapped["low_dose_registered"] * scale})
-    written = OUTPUT_IMAGES
-    if inputs["standard_dose"] is not None:
-        images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
-        written += ("standard_dose_registered",)
+    images.update({"enhancing_labels": labels, "normalized_subtraction": mapped["normalized_subtraction_ld"]})
     for name in written:
         write_image(images[name], out / f"{name}.nrrd")
     record = {"regions": rows, "lesions": lesion_rows, "noise_sigma": noise_sigma,
