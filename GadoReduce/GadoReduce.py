@@ -21,6 +21,7 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTabl
 
 from GadoReduceLib import DISCLAIMER
 from GadoReduceLib.agents import DEFAULT_AGENT
+from GadoReduceLib.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
 
 CITATION = (
     "Pinetz T, Kobler E, Haase R, Luetkens JA, Meetschen M, Haubold J, Deuschl C, Radbruch A, "
@@ -49,15 +50,9 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
         if hasattr(slicer.app, "connect"):  # the real application (not the headless harness)
-            slicer.app.connect("startupCompleted()", _registerSampleDataGuarded)
-
-
-def _registerSampleDataGuarded() -> None:
-    from GadoReduceLib.module_support import register_sample_data
-    try:
-        register_sample_data(os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png"))
-    except ImportError:  # no SampleData module (e.g. a custom Slicer build)
-        logging.info("GadoReduce: SampleData module not found; the phantom sample is not registered.")
+            from GadoReduceLib.module_support import register_sample_data
+            icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
+            slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
 
 #
@@ -89,8 +84,8 @@ class GadoReduceParameterNode:
     agent: str = DEFAULT_AGENT
     modelPath: str = ""
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
-    thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = 4.0
-    minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = 10.0
+    thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = DEFAULT_THRESHOLD_SIGMAS
+    minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = DEFAULT_MIN_VOLUME_MM3
     syntheticStandardDose: vtkMRMLScalarVolumeNode
     beyondStandardDose: vtkMRMLScalarVolumeNode
     contrastSignal: vtkMRMLScalarVolumeNode
@@ -183,13 +178,9 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            # widgets bound by hand (percent, 1.5/3 T, agent list, path) show the stored values
-            params = self._parameterNode
-            dose, field, agent, model = params.dose, params.fieldStrength, params.agent, params.modelPath
-            self.ui.doseSpinBox.value = 100.0 * dose
-            self.ui.fieldStrengthComboBox.currentIndex = 0 if field < 2.25 else 1
-            self.ui.agentComboBox.currentText = agent
-            self.ui.modelPathLineEdit.currentPath = model
+            params = self._parameterNode  # widgets bound by hand (percent, 1.5/3 T, agent list, path)
+            self._showAcquisition({"dose": params.dose, "field_strength": params.fieldStrength, "agent": params.agent})
+            self.ui.modelPathLineEdit.currentPath = params.modelPath
             self._onAcquisitionChanged()
             self._checkCanApply()
 
@@ -198,15 +189,19 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if node is None:
             return
         found = self.logic.acquisitionFromVolume(node)
-        if "dose" in found and 0 < found["dose"] <= 1:
-            self.ui.doseSpinBox.value = 100.0 * found["dose"]
-        if "field_strength" in found:
-            self.ui.fieldStrengthComboBox.currentIndex = 0 if found["field_strength"] < 2.25 else 1
-        if "agent" in found:
-            self.ui.agentComboBox.currentText = found["agent"]
+        self._showAcquisition(found)
         if found:
             self.ui.statusLog.appendPlainText(_("From the DICOM header: ") + ", ".join(
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in found.items()))
+
+    def _showAcquisition(self, values: dict) -> None:
+        """Show dose (fraction, if in (0, 1]), field strength (1.5 or 3 T, the nearer) and agent where given."""
+        if 0 < values.get("dose", 0) <= 1:
+            self.ui.doseSpinBox.value = 100.0 * values["dose"]
+        if "field_strength" in values:
+            self.ui.fieldStrengthComboBox.currentIndex = 0 if values["field_strength"] < 2.25 else 1
+        if "agent" in values:
+            self.ui.agentComboBox.currentText = values["agent"]
 
     def _onAcquisitionChanged(self, *args) -> None:
         if not self._parameterNode:
@@ -491,7 +486,7 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         import numpy as np
         import SimpleITK as sitk
         from GadoReduceLib.evaluate_cases import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
-        from GadoReduceLib.module_logic_helpers import labels_from_segmentation
+        from GadoReduceLib.module_logic_helpers import region_outputs
         from GadoReduceLib.module_support import sample_phantom_case, sample_phantom_nodes
         from GadoReduceLib.regions import truth_problems
         self.delayDisplay("Generating the sample phantom (1 mm)")
@@ -510,9 +505,7 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
             self.assertEqual(slicer.util.arrayFromVolume(out[name]).shape, before[0].shape)
         table = out["regionTable"]
         self.assertEqual(out["enhancingRegions"].GetSegmentation().GetNumberOfSegments(), table.GetNumberOfRows())
-        regions = sitk.GetArrayFromImage(labels_from_segmentation(out["enhancingRegions"], pre)[0])
-        column = table.GetColumnIndex("volume_mm3")
-        volumes = {r + 1: float(table.GetCellText(r, column)) for r in range(table.GetNumberOfRows())}
+        regions, volumes = region_outputs(out["enhancingRegions"], table, pre)
         truth = sitk.GetArrayFromImage(case.lesion_labels)
         minimum = logic.getParameterNode().minRegionVolume
         # asserted: every enhancing lesion of 10 mm or more lies in one region of its own; reported: smaller

@@ -39,21 +39,16 @@ def _model_path() -> str:
 def processed(_harness_session):
     """Phantom case (1 mm, the default model's voxel size) with truth lesion segmentation, processed once in
     background mode."""
-    from GadoReduceLib import mrml
-    from GadoReduceLib.mrml_outputs import segmentation_node_from_labels
-    from GadoReduceLib.phantom import PhantomConfig, generate_phantom
+    from GadoReduceLib.module_support import sample_phantom_case, sample_phantom_nodes
     model = _model_path()
     harness = _harness_session
     harness.install()
     harness.clear()
     import GadoReduce
     module = importlib.reload(GadoReduce)
-    case = generate_phantom(PhantomConfig(seed=2, doses=(0.33,), size="full"))
+    case = sample_phantom_case(seed=2)  # the sample phantom's recipe, another seed than the self-test's
     scene = harness.scene
-    pre = mrml.volume_node_from_image(scene, case.pre_contrast, "pre")
-    low = mrml.volume_node_from_image(scene, case.low_dose[0.33], "low")
-    standard = mrml.volume_node_from_image(scene, case.standard_dose, "standard")
-    lesions = segmentation_node_from_labels(scene, case.lesion_labels, "truth lesions", pre)
+    pre, low, standard, lesions = sample_phantom_nodes(scene, case)
     inputs = {n.GetName(): (node_voxels(n).copy(), node_matrix(n)) for n in (pre, low, standard)}
     logic = module.GadoReduceLogic()
     params = logic.getParameterNode()
@@ -107,14 +102,15 @@ def test_inputs_are_bit_identical(processed):
 
 
 def _enhancing_lesions(case, min_volume_mm3):
-    return [lesion for lesion in case.parameters["lesions"]
-            if lesion["type"] != "non_enhancing" and lesion["enhancing_volume_mm3"] >= min_volume_mm3]
+    from GadoReduceLib.evaluate_cases import enhancing_lesions
+    return [lesion for lesion in enhancing_lesions(case.parameters["lesions"])
+            if lesion["enhancing_volume_mm3"] >= min_volume_mm3]
 
 
-def _region_labels(processed) -> np.ndarray:
-    from GadoReduceLib.module_logic_helpers import labels_from_segmentation
-    image, _ = labels_from_segmentation(processed["params"].enhancingRegions, processed["pre"])
-    return sitk.GetArrayFromImage(image)
+def _region_outputs(processed) -> tuple[np.ndarray, dict]:
+    from GadoReduceLib.module_logic_helpers import region_outputs
+    params = processed["params"]
+    return region_outputs(params.enhancingRegions, params.regionTable, processed["pre"])
 
 
 def _truth_problems(regions: np.ndarray, volumes: dict, case, min_volume_mm3: float) -> list:
@@ -169,10 +165,8 @@ def test_one_segment_per_enhancing_lesion(processed):
     segmentation = params.enhancingRegions.GetSegmentation()
     names = {segmentation.GetNthSegment(i).GetName() for i in range(segmentation.GetNumberOfSegments())}
     assert len(names) == segmentation.GetNumberOfSegments(), "segments have distinct names"
-    table = params.regionTable
-    column = [table.GetColumnName(c) for c in range(table.GetNumberOfColumns())].index("volume_mm3")
-    volumes = {r + 1: float(table.GetCellText(r, column)) for r in range(table.GetNumberOfRows())}
-    assert _truth_problems(_region_labels(processed), volumes, processed["case"], params.minRegionVolume) == []
+    regions, volumes = _region_outputs(processed)
+    assert _truth_problems(regions, volumes, processed["case"], params.minRegionVolume) == []
 
 
 def test_region_table_rows_and_plausible_values(processed):
@@ -191,7 +185,7 @@ def test_region_table_rows_and_plausible_values(processed):
     sigma = processed["logic"].lastResult["record"]["noise_sigma"]
     assert (values["mean_contrast_signal"] > params.thresholdSigmas * sigma).all()
     assert (values["max_contrast_signal"] >= values["mean_contrast_signal"]).all()
-    regions = _region_labels(processed)
+    regions, _ = _region_outputs(processed)
     truth = sitk.GetArrayFromImage(case.lesion_labels)
     lesions = _enhancing_lesions(case, LARGE_LESION_MM3)
     assert lesions, "the test phantom has large enhancing lesions"
@@ -218,8 +212,9 @@ def test_lesion_table_reports_cnr_lbr_cep(processed):
     cnr = {image: np.array([float(table.GetCellText(r, columns.index(f"cnr_{image}")))
                             for r in range(table.GetNumberOfRows())])
            for image in ("low_dose", "synthetic_standard_dose")}
+    from GadoReduceLib.evaluate_cases import enhancing_lesions
     lesions = processed["case"].parameters["lesions"]
-    enhancing = [i for i, lesion in enumerate(lesions) if lesion["type"] != "non_enhancing"]
+    enhancing = [i for i, lesion in enumerate(lesions) if lesion in enhancing_lesions(lesions)]
     # the synthetic standard dose shows enhancing lesions with more contrast than the low dose
     assert (cnr["synthetic_standard_dose"][enhancing] > cnr["low_dose"][enhancing]).all()
 

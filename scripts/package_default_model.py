@@ -63,8 +63,8 @@ def main() -> None:
     held = [s for i, s in enumerate(pairs) if held_out(i, len(pairs), args.holdout)]
     trained = [s for s in pairs if s not in held]
     rows = evaluation_rows(args.evaluation / "per_case.csv")
-    summary_line = (args.evaluation / "summary.md").read_text().splitlines()
-    command_line = next((line.split("Command:", 1)[-1].strip("` ") for line in summary_line
+    summary_lines = (args.evaluation / "summary.md").read_text().splitlines()
+    command_line = next((line.split("Command:", 1)[-1].strip("` ") for line in summary_lines
                          if "gadoreduce evaluate" in line), "")
     history = json.loads((args.run / "history.json").read_text())
     means = {}

@@ -24,19 +24,16 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "GadoReduce"))
 
-from GadoReduceLib.evaluate import cached_arrays, model_contrast  # noqa: E402
+from GadoReduceLib.evaluate import cached_arrays, model_contrast, working_regions  # noqa: E402
 from GadoReduceLib.evaluate_cases import phantom_cases  # noqa: E402
 from GadoReduceLib.model_io import load_model  # noqa: E402
-from GadoReduceLib.regions import (DEFAULT_MIN_VOLUME_MM3, LARGE_LESION_MM3, enhancing_regions,  # noqa: E402
-                                   region_statistics, truth_problems)
+from GadoReduceLib.regions import (DEFAULT_MIN_VOLUME_MM3, LARGE_LESION_MM3, region_statistics,  # noqa: E402
+                                   truth_problems)
 
 
-def _regions(signal: np.ndarray, spacing, brain: np.ndarray, sigma: float, threshold: float):
-    image = sitk.GetImageFromArray(signal.astype(np.float32))
-    image.SetSpacing(tuple(float(s) for s in spacing))
-    mask = sitk.GetImageFromArray(brain.astype(np.uint8))
-    mask.CopyInformation(image)
-    labels = enhancing_regions(image, sigma, mask, threshold, DEFAULT_MIN_VOLUME_MM3)
+def _regions(signal: np.ndarray, arrays, threshold: float):
+    """(label array, label -> volume mm^3) of the enhancing regions of ``signal`` on the working grid."""
+    labels, image = working_regions(signal, arrays, arrays.noise_sigma_ld, threshold)
     volumes = {row["label"]: row["volume_mm3"] for row in region_statistics(labels, image)}
     return sitk.GetArrayFromImage(labels), volumes
 
@@ -64,7 +61,7 @@ def main(argv=None) -> int:
         large = sum(v >= LARGE_LESION_MM3 for v in truth.values())
         for threshold in thresholds:
             for name, signal in signals.items():
-                regions, volumes = _regions(signal, arrays.spacing, arrays.brain, arrays.noise_sigma_ld, threshold)
+                regions, volumes = _regions(signal, arrays, threshold)
                 problems = truth_problems(regions, volumes, arrays.lesions, truth)
                 alone = sum(not truth_problems(regions, volumes, arrays.lesions, {label: volume}, float("inf"))
                             for label, volume in truth.items())

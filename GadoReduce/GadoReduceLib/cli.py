@@ -413,7 +413,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=args.tile,
         cache=False if args.no_cache else (args.cache or True), command=command,
-        zoom_cases=args.zoom_cases if args.zoom_cases else 3)
+        zoom_cases=args.zoom_cases or 3)
     return 0
 
 

@@ -27,6 +27,7 @@ Research software: results on synthetic data or synthetic low doses are no clini
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
@@ -200,6 +201,17 @@ def _mean(values) -> float:
     return float(np.mean(values)) if values else float("nan")
 
 
+def working_regions(contrast: np.ndarray, arrays: CaseArrays, noise_sigma: float,
+                    threshold_sigmas: float) -> tuple[sitk.Image, sitk.Image]:
+    """(labels, contrast image) of ``regions.enhancing_regions`` for a contrast array [k, j, i] on the working grid
+    of ``arrays`` (its spacing and brain mask): regions above ``threshold_sigmas * noise_sigma``."""
+    image = sitk.GetImageFromArray(contrast.astype(np.float32))
+    image.SetSpacing(arrays.spacing)
+    brain_image = sitk.GetImageFromArray(arrays.brain.astype(np.uint8))
+    brain_image.CopyInformation(image)
+    return enhancing_regions(image, noise_sigma, brain_image, threshold_sigmas=threshold_sigmas), image
+
+
 def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: float) -> tuple[dict, list[dict]]:
     """(per-case metrics, per-lesion rows) of one method's image against the reference (module docstring)."""
     pre, sd, brain, lesions = arrays.pre, arrays.standard, arrays.brain, arrays.lesions
@@ -211,11 +223,7 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
     row["mae_ce"] = m.mae_ce(image, sd, ce) if ce.any() else float("nan")
     for p, (d, j) in m.enhancement_overlap(image, pre, sd, brain, OVERLAP_PERCENTS).items():
         row[f"dice_{p:02d}"], row[f"jaccard_{p:02d}"] = d, j
-    contrast = sitk.GetImageFromArray((image - pre).astype(np.float32))
-    contrast.SetSpacing(arrays.spacing)
-    brain_image = sitk.GetImageFromArray(brain.astype(np.uint8))
-    brain_image.CopyInformation(contrast)
-    regions = enhancing_regions(contrast, detection_threshold, brain_image, threshold_sigmas=1.0)
+    regions, _ = working_regions(image - pre, arrays, detection_threshold, threshold_sigmas=1.0)
     detected = sitk.GetArrayFromImage(regions)
     lesion_rows = []
     has_lesions = bool((lesions > 0).any())
@@ -255,17 +263,8 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
 def check_doses(doses) -> tuple[float, ...]:
     """Sorted distinct doses in (0, 1]; ValueError naming the fix otherwise."""
     from .imageio import dose_name
-    out = []
-    for d in doses:
-        try:
-            value = float(d)
-        except (TypeError, ValueError):
-            raise ValueError(f"dose {d!r} is not a number; give fractions of the standard dose, "
-                             "e.g. 0.1,0.2,0.33") from None
-        if not (0.0 < value <= 1.0) or not math.isfinite(value):
-            raise ValueError(f"dose {value:g} is outside (0, 1]; give fractions of the standard dose, "
-                             "e.g. 0.1,0.2,0.33")
-        out.append(value)
+    from .lowdose import check_dose
+    out = [check_dose(d) for d in doses]
     if not out:
         raise ValueError("no dose given; use e.g. --doses 0.1,0.2,0.33")
     names = [dose_name(d) for d in out]
@@ -287,8 +286,7 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
         raise ValueError("no cases to evaluate; give --cases DIR and/or --phantoms N")
     case_rows, lesion_rows, timings = [], [], {}
     for spec in specs:
-        memo = []
-        load = lambda spec=spec, memo=memo: memo[0] if memo else memo.append(_load_case(spec, backend)) or memo[0]  # noqa: E731
+        load = functools.cache(lambda spec=spec: _load_case(spec, backend))  # once for all doses, only on a miss
         for dose in doses:
             start = time.perf_counter()
             arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load)
@@ -330,8 +328,8 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
 
     model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
-    cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False); command: the command line, quoted in
-    the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
+    cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False);
+    command: the command line, quoted in the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
     named in a list (e.g. phantoms only, for a report that may not show third-party images). Returns the paths.
     """
     from .evaluate_cases import folder_cases, phantom_cases

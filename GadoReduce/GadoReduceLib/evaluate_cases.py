@@ -21,6 +21,7 @@ standard-dose pair (``lowdose.synthesize_low_dose``), seeded by the case name an
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -118,13 +119,17 @@ def lesion_labels_from(image: sitk.Image, reference: sitk.Image, what: str, fold
 
 # ----------------------------------------------------------------------------- case folders
 
-def _enhancing_only(lesions: sitk.Image, sidecar: Path) -> sitk.Image:
-    """Phantom lesion labels without the non-enhancing lesions listed in the phantom's sidecar."""
-    import json
-    entries = json.loads(sidecar.read_text()).get("lesions", [])
-    drop = [e["label"] for e in entries if e.get("type") == "non_enhancing"]
+def enhancing_lesions(entries) -> list[dict]:
+    """The enhancing lesions among a phantom's lesion entries (``case.parameters["lesions"]`` or its sidecar's)."""
+    return [entry for entry in entries if entry.get("type") != "non_enhancing"]
+
+
+def _without_non_enhancing(lesions: sitk.Image, entries, reference: sitk.Image) -> sitk.Image:
+    """Phantom lesion labels with the non-enhancing lesions of ``entries`` set to 0, on ``reference``'s grid."""
+    keep = {entry["label"] for entry in enhancing_lesions(entries)}
+    drop = [entry["label"] for entry in entries if entry["label"] not in keep]
     array = sitk.GetArrayFromImage(lesions)
-    return _labels_image(np.where(np.isin(array, drop), 0, array), lesions)
+    return _labels_image(np.where(np.isin(array, drop), 0, array), reference)
 
 
 def _folder_spec(folder: Path) -> CaseSpec:
@@ -149,7 +154,6 @@ def _folder_spec(folder: Path) -> CaseSpec:
             lows = {float(d): read_image(folder / name) for name, d in sorted(meta["doses"].items())}
             field_strength, agent, assumed = meta["field_strength"], meta["agent"], False
         elif (folder / "case.json").exists() or (folder / "phantom.json").exists():
-            import json
             sidecar = folder / "case.json" if (folder / "case.json").exists() else folder / "phantom.json"
             meta = json.loads(sidecar.read_text())
             if "field_strength" not in meta and "field_strength_t" not in meta:
@@ -171,7 +175,8 @@ def _folder_spec(folder: Path) -> CaseSpec:
                 lesions = lesion_labels_from(read_image(path), pre, stem, folder)
                 break
         if lesions is not None and (folder / "phantom.json").exists():
-            lesions = _enhancing_only(lesions, folder / "phantom.json")
+            entries = json.loads((folder / "phantom.json").read_text()).get("lesions", [])
+            lesions = _without_non_enhancing(lesions, entries, lesions)
         return EvalCase(folder.name, "folder", pre, read_image(sd_path), lows, field_strength, agent, lesions,
                         brain, assumed)
     return CaseSpec(folder.name, "folder", identity, load)
@@ -230,9 +235,7 @@ def folder_cases(root, subjects=None) -> list[CaseSpec]:
 
 def phantom_lesions(case) -> sitk.Image:
     """The enhancing lesions of a generated phantom (``phantom.generate_phantom``) as a label image."""
-    labels = sitk.GetArrayFromImage(case.lesion_labels)
-    enhancing = [lesion["label"] for lesion in case.parameters["lesions"] if lesion["type"] != "non_enhancing"]
-    return _labels_image(np.where(np.isin(labels, enhancing), labels, 0), case.pre_contrast)
+    return _without_non_enhancing(case.lesion_labels, case.parameters["lesions"], case.pre_contrast)
 
 
 PHANTOM_THRESHOLD_SIGMAS = 12.0
@@ -246,9 +249,9 @@ phantoms 100-106 at 33 % (scripts/region_threshold_study.py; 16/20 at 15 sigma, 
 def phantom_truth_volumes(case, min_volume_mm3: float, min_diameter_mm: float = 0.0) -> dict:
     """Enhancing lesions of a generated phantom of at least ``min_volume_mm3`` enhancing volume and
     ``min_diameter_mm`` diameter: label -> enhancing volume (mm^3) (what ``regions.truth_problems`` checks)."""
-    return {lesion["label"]: float(lesion["enhancing_volume_mm3"]) for lesion in case.parameters["lesions"]
-            if lesion["type"] != "non_enhancing" and lesion["enhancing_volume_mm3"] >= min_volume_mm3
-            and lesion["diameter_mm"] >= min_diameter_mm}
+    return {lesion["label"]: float(lesion["enhancing_volume_mm3"])
+            for lesion in enhancing_lesions(case.parameters["lesions"])
+            if lesion["enhancing_volume_mm3"] >= min_volume_mm3 and lesion["diameter_mm"] >= min_diameter_mm}
 
 
 def phantom_cases(count: int, seed: int, size: str, doses) -> list[CaseSpec]:

@@ -39,13 +39,13 @@ def agent_problem(agent: str) -> str | None:
 
 
 def dose_problem(dose) -> str | None:
+    """None when ``dose`` is a fraction of the standard dose in (0, 1] (``lowdose.check_dose``), else the message."""
+    from .lowdose import check_dose
     try:
-        value = float(dose)
-    except (TypeError, ValueError):
-        return f"The dose (dose) must be a number in (0, 1], not {dose!r}."
-    if not 0.0 < value <= 1.0:
-        return f"The dose (dose) must be a fraction of the standard dose in (0, 1], not {value:g}; e.g. 0.33 for 33 %."
-    return None
+        check_dose(dose)
+        return None
+    except ValueError as error:
+        return f"Invalid low dose (dose): {error}."
 
 
 def volumes_overlap(a, b) -> bool:
@@ -190,6 +190,16 @@ def labels_from_segmentation(segmentation_node, reference_volume_node):
         for node_id in _color_node_ids(scene) - colors_before:  # the colour table the export made for it
             scene.RemoveNode(scene.GetNodeByID(node_id))
     return image, names
+
+
+def region_outputs(segmentation_node, table_node, reference_volume_node) -> tuple[np.ndarray, dict]:
+    """(label array [k, j, i] on the reference volume's grid, label -> volume_mm3) of the module's enhancing-region
+    segmentation and statistics table (segment i and table row i are region i + 1)."""
+    import SimpleITK as sitk
+    image, _ = labels_from_segmentation(segmentation_node, reference_volume_node)
+    column = table_node.GetColumnIndex("volume_mm3")
+    volumes = {row + 1: float(table_node.GetCellText(row, column)) for row in range(table_node.GetNumberOfRows())}
+    return sitk.GetArrayFromImage(image), volumes
 
 
 def _color_node_ids(scene) -> set:

@@ -105,7 +105,6 @@ def dependency_plan(missing: set[str], slicer_elastix: bool, has_pip_ensure: boo
             "installer": (("pip_ensure" if has_pip_ensure else "pip_install") if pip else None)}
 
 
-
 def pip_ensure_module():
     """Slicer's module with ``pip_ensure`` (``slicer.pydeps``, Slicer >= 5.11; ``slicer.packaging`` in some
     builds), None in older Slicer versions (then ``slicer.util.pip_install`` is used)."""
@@ -192,8 +191,14 @@ def load_sample_phantom(source=None) -> list:
 
 
 def register_sample_data(thumbnail: str) -> None:
-    """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module."""
-    import SampleData
+    """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module
+    (a log line instead when Slicer has no SampleData module)."""
+    try:
+        import SampleData
+    except ImportError:  # e.g. a custom Slicer build
+        import logging
+        logging.info("GadoReduce: SampleData module not found; the phantom sample is not registered.")
+        return
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
         category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=thumbnail,
         customDownloader=load_sample_phantom)

@@ -13,11 +13,8 @@ import SimpleITK as sitk
 from scipy import ndimage
 
 from .imageio import image_to_array
+from .region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS  # noqa: F401  (re-exported)
 
-# The paper's contrast mask p = sigmoid(w z + b) is fitted to reach 0.99 at 4 sigma_LD
-# (noise.contrast_mask_parameters): above 4 sigma a voxel counts as enhancing.
-DEFAULT_THRESHOLD_SIGMAS = 4.0
-DEFAULT_MIN_VOLUME_MM3 = 10.0
 LARGE_LESION_MM3 = 1000.0
 """truth_problems compares region volumes with the truth for lesions of at least this volume (1000 voxels
 at 1 mm); smaller ones are dominated by partial volume and are only required to be found."""

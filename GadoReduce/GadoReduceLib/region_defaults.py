@@ -1,0 +1,8 @@
+"""Defaults of the enhancing-region analysis (``regions``), in a module without heavy imports so that the
+Slicer module's parameter node can use them at import time. Research software, not for diagnosis."""
+
+DEFAULT_THRESHOLD_SIGMAS = 4.0
+"""Region threshold in noise sigmas: the paper's contrast mask p = sigmoid(w z + b) is fitted to reach 0.99 at
+4 sigma_LD (``noise.contrast_mask_parameters``), so above 4 sigma a voxel counts as enhancing."""
+DEFAULT_MIN_VOLUME_MM3 = 10.0
+"""Smallest enhancing region kept (mm^3)."""
