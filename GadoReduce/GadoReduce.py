@@ -20,8 +20,8 @@ from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice, WithinRang
 from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
 
 from GadoReduceLib import DISCLAIMER
-from GadoReduceLib.agents import DEFAULT_AGENT
-from GadoReduceLib.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
+from GadoReduceLib.physics.agents import DEFAULT_AGENT
+from GadoReduceLib.inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
 
 CITATION = (
     "Pinetz T, Kobler E, Haase R, Luetkens JA, Meetschen M, Haubold J, Deuschl C, Radbruch A, "
@@ -50,7 +50,7 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
         if hasattr(slicer.app, "connect"):  # the real application (not the headless harness)
-            from GadoReduceLib.module_support import register_sample_data
+            from GadoReduceLib.module.support import register_sample_data
             icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
             slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
@@ -283,13 +283,13 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     @staticmethod
     def imageFromVolume(volumeNode):
         """SimpleITK image (LPS geometry, parent linear transforms applied) with a copy of the voxels."""
-        from GadoReduceLib.mrml import image_from_volume_node
+        from GadoReduceLib.io.mrml import image_from_volume_node
         return image_from_volume_node(volumeNode)
 
     @staticmethod
     def volumeFromImage(image, name: str, node=None, labelmap: bool = False):
         """Write ``image`` into ``node`` or into a new volume node named after ``name``; returns the node."""
-        from GadoReduceLib import mrml
+        from GadoReduceLib.io import mrml
         if node is None:
             nodeClass = "vtkMRMLLabelMapVolumeNode" if labelmap else "vtkMRMLScalarVolumeNode"
             return mrml.volume_node_from_image(slicer.mrmlScene, image, name, nodeClass)
@@ -299,12 +299,12 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     # --- inputs ---------------------------------------------------------------------------
     @staticmethod
     def agentNames() -> list:
-        from GadoReduceLib.agents import AGENTS
+        from GadoReduceLib.physics.agents import AGENTS
         return sorted(AGENTS)
 
     @staticmethod
     def relaxivityText(agent: str, fieldStrength: float) -> str:
-        from GadoReduceLib.agents import get_agent
+        from GadoReduceLib.physics.agents import get_agent
         try:
             return f"{get_agent(agent).relaxivity(fieldStrength):.1f} L/(mmol s) at {fieldStrength:g} T"
         except ValueError as error:
@@ -313,7 +313,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     @staticmethod
     def checkInputs(parameters) -> list:
         """Reasons why the inputs cannot be processed yet (empty list when they can); each names the parameter."""
-        from GadoReduceLib.module_logic_helpers import check_parameters
+        from GadoReduceLib.module.logic_helpers import check_parameters
         return check_parameters(parameters)
 
     def _parameters(self, parameters, kwargs):
@@ -338,7 +338,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
         parameters: the parameter node (default: the module's), updated with ``kwargs`` (any parameter, e.g.
         ``preContrast=node, dose=0.25``). Preprocessing (registration, brain mask, normalization), the CNN and
-        the region analysis run in a separate process (``GadoReduceLib.worker``) that ``cancel()`` kills;
+        the region analysis run in a separate process (``GadoReduceLib.module.worker``) that ``cancel()`` kills;
         ``progress(fraction, message)`` gets its progress. ``cancel``: optional callable polled while waiting,
         True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
         beyondStandardDose, contrastSignal, subtraction, registeredLowDose, registeredStandardDose (None without
@@ -347,7 +347,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never
         modified; output nodes are created when empty, else reused. Raises ValueError naming the parameter.
         """
-        from GadoReduceLib import module_logic_helpers as helpers
+        from GadoReduceLib.module import logic_helpers as helpers
         if self.busy:
             raise ValueError("GadoReduce is already running; wait for it or cancel it first.")
         parameters = self._parameters(parameters, kwargs)
@@ -399,7 +399,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
             self._job = None
 
     def _finishJob(self) -> dict:
-        from GadoReduceLib import module_logic_helpers as helpers
+        from GadoReduceLib.module import logic_helpers as helpers
         _job, parameters, report, folder = self._job
         try:
             report(0.97, _("Creating the output nodes ..."))
@@ -417,7 +417,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def setVirtualDose(self, virtualDose: float, parameters=None):
         """Set ``virtualDoseVolume`` to x_PC + virtualDose * contrast signal (numpy, no re-run); returns the node.
         virtualDose 0 gives the pre-contrast scan, 1 the synthetic standard dose, up to 2."""
-        from GadoReduceLib.module_logic_helpers import set_virtual_dose
+        from GadoReduceLib.module.logic_helpers import set_virtual_dose
         return set_virtual_dose(self, parameters if parameters is not None else self.getParameterNode(), virtualDose)
 
     # --- DICOM, dependencies ----------------------------------------------------------------
@@ -425,7 +425,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     def acquisitionFromVolume(volumeNode) -> dict:
         """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
         of a volume loaded from DICOM ("DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
-        from GadoReduceLib.module_support import acquisition_from_volume_node
+        from GadoReduceLib.module.support import acquisition_from_volume_node
         return acquisition_from_volume_node(volumeNode)
 
     @staticmethod
@@ -433,7 +433,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
         the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
         user declined or Slicer must restart; True when everything is importable."""
-        from GadoReduceLib.module_support import ensure_dependencies
+        from GadoReduceLib.module.support import ensure_dependencies
         return ensure_dependencies(askConfirmation)
 
 
@@ -485,10 +485,10 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         Needs the shipped model (a few minutes on a CPU)."""
         import numpy as np
         import SimpleITK as sitk
-        from GadoReduceLib.evaluate_cases import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
-        from GadoReduceLib.module_logic_helpers import region_outputs
-        from GadoReduceLib.module_support import sample_phantom_case, sample_phantom_nodes
-        from GadoReduceLib.regions import truth_problems
+        from GadoReduceLib.evaluation.cases import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
+        from GadoReduceLib.module.logic_helpers import region_outputs
+        from GadoReduceLib.module.support import sample_phantom_case, sample_phantom_nodes
+        from GadoReduceLib.inference.regions import truth_problems
         self.delayDisplay("Generating the sample phantom (1 mm)")
         case = sample_phantom_case()
         pre, low, standard, lesions = sample_phantom_nodes(slicer.mrmlScene, case)

@@ -7,9 +7,9 @@ import math
 import numpy as np
 import pytest
 
-from GadoReduceLib import agents, physics
-from GadoReduceLib.agents import AGENTS, DEFAULT_AGENT, agent_from_dicom, get_agent, native_t1
-from GadoReduceLib.physics import Sequence
+from GadoReduceLib.physics import agents, signal as physics
+from GadoReduceLib.physics.agents import AGENTS, DEFAULT_AGENT, agent_from_dicom, get_agent, native_t1
+from GadoReduceLib.physics.signal import Sequence
 
 
 # ---------------------------------------------------------------- agents

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from GadoReduceLib.model import input_tensor
-from GadoReduceLib.model_io import (ModelFileError, card_path, default_model_path, load_model, model_card,
+from GadoReduceLib.model.network import input_tensor
+from GadoReduceLib.model.files import (ModelFileError, card_path, default_model_path, load_model, model_card,
                                     read_header, verify_checksum)
 
 MAX_BYTES = 40 * 2 ** 20
@@ -76,7 +76,7 @@ def test_default_model_is_conditioned_and_positive(rng):
 
 
 def test_missing_default_model_names_the_fix(monkeypatch, tmp_path):
-    from GadoReduceLib import model_io
+    from GadoReduceLib.model import files as model_io
     monkeypatch.setattr(model_io, "DEFAULT_MODEL", ("Models", "absent.pt"))
     with pytest.raises(ModelFileError, match="--model PATH"):
         load_model(None)

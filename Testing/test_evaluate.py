@@ -13,13 +13,13 @@ import SimpleITK as sitk
 import torch
 
 from GadoReduceLib import DISCLAIMER, __version__
-from GadoReduceLib import evaluate as ev
+from GadoReduceLib.evaluation import evaluate as ev
 from GadoReduceLib.cli import main
-from GadoReduceLib.evaluate_cases import EvalCase, folder_cases, lesion_labels_from, low_dose_for, low_dose_seed
-from GadoReduceLib.evaluate_figures import BOX_METRICS
-from GadoReduceLib.evaluate_report import METRICS, SYNTHETIC_NOTE, summary_markdown
-from GadoReduceLib.model import ConditionalUNet, ConditionNormalization, ModelConfig
-from GadoReduceLib.model_io import save_model, sha256_of
+from GadoReduceLib.evaluation.cases import EvalCase, folder_cases, lesion_labels_from, low_dose_for, low_dose_seed
+from GadoReduceLib.evaluation.figures import BOX_METRICS
+from GadoReduceLib.evaluation.report import METRICS, SYNTHETIC_NOTE, summary_markdown
+from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
+from GadoReduceLib.model.files import save_model, sha256_of
 
 DOSE = 0.2
 METHODS = ("low_dose", "linear_scaling", "gadoreduce", "gadoreduce_fixed_condition", "standard_dose")
@@ -225,8 +225,8 @@ def test_phantom_folder_keeps_only_enhancing_lesions_and_reads_metadata(tmp_path
 
 
 def test_best_baseline_choice_and_paired_tests():
-    from GadoReduceLib.evaluate_report import compare_with_best_baseline
-    from GadoReduceLib.metrics import paired_tests
+    from GadoReduceLib.evaluation.report import compare_with_best_baseline
+    from GadoReduceLib.metrics.quality import paired_tests
     values = {"low_dose": ([20.0, 21.0, 22.5, 19.0], [0.3, 0.35, 0.2, 0.3], [1.0, 1.2, 0.9, 1.1]),
               "linear_scaling": ([15.0, 14.0, 16.0, 15.5], [1.6, 1.5, 1.7, 1.4], [4.0, 5.0, 4.5, 3.0]),
               "gadoreduce": ([25.0, 24.0, 26.5, 23.0], [0.9, 0.95, 1.05, 0.8], [3.9, 4.4, 4.0, 3.5]),
@@ -248,7 +248,7 @@ def test_best_baseline_choice_and_paired_tests():
 def test_charts_without_matplotlib_are_drawn_with_pil(tmp_path, monkeypatch):
     from PIL import Image
 
-    from GadoReduceLib import evaluate_figures as figures
+    from GadoReduceLib.evaluation import figures
     monkeypatch.setattr(figures, "_matplotlib", lambda: None)
     rows = [{"case": f"c{i}", "dose": d, "method": m, "c_hat": v * d * (1 + 0.1 * i)}
             for i in range(3) for d in (0.1, 0.33) for m, v in (("low_dose", 1.0), ("gadoreduce", 3.0))]
@@ -262,7 +262,7 @@ def test_charts_without_matplotlib_are_drawn_with_pil(tmp_path, monkeypatch):
 
 def test_zoom_cases_must_name_evaluated_cases(tmp_path):
     """Lesion zooms can be limited to named cases (e.g. phantoms only); a wrong name stops before any work."""
-    from GadoReduceLib.evaluate import run
+    from GadoReduceLib.evaluation.evaluate import run
     with pytest.raises(ValueError, match=r"--zoom-cases names unknown cases \['nope'\].*phantom_0_small"):
         run(tmp_path / "out", phantoms=1, phantom_size="small", doses=(0.33,), zoom_cases=["nope"])
     assert not (tmp_path / "out").exists()

@@ -12,11 +12,11 @@ import SimpleITK as sitk
 import torch
 
 from GadoReduceLib import cli
-from GadoReduceLib.agents import get_agent
-from GadoReduceLib.infer import (OUTPUT_NAMES, blend_weights, choose_device, predict_contrast, synthesize,
+from GadoReduceLib.physics.agents import get_agent
+from GadoReduceLib.inference.predict import (OUTPUT_NAMES, blend_weights, choose_device, predict_contrast, synthesize,
                                  tile_starts)
-from GadoReduceLib.model import ConditionalUNet, ConditionNormalization, ModelConfig, receptive_field_radius
-from GadoReduceLib.model_io import LoadedModel, checksum_path, save_model
+from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig, receptive_field_radius
+from GadoReduceLib.model.files import LoadedModel, checksum_path, save_model
 
 SMALL = ModelConfig(base_features=4, scales=2, blocks_per_scale=1)  # receptive-field radius 18 voxels
 
@@ -113,7 +113,7 @@ def test_bf16_error_of_the_contrast_signal(rng):
 
 @pytest.fixture(scope="module")
 def case():
-    from GadoReduceLib.phantom import PhantomConfig, generate_phantom
+    from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom
     return generate_phantom(PhantomConfig(seed=3, doses=(0.25,), size="small", max_motion_deg=3.0,
                                           max_motion_mm=3.0))
 
@@ -121,7 +121,7 @@ def case():
 @pytest.fixture(scope="module")
 def preprocessed(case):
     pytest.importorskip("itk")
-    from GadoReduceLib.preprocess import preprocess
+    from GadoReduceLib.preprocessing.preprocess import preprocess
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return preprocess(case.pre_contrast, case.low_dose[0.25], backend="itk", brain=case.brain_mask)
@@ -129,8 +129,8 @@ def preprocessed(case):
 
 def test_revert_normalization_inverts_eq_1(rng):
     """With gamma = 1 (s_SD = s_LD) the reversion of a perfect prediction y^ = z gives back z~ - m exactly."""
-    from GadoReduceLib.infer import revert_normalization
-    from GadoReduceLib.noise import normalize_subtraction
+    from GadoReduceLib.inference.predict import revert_normalization
+    from GadoReduceLib.preprocessing.noise import normalize_subtraction
     shape, sigma = (6, 7, 8), 0.03
     subtraction = rng.normal(0.0, 0.5, shape).astype(np.float32)
     mean = rng.normal(0.0, 0.01, shape).astype(np.float32)
@@ -179,7 +179,7 @@ def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, pre
 
 def test_cli_predict_writes_three_volumes_and_a_montage(case, tmp_path, capsys):
     pytest.importorskip("itk")
-    from GadoReduceLib.imageio import read_image, write_image
+    from GadoReduceLib.io.imageio import read_image, write_image
     pre, low = write_image(case.pre_contrast, tmp_path / "pre.nii.gz"), write_image(case.low_dose[0.25],
                                                                                      tmp_path / "low.nii.gz")
     model_path = save_model(tmp_path / "m.pt", _model(), SMALL, ConditionNormalization(), 1.0, {"name": "tiny"})
@@ -203,7 +203,7 @@ def test_cli_predict_writes_three_volumes_and_a_montage(case, tmp_path, capsys):
 
 
 def test_other_voxel_sizes_than_the_models_give_a_warning():
-    from GadoReduceLib.infer import VoxelSizeWarning, check_voxel_size
+    from GadoReduceLib.inference.predict import VoxelSizeWarning, check_voxel_size
     loaded = LoadedModel(_model(), SMALL, ConditionNormalization(), 1.0, {"voxel_size_mm": 1.0})
     with pytest.warns(VoxelSizeWarning, match="trained on 1 mm voxels"):
         assert "2x2x2 mm" in check_voxel_size(loaded, (2.0, 2.0, 2.0))

@@ -12,7 +12,8 @@ import pytest
 import SimpleITK as sitk
 
 from conftest import MODULE_DIR
-from GadoReduceLib import cli, imageio
+from GadoReduceLib import cli
+from GadoReduceLib.io import imageio
 
 
 def make_image(size=(12, 10, 8), spacing=(0.5, 0.75, 2.0), origin=(-20.0, 35.5, 4.0), oblique=True):

@@ -10,11 +10,11 @@ import SimpleITK as sitk
 from PIL import Image
 from scipy import ndimage
 
-from GadoReduceLib import physics
-from GadoReduceLib.agents import get_agent, native_t1
+from GadoReduceLib.physics import signal as physics
+from GadoReduceLib.physics.agents import get_agent, native_t1
 from GadoReduceLib.cli import main
-from GadoReduceLib.lowdose import synthesize_low_dose
-from GadoReduceLib.noise_estimate import estimate_noise_sigma
+from GadoReduceLib.physics.lowdose import synthesize_low_dose
+from GadoReduceLib.preprocessing.noise_estimate import estimate_noise_sigma
 
 SUBJECT = "Brats18_2013_20_1"
 

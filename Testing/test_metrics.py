@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from GadoReduceLib import metrics as m
-from GadoReduceLib.metrics_detection import (aggregate_detection, detection_by_size,
+from GadoReduceLib.metrics import quality as m
+from GadoReduceLib.metrics.detection import (aggregate_detection, detection_by_size,
                                              lesion_geometry, match_lesions)
 
 

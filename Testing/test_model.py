@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from GadoReduceLib.model import (CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig,
+from GadoReduceLib.model.network import (CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig,
                                  input_tensor, receptive_field_radius)
-from GadoReduceLib.model_io import (ModelFileError, card_path, checksum_path, load_model, model_card,
+from GadoReduceLib.model.files import (ModelFileError, card_path, checksum_path, load_model, model_card,
                                     read_header, save_model)
 
 TINY = ModelConfig(base_features=4, scales=3, blocks_per_scale=1)
@@ -188,7 +188,7 @@ def test_missing_checksum_and_foreign_files_are_refused(tmp_path):
     # a pickle with code (a whole nn.Module) is not loaded even with a valid checksum
     foreign = tmp_path / "module.pt"
     torch.save(_model(), foreign)
-    from GadoReduceLib.model_io import sha256_of
+    from GadoReduceLib.model.files import sha256_of
     checksum_path(foreign).write_text(f"{sha256_of(foreign)}  module.pt\n")
     with pytest.raises(ModelFileError, match="cannot be read as a GadoReduce model"):
         load_model(foreign)

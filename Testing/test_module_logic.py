@@ -93,7 +93,7 @@ def test_self_test_runs_on_real_mrml(module):
 def test_self_test_phantom_flow_runs_on_real_mrml(module):
     """The self-test's phantom flow (what Reload and Test runs inside Slicer) with the shipped model: sample
     phantom, process(), outputs, unchanged inputs, one region per enhancing lesion, virtual dose (a few minutes)."""
-    from GadoReduceLib.model_io import ModelFileError, default_model_path
+    from GadoReduceLib.model.files import ModelFileError, default_model_path
     try:
         default_model_path()
     except ModelFileError as error:

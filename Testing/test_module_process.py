@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib.evaluate_cases import PHANTOM_THRESHOLD_SIGMAS as THRESHOLD_SIGMAS
-from GadoReduceLib.regions import LARGE_LESION_MM3
+from GadoReduceLib.evaluation.cases import PHANTOM_THRESHOLD_SIGMAS as THRESHOLD_SIGMAS
+from GadoReduceLib.inference.regions import LARGE_LESION_MM3
 from test_mrml_geometry import node_matrix, node_voxels
 
 OUTPUT_VOLUMES = ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "subtraction",
@@ -27,7 +27,7 @@ def _model_path() -> str:
     override = os.environ.get("GADOREDUCE_TEST_MODEL", "")
     if override:
         return override
-    from GadoReduceLib.model_io import ModelFileError, default_model_path
+    from GadoReduceLib.model.files import ModelFileError, default_model_path
     try:
         default_model_path()
     except ModelFileError as error:
@@ -39,7 +39,7 @@ def _model_path() -> str:
 def processed(_harness_session):
     """Phantom case (1 mm, the default model's voxel size) with truth lesion segmentation, processed once in
     background mode."""
-    from GadoReduceLib.module_support import sample_phantom_case, sample_phantom_nodes
+    from GadoReduceLib.module.support import sample_phantom_case, sample_phantom_nodes
     model = _model_path()
     harness = _harness_session
     harness.install()
@@ -102,28 +102,28 @@ def test_inputs_are_bit_identical(processed):
 
 
 def _enhancing_lesions(case, min_volume_mm3):
-    from GadoReduceLib.evaluate_cases import enhancing_lesions
+    from GadoReduceLib.evaluation.cases import enhancing_lesions
     return [lesion for lesion in enhancing_lesions(case.parameters["lesions"])
             if lesion["enhancing_volume_mm3"] >= min_volume_mm3]
 
 
 def _region_outputs(processed) -> tuple[np.ndarray, dict]:
-    from GadoReduceLib.module_logic_helpers import region_outputs
+    from GadoReduceLib.module.logic_helpers import region_outputs
     params = processed["params"]
     return region_outputs(params.enhancingRegions, params.regionTable, processed["pre"])
 
 
 def _truth_problems(regions: np.ndarray, volumes: dict, case, min_volume_mm3: float) -> list:
     """regions.truth_problems against the phantom's enhancing lesions (the check the self-test makes too)."""
-    from GadoReduceLib.evaluate_cases import phantom_truth_volumes
-    from GadoReduceLib.regions import truth_problems
+    from GadoReduceLib.evaluation.cases import phantom_truth_volumes
+    from GadoReduceLib.inference.regions import truth_problems
     return truth_problems(regions, volumes, sitk.GetArrayFromImage(case.lesion_labels),
                           phantom_truth_volumes(case, min_volume_mm3))
 
 
 def test_truth_check_can_fail():
     """truth_problems reports a missed lesion, two lesions in one region and a wrong volume."""
-    from GadoReduceLib.regions import truth_problems
+    from GadoReduceLib.inference.regions import truth_problems
     truth = np.zeros((4, 40, 40), np.uint16)
     truth[:, 2:20, 2:20], truth[:, 25:30, 25:30] = 1, 2  # 1296 and 100 voxels
     exact = truth.copy()
@@ -141,8 +141,8 @@ def test_truth_check_can_fail():
 def test_criteria_hold_for_the_measured_standard_dose(processed):
     """The region criteria below are reachable: the measured standard dose (registered, minus the pre-contrast
     scan: what the model is trained to reproduce) meets them at the same threshold."""
-    from GadoReduceLib.mrml import image_from_volume_node
-    from GadoReduceLib.regions import enhancing_regions, region_statistics
+    from GadoReduceLib.io.mrml import image_from_volume_node
+    from GadoReduceLib.inference.regions import enhancing_regions, region_statistics
     case, params = processed["case"], processed["params"]
     sigma = processed["logic"].lastResult["record"]["noise_sigma"]
     reference = (sitk.Cast(image_from_volume_node(params.registeredStandardDose), sitk.sitkFloat32)
@@ -212,7 +212,7 @@ def test_lesion_table_reports_cnr_lbr_cep(processed):
     cnr = {image: np.array([float(table.GetCellText(r, columns.index(f"cnr_{image}")))
                             for r in range(table.GetNumberOfRows())])
            for image in ("low_dose", "synthetic_standard_dose")}
-    from GadoReduceLib.evaluate_cases import enhancing_lesions
+    from GadoReduceLib.evaluation.cases import enhancing_lesions
     lesions = processed["case"].parameters["lesions"]
     enhancing = [i for i, lesion in enumerate(lesions) if lesion in enhancing_lesions(lesions)]
     # the synthetic standard dose shows enhancing lesions with more contrast than the low dose
@@ -260,7 +260,7 @@ def test_scene_saved_as_mrb_contains_every_output(processed, tmp_path):
 
 def test_outputs_are_reused_not_duplicated(processed):
     """Writing results again (as a second Apply does) reuses every output node."""
-    from GadoReduceLib import module_logic_helpers as helpers
+    from GadoReduceLib.module import logic_helpers as helpers
     logic, params, scene = processed["logic"], processed["params"], processed["scene"]
     ids = {name: getattr(params, name).GetID() for name in (*OUTPUT_VOLUMES, "enhancingRegions", "regionTable")}
     count = scene.GetNumberOfNodes()

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib import imageio, mrml
+from GadoReduceLib.io import imageio, mrml
 
 ORIGIN_RAS = (12.5, -30.25, 7.75)
 SPACING = (0.9, 1.1, 3.0)

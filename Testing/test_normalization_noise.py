@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib import noise, normalization, regrid
-from GadoReduceLib.imageio import Geometry, array_to_image
+from GadoReduceLib.preprocessing import noise, normalization
+from GadoReduceLib.io import regrid
+from GadoReduceLib.io.imageio import Geometry, array_to_image
 
 SHAPE = (48, 64, 64)  # [k, j, i]
 GEOMETRY = Geometry((64, 64, 48), (2.0, 2.0, 2.0), (-64.0, -80.0, -40.0), tuple(np.eye(3).ravel()))

@@ -113,8 +113,8 @@ def test_core_imports_without_slicer():
     import subprocess
     import sys
     code = ("import sys; sys.modules['slicer'] = None; sys.modules['vtk'] = None\n"
-            "import GadoReduceLib.imageio, GadoReduceLib.cli, GadoReduceLib.resources\n"
-            "print(GadoReduceLib.resources.resource_path('Atlas', 'mni_icbm152_2009a_t1.nii.gz').is_file())")
+            "import GadoReduceLib.io.imageio, GadoReduceLib.cli, GadoReduceLib.io.resources\n"
+            "print(GadoReduceLib.io.resources.resource_path('Atlas', 'mni_icbm152_2009a_t1.nii.gz').is_file())")
     out = subprocess.run([sys.executable, "-c", code], cwd=MODULE_DIR, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "True"

@@ -13,9 +13,9 @@ from scipy import ndimage
 from scipy.spatial.transform import Rotation
 
 from GadoReduceLib import cli
-from GadoReduceLib.agents import get_agent
-from GadoReduceLib.imageio import Geometry, read_image
-from GadoReduceLib.phantom import PhantomConfig, dose_name, generate_phantom, write_phantom
+from GadoReduceLib.physics.agents import get_agent
+from GadoReduceLib.io.imageio import Geometry, read_image
+from GadoReduceLib.phantom.generate import PhantomConfig, dose_name, generate_phantom, write_phantom
 
 ENHANCING = ("solid", "ring", "glioblastoma")
 

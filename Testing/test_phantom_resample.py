@@ -7,8 +7,8 @@ import pytest
 import SimpleITK as sitk
 from scipy.spatial.transform import Rotation
 
-from GadoReduceLib.imageio import Geometry, array_to_image
-from GadoReduceLib.phantom_resample import atlas_sampling_grid, move_cubic, nonzero_box, resample_maps
+from GadoReduceLib.io.imageio import Geometry, array_to_image
+from GadoReduceLib.phantom.resample import atlas_sampling_grid, move_cubic, nonzero_box, resample_maps
 
 GRID = Geometry((48, 56, 40), (1.0, 1.0, 1.5), (-20.0, -31.0, 12.0), tuple(np.eye(3).ravel()))
 

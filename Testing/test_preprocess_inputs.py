@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib import cli, registration
-from GadoReduceLib.imageio import write_image
-from GadoReduceLib.preprocess import check_enhancement, check_inputs, overlap_fraction
+from GadoReduceLib import cli
+from GadoReduceLib.preprocessing import registration
+from GadoReduceLib.io.imageio import write_image
+from GadoReduceLib.preprocessing.preprocess import check_enhancement, check_inputs, overlap_fraction
 
 
 def volume(rng, size=(40, 48, 32), spacing=(2.0, 2.0, 2.0), origin=(0.0, 0.0, 0.0)):

@@ -12,12 +12,12 @@ import pytest
 import SimpleITK as sitk
 
 from GadoReduceLib import cli
-from GadoReduceLib.brainmask import dice
+from GadoReduceLib.preprocessing.brainmask import dice
 from GadoReduceLib.demo import true_motion, true_subtraction_sigma
-from GadoReduceLib.imageio import Geometry, write_image
-from GadoReduceLib.phantom import PhantomConfig, generate_phantom
-from GadoReduceLib.preprocess import RegistrationWarning, preprocess
-from GadoReduceLib.registration import target_registration_error
+from GadoReduceLib.io.imageio import Geometry, write_image
+from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom
+from GadoReduceLib.preprocessing.preprocess import RegistrationWarning, preprocess
+from GadoReduceLib.preprocessing.registration import target_registration_error
 
 pytest.importorskip("itk")
 SEED = 7  # its motions: LD 7.9/6.0/5.3 deg, 8.0 mm; SD 7.1 deg, 9.5/7.4 mm (drawn within 10 deg, 10 mm)

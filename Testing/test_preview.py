@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from GadoReduceLib.preview import montage
+from GadoReduceLib.io.preview import montage
 
 
 def _volumes():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib.imageio import Geometry, array_to_image
-from GadoReduceLib.regions import enhancing_regions, region_statistics
+from GadoReduceLib.io.imageio import Geometry, array_to_image
+from GadoReduceLib.inference.regions import enhancing_regions, region_statistics
 
 GEOMETRY = Geometry(size=(30, 20, 16), spacing=(2.0, 1.0, 1.5), origin=(10.0, -20.0, 5.0),
                     direction=tuple(np.eye(3).ravel()))
@@ -105,8 +105,8 @@ def test_bad_inputs():
 @pytest.fixture(scope="module")
 def phantom_regions():
     pytest.importorskip("itk")
-    from GadoReduceLib.phantom import PhantomConfig, generate_phantom
-    from GadoReduceLib.preprocess import preprocess
+    from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom
+    from GadoReduceLib.preprocessing.preprocess import preprocess
     case = generate_phantom(PhantomConfig(seed=3, doses=(0.33,), size="small"))  # 2 mm, 7 lesions
     result = preprocess(case.pre_contrast, case.low_dose[0.33], case.standard_dose, backend="itk")
     # the brain mask (not eroded) keeps scalp and skull out; vessels, dura and plexus inside the brain
@@ -190,8 +190,8 @@ def _check_nodes(scene, rows):
 
 
 def test_segmentation_and_table_nodes_survive_mrb(harness, tmp_path):
-    from GadoReduceLib import mrml
-    from GadoReduceLib.mrml_outputs import segmentation_node_from_labels, table_node_from_rows
+    from GadoReduceLib.io import mrml
+    from GadoReduceLib.module.outputs import segmentation_node_from_labels, table_node_from_rows
     scene = harness.scene
     image, labels, rows = _three_regions()
     assert [r["voxels"] for r in rows] == [64, 27, 8]
@@ -216,7 +216,7 @@ def test_segmentation_and_table_nodes_survive_mrb(harness, tmp_path):
 
 
 def test_segment_names_and_bad_inputs(harness):
-    from GadoReduceLib.mrml_outputs import segmentation_node_from_labels, table_node_from_rows
+    from GadoReduceLib.module.outputs import segmentation_node_from_labels, table_node_from_rows
     _, labels, _ = _three_regions()
     node = segmentation_node_from_labels(harness.scene, labels, "named", segment_names={1: "a", 2: "b", 3: "c"})
     assert [node.GetSegmentation().GetNthSegment(i).GetName() for i in range(3)] == ["a", "b", "c"]

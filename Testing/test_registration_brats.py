@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib import registration
-from GadoReduceLib.brainmask import brain_mask, dice
-from GadoReduceLib.regrid import downsample
-from GadoReduceLib.registration import (RIGID_PARAMETER_FILE, parameter_file_path, register,
+from GadoReduceLib.preprocessing import registration
+from GadoReduceLib.preprocessing.brainmask import brain_mask, dice
+from GadoReduceLib.io.regrid import downsample
+from GadoReduceLib.preprocessing.registration import (RIGID_PARAMETER_FILE, parameter_file_path, register,
                                         target_registration_error, transform_from_parameter_text)
 
 SUBJECT = "Brats18_2013_20_1"

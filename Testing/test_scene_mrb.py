@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from GadoReduceLib import mrml
+from GadoReduceLib.io import mrml
 from test_mrml_geometry import make_oblique_node, node_matrix, node_voxels
 
 

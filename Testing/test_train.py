@@ -15,11 +15,11 @@ import numpy as np
 import pytest
 import torch
 
-from GadoReduceLib.model import ConditionalUNet, ConditionNormalization, ModelConfig
-from GadoReduceLib.train import TrainConfig, train
-from GadoReduceLib.training_data import (TrainingCase, case_from_phantom, cases_from_folder, compute_gamma,
+from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
+from GadoReduceLib.training.loop import TrainConfig, train
+from GadoReduceLib.training.data import (TrainingCase, case_from_phantom, cases_from_folder, compute_gamma,
                                          scale_ratio)
-from GadoReduceLib.training_patches import augment, collate, sample_patch, weighted_huber_loss
+from GadoReduceLib.training.patches import augment, collate, sample_patch, weighted_huber_loss
 
 TINY = ModelConfig(base_features=4, scales=2, blocks_per_scale=1, embedding_dim=8)
 REPO = Path(__file__).resolve().parents[1]
@@ -176,7 +176,7 @@ def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     assert [v["step"] for v in history["validation"]] == [3, 6]
     assert history["validation"][-1]["lesion_voxels"] > 0
     assert (tmp_path / "part" / "loss_curve.png").stat().st_size > 1000
-    from GadoReduceLib.model_io import load_model
+    from GadoReduceLib.model.files import load_model
     loaded = load_model(tmp_path / "part" / "model.pt")
     assert loaded.gamma == pytest.approx(compute_gamma(cases))
     for name, weight in loaded.model.state_dict().items():
@@ -216,8 +216,8 @@ def test_two_process_gloo_ddp_ends_with_identical_weights(tmp_path):
 # ----------------------------------------------------------------------------- data sources and bad inputs
 
 def test_phantom_case_is_preprocessed_once_and_cached(tmp_path):
-    from GadoReduceLib.agents import get_agent
-    from GadoReduceLib.phantom import PhantomConfig
+    from GadoReduceLib.physics.agents import get_agent
+    from GadoReduceLib.phantom.generate import PhantomConfig
     config = PhantomConfig(seed=3, doses=(0.25,), spacing_mm=(4.0, 4.0, 4.0), field_strength=1.5, agent="gadoterate")
     case = case_from_phantom(config, cache_dir=tmp_path)
     files = list(tmp_path.glob("*.npz"))

@@ -24,8 +24,8 @@ import time
 
 
 def _load(model: str, dev):
-    from GadoReduceLib.model import ConditionalUNet, ConditionNormalization
-    from GadoReduceLib.model_io import load_model
+    from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization
+    from GadoReduceLib.model.files import load_model
     if model == "paper":
         return ConditionalUNet().eval().to(dev), ConditionNormalization()
     loaded = load_model(None if model == "default" else model, device=dev)
@@ -37,7 +37,7 @@ def _one(size: tuple[int, int, int], precision: str, mode: str, tile: int, overl
     import numpy as np
     import torch
 
-    from GadoReduceLib.infer import choose_device, predict_contrast
+    from GadoReduceLib.inference.predict import choose_device, predict_contrast
 
     torch.manual_seed(0)
     dev = choose_device(device)
@@ -78,7 +78,7 @@ def main() -> None:
 
     import torch
 
-    from GadoReduceLib.infer import choose_device, native_bf16
+    from GadoReduceLib.inference.predict import choose_device, native_bf16
     dev = choose_device(args.device)
     if "jemalloc" not in os.environ.get("LD_PRELOAD", "") and dev.type == "cpu":
         print("hint: jemalloc is not preloaded; on the CPU it gives 1.6-2.4x (see this script's docstring)")

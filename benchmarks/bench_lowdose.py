@@ -12,8 +12,8 @@ from pathlib import Path
 
 import SimpleITK as sitk
 
-from GadoReduceLib.lowdose import synthesize_low_dose
-from GadoReduceLib.physics import default_sequence
+from GadoReduceLib.physics.lowdose import synthesize_low_dose
+from GadoReduceLib.physics.signal import default_sequence
 
 
 def main() -> None:

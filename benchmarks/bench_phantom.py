@@ -23,7 +23,7 @@ import time
 import SimpleITK as sitk
 import torch
 
-from GadoReduceLib.phantom import PhantomConfig, generate_phantom, write_phantom
+from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom, write_phantom
 
 DOSES = (0.1, 0.2, 0.33)
 

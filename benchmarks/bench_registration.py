@@ -22,8 +22,8 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "GadoReduce"))
 
-from GadoReduceLib.phantom import PhantomConfig, generate_phantom  # noqa: E402
-from GadoReduceLib.registration import RIGID_PARAMETER_FILE, register, target_registration_error  # noqa: E402
+from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom  # noqa: E402
+from GadoReduceLib.preprocessing.registration import RIGID_PARAMETER_FILE, register, target_registration_error  # noqa: E402
 
 
 def simpleitk_rigid(fixed: sitk.Image, moving: sitk.Image) -> sitk.Transform:

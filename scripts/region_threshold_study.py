@@ -24,10 +24,10 @@ import SimpleITK as sitk
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "GadoReduce"))
 
-from GadoReduceLib.evaluate import cached_arrays, model_contrast, working_regions  # noqa: E402
-from GadoReduceLib.evaluate_cases import phantom_cases  # noqa: E402
-from GadoReduceLib.model_io import load_model  # noqa: E402
-from GadoReduceLib.regions import (DEFAULT_MIN_VOLUME_MM3, LARGE_LESION_MM3, region_statistics,  # noqa: E402
+from GadoReduceLib.evaluation.evaluate import cached_arrays, model_contrast, working_regions  # noqa: E402
+from GadoReduceLib.evaluation.cases import phantom_cases  # noqa: E402
+from GadoReduceLib.model.files import load_model  # noqa: E402
+from GadoReduceLib.inference.regions import (DEFAULT_MIN_VOLUME_MM3, LARGE_LESION_MM3, region_statistics,  # noqa: E402
                                    truth_problems)
 
 

@@ -11,11 +11,11 @@ import json
 import sys
 
 from . import DISCLAIMER, __version__
-from .agents import DEFAULT_AGENT
+from .physics.agents import DEFAULT_AGENT
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
-    from .imageio import format_info, image_info
+    from .io.imageio import format_info, image_info
     infos = [image_info(path, args.series) for path in args.paths]
     if args.json:
         print(json.dumps(infos if len(infos) > 1 else infos[0], indent=2))
@@ -37,9 +37,9 @@ def _add_info(sub) -> None:
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
     import warnings
-    from .imageio import read_image
-    from .preprocess import preprocess
-    from .qc import write_outputs
+    from .io.imageio import read_image
+    from .preprocessing.preprocess import preprocess
+    from .preprocessing.qc import write_outputs
     pre = read_image(args.pre)
     low = read_image(args.low)
     standard = read_image(args.standard) if args.standard else None
@@ -105,7 +105,7 @@ def _lesion_counts(text: str) -> dict[str, int]:
 
 
 def _cmd_synth_phantom(args: argparse.Namespace) -> int:
-    from .phantom import PhantomConfig, generate_phantom, preview_phantom, write_phantom
+    from .phantom.generate import PhantomConfig, generate_phantom, preview_phantom, write_phantom
     defaults = PhantomConfig()
     config = PhantomConfig(
         seed=args.seed, doses=_numbers(args.doses, "--doses"), field_strength=args.field_strength,
@@ -134,10 +134,10 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
     import numpy as np
     import SimpleITK as sitk
 
-    from .agents import get_agent
-    from .imageio import check_3d, dose_name, read_image, write_image
-    from .lowdose import check_dose, synthesize_low_dose
-    from .physics import default_sequence
+    from .physics.agents import get_agent
+    from .io.imageio import check_3d, dose_name, read_image, write_image
+    from .physics.lowdose import check_dose, synthesize_low_dose
+    from .physics.signal import default_sequence
 
     doses = [check_dose(d) for d in args.dose]
     if len({dose_name(d) for d in doses}) != len(doses):
@@ -174,7 +174,7 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
               f"low-dose subtraction {params['noise_sigma_low_dose_subtraction']:.4g}, "
               f"standard-dose subtraction {params['noise_sigma_standard_dose_subtraction']:.4g})")
     if args.preview:
-        from .preview import montage
+        from .io.preview import montage
         scale = results[0][2]["intensity_scale_pre_to_standard_dose"]
         volumes = [sitk.GetArrayFromImage(pre).astype(np.float32) * scale]
         volumes += [sitk.GetArrayFromImage(image) for _, image, _ in results]
@@ -296,9 +296,9 @@ def _train_options(args: argparse.Namespace) -> dict:
 
 def _cmd_train(args: argparse.Namespace) -> int:
     from pathlib import Path
-    from .model import ModelConfig
-    from .train import TrainConfig, distributed_context, rank_zero_first, train
-    from .training_data import training_sets
+    from .model.network import ModelConfig
+    from .training.loop import TrainConfig, distributed_context, rank_zero_first, train
+    from .training.data import training_sets
     o = _train_options(args)
     output = Path(args.output)
     config = TrainConfig(steps=int(o["steps"]), patch_size=int(o["patch"]), batch_size=int(o["batch"]),
@@ -353,10 +353,10 @@ def _add_train(sub) -> None:
     p.set_defaults(func=_cmd_train)
 def _cmd_predict(args: argparse.Namespace) -> int:
     import warnings
-    from .imageio import read_image
-    from .infer import choose_device, synthesize, write_prediction
-    from .model_io import load_model
-    from .preprocess import preprocess
+    from .io.imageio import read_image
+    from .inference.predict import choose_device, synthesize, write_prediction
+    from .model.files import load_model
+    from .preprocessing.preprocess import preprocess
     device = choose_device(args.device)
     loaded = load_model(args.model, device=device)  # before the slow preprocessing: fail fast
     pre = read_image(args.pre)
@@ -406,7 +406,7 @@ def _add_predict(sub) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
-    from .evaluate import run
+    from .evaluation.evaluate import run
     doses = _numbers(args.doses, "--doses")
     command = "gadoreduce " + shlex.join(args.argv)
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,

@@ -51,14 +51,14 @@ def run_demo(output: str | Path, seed: int = 0, size: str = DEMO_SIZE, backend: 
              device: str = "auto", log=print) -> dict:
     """Generate the phantom case, run the chain, write everything under ``output``; returns the metrics.
     model: model file (None: the shipped default); device: auto, cpu, cuda, ..."""
-    from .brainmask import dice
-    from .imageio import dose_name
-    from .infer import choose_device
-    from .model_io import load_model
-    from .phantom import PhantomConfig, generate_phantom, preview_phantom, write_phantom
-    from .preprocess import preprocess
-    from .qc import write_outputs
-    from .registration import target_registration_error
+    from .preprocessing.brainmask import dice
+    from .io.imageio import dose_name
+    from .inference.predict import choose_device
+    from .model.files import load_model
+    from .phantom.generate import PhantomConfig, generate_phantom, preview_phantom, write_phantom
+    from .preprocessing.preprocess import preprocess
+    from .preprocessing.qc import write_outputs
+    from .preprocessing.registration import target_registration_error
 
     output = Path(output)
     log(DISCLAIMER)
@@ -112,7 +112,7 @@ def _model_name(loaded) -> str:
 
 def _predict(loaded, result, config, device, folder: Path) -> dict:
     """Synthesize with the CNN, write the three volumes and prediction.png; returns the output images."""
-    from .infer import synthesize, write_prediction
+    from .inference.predict import synthesize, write_prediction
     images = synthesize(loaded, result, DEMO_DOSE, config.field_strength, config.agent, device=device)
     write_prediction(images, result.pre_contrast_input, folder,
                      footer=f"{_model_name(loaded)}; phantom, dose {DEMO_DOSE:g}, {config.field_strength:g} T; "
@@ -123,9 +123,9 @@ def _predict(loaded, result, config, device, folder: Path) -> dict:
 def _image_metrics(case, result, config, images) -> dict:
     """{method: metrics} of the low dose, linear scaling and GadoReduce against the phantom's standard dose
     (``evaluate.image_metrics``: PSNR, SSIM, c-bar / c^ over the enhancing lesions, detection)."""
-    from .evaluate import ENHANCING_SIGMAS, REFERENCE, arrays_from_result, image_metrics, method_images
-    from .evaluate_cases import phantom_lesions
-    from .regrid import to_grid
+    from .evaluation.evaluate import ENHANCING_SIGMAS, REFERENCE, arrays_from_result, image_metrics, method_images
+    from .evaluation.cases import phantom_lesions
+    from .io.regrid import to_grid
     arrays = arrays_from_result(result, phantom_lesions(case), True, config.field_strength, config.agent)
     signal = to_grid(images["contrast_signal"], result.pre_contrast)  # working grid, input units
     contrast = sitk.GetArrayFromImage(signal).astype(np.float32) / np.float32(result.pre_percentile)

@@ -1,0 +1,382 @@
+"""Evaluation (issue 7): GadoReduce against baselines, per case, dose and lesion, on the working grid.
+
+For every case (``evaluate_cases``) and dose d, the scans are preprocessed (``preprocess.preprocess``;
+cached per case and dose) and every method's image x is compared with the registered standard dose x_SD
+on the working grid, in normalized units (95th percentile of the pre-contrast brain = 1):
+
+- ``low_dose``: the registered low dose x_LD;
+- ``linear_scaling``: x_PC + (x_LD - x_PC) / d (the low-dose enhancement scaled to the standard dose);
+- ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ / sigma_LD the model's contrast signal (as ``infer.synthesize``);
+- ``gadoreduce_fixed_condition``: the same with an ablation model (``--ablation-model``) whose conditions
+  are those in its metadata ``fixed_conditions`` when present, else the case's;
+- ``standard_dose``: x_SD itself, the reference (PSNR inf, SSIM 1, c-bar = c^ = 1; its CNR, LBR, CEP and
+  detection are the targets the others are compared with).
+
+Metrics (``metrics``, ``metrics_detection``; definitions in docs/evaluation.md):
+PSNR_I, PSNR_B, PSNR_L (paper 001): PSNR = 10 log10(peak^2 / MSE), MSE = mean squared difference to x_SD
+over the entire working grid (I), the brain mask (B) or one lesion (L; the case value is the mean over its
+lesions); peak = the maximum of x_SD over the entire working grid, one peak per case for all three.
+SSIM over the whole volume (data range = max - min of x_SD). MAE_CE: mean |x - x_SD| where x_SD - x_PC
+exceeds ``ENHANCING_SIGMAS`` noise sigmas of the standard-dose subtraction in the brain. c-bar and c^ per
+lesion (paper 001). CNR, LBR, CEP over all lesions pooled (paper 002). Dice and Jaccard of the top 1-30 %
+enhancement in the brain (paper 004). Detection by size (paper 002): enhancing regions of x - x_PC above
+``ENHANCING_SIGMAS`` times the standard-dose subtraction's noise sigma (one threshold for all methods,
+``regions.enhancing_regions``) matched by centroid distance with the reference lesions.
+Research software: results on synthetic data or synthetic low doses are no clinical evidence.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from ..metrics import quality as m
+from ..metrics.detection import SIZE_THRESHOLDS_MM, detection_by_size, lesion_geometry
+from ..inference.regions import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS, enhancing_regions
+
+DEFAULT_DOSES = (0.1, 0.2, 0.33)
+BASELINES = ("low_dose", "linear_scaling")
+MODEL_METHODS = ("gadoreduce", "gadoreduce_fixed_condition")
+REFERENCE = "standard_dose"
+OVERLAP_PERCENTS = (1, 5, 10, 20, 30)
+"""Thresholds (% of brain voxels) of the enhancement overlap (paper 004 evaluates 1-30 %)."""
+ENHANCING_SIGMAS = DEFAULT_THRESHOLD_SIGMAS
+"""Enhancing = contrast above this many noise sigmas of the standard-dose subtraction (MAE_CE, detection)."""
+CACHE_VERSION = 1
+
+
+@dataclass
+class CaseArrays:
+    """One (case, dose) after preprocessing: float32 arrays [k, j, i] on the working grid, normalized units.
+
+    pre (x_PC), low (registered x_LD), standard (registered x_SD), brain (bool), z_ld / s_ld (network inputs),
+    lesions (uint16 reference lesion labels, 0 = none), spacing (i, j, k) mm of the working grid,
+    noise_sigma_ld / noise_sigma_sd (of the subtractions), real_low_dose (False: synthetic); the case's
+    field_strength (T), agent and assumed_metadata (True: defaults, not recorded).
+    """
+
+    pre: np.ndarray
+    low: np.ndarray
+    standard: np.ndarray
+    brain: np.ndarray
+    z_ld: np.ndarray
+    s_ld: np.ndarray
+    lesions: np.ndarray
+    spacing: tuple
+    noise_sigma_ld: float
+    noise_sigma_sd: float
+    real_low_dose: bool
+    field_strength: float
+    agent: str
+    assumed_metadata: bool
+
+    def save(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.partial.npz")
+        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> "CaseArrays":
+        with np.load(path) as data:
+            d = {k: data[k] for k in data.files}
+        return cls(d["pre"], d["low"], d["standard"], d["brain"].astype(bool), d["z_ld"], d["s_ld"], d["lesions"],
+                   tuple(float(s) for s in d["spacing"]), float(d["noise_sigma_ld"]), float(d["noise_sigma_sd"]),
+                   bool(d["real_low_dose"]), float(d["field_strength"]), str(d["agent"]),
+                   bool(d["assumed_metadata"]))
+
+
+def reference_lesions(labels: np.ndarray, pre: np.ndarray, standard: np.ndarray, spacing) -> np.ndarray:
+    """Lesion labels kept for evaluation: at least ``regions.DEFAULT_MIN_VOLUME_MM3`` and a positive
+    reference enhancement (sum and max of x_SD - x_PC > 0, where c-bar and c^ are defined)."""
+    out = np.zeros(labels.shape, np.uint16)
+    voxel = float(np.prod(spacing))
+    enhancement = standard.astype(np.float64) - pre
+    for lab in np.unique(labels[labels > 0]):
+        region = labels == lab
+        values = enhancement[region]
+        if region.sum() * voxel >= DEFAULT_MIN_VOLUME_MM3 and values.sum() > 0 and values.max() > 0:
+            out[region] = lab
+    return out
+
+
+def preprocess_case(case, dose: float, backend: str = "auto") -> CaseArrays:
+    """Preprocess one case at one dose (real or synthetic low dose) into :class:`CaseArrays`."""
+    from .cases import low_dose_for
+    from ..preprocessing.preprocess import preprocess
+    low, real = low_dose_for(case, dose)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # QC warnings stay in result.qc
+        result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
+                            require_enhancement=real)
+    return arrays_from_result(result, case.lesions, real, case.field_strength, case.agent, case.assumed_metadata)
+
+
+def arrays_from_result(result, lesions: sitk.Image | None, real_low_dose: bool, field_strength: float, agent: str,
+                       assumed_metadata: bool = False) -> CaseArrays:
+    """:class:`CaseArrays` from a ``preprocess.PreprocessResult`` with a standard dose; ``lesions``: label image
+    on the pre-contrast grid (kept where ``reference_lesions`` allows) or None."""
+    from ..io.regrid import to_grid
+    view = lambda image: sitk.GetArrayFromImage(image).astype(np.float32)  # noqa: E731
+    pre, standard = view(result.pre_contrast), view(result.standard_dose.registered)
+    spacing = tuple(result.pre_contrast.GetSpacing())
+    labels = np.zeros(pre.shape, np.uint16)
+    if lesions is not None:
+        mapped = to_grid(lesions, result.pre_contrast, sitk.sitkNearestNeighbor, sitk.sitkUInt16)
+        labels = reference_lesions(sitk.GetArrayFromImage(mapped), pre, standard, spacing)
+    return CaseArrays(pre, view(result.low_dose.registered), standard, sitk.GetArrayFromImage(result.brain_mask) > 0,
+                      view(result.low_dose.normalized_subtraction), view(result.low_dose.local_std), labels,
+                      spacing, float(result.noise_sigma_ld), float(result.standard_dose.noise_sigma), bool(real_low_dose),
+                      float(field_strength), str(agent), bool(assumed_metadata))
+
+
+def _load_case(spec, backend: str):
+    """Load a case; without a brain mask, compute the atlas brain mask once for all its doses."""
+    case = spec.load()
+    if case.brain_mask is None:
+        from ..preprocessing.brainmask import brain_mask
+        case.brain_mask = brain_mask(sitk.Cast(case.pre_contrast, sitk.sitkFloat32), backend=backend).brain_mask
+    return case
+
+
+def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tuple[CaseArrays, bool]:
+    """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dXXX_<key>.npz``.
+    ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a case once for all doses)."""
+    load = load or spec.load
+    from ..io.imageio import dose_name
+    from ..training.data import cache_key
+    if cache_dir is None:
+        return preprocess_case(load(), dose, backend), False
+    key = cache_key("evaluate", {"version": CACHE_VERSION, "case": spec.identity, "dose": dose_name(dose),
+                                 "backend": backend})
+    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
+    path = Path(cache_dir) / f"{safe}_{dose_name(dose).replace('low_dose_', 'd')}_{key}.npz"
+    if path.exists():
+        return CaseArrays.load(path), True
+    arrays = preprocess_case(load(), dose, backend)
+    arrays.save(path)
+    return arrays, False
+
+
+# ----------------------------------------------------------------------------- methods
+
+def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
+                   tile: int | None = None, device=None, fixed_conditions: dict | None = None) -> np.ndarray:
+    """Model contrast signal y~ = gamma s_LD y^ / sigma_LD on the working grid, normalized units (as ``infer.synthesize``
+    computes it before mapping back to the input grid). ``fixed_conditions``: {"dose", "field_strength",
+    "relaxivity", "noise_sigma"} replacing the case's conditions (fixed-condition ablation)."""
+    from ..physics.agents import get_agent
+    from ..inference.predict import predict_contrast, revert_normalization
+    cond = {"dose": dose, "field_strength": field_strength,
+            "relaxivity": get_agent(agent).relaxivity(field_strength), "noise_sigma": arrays.noise_sigma_ld}
+    cond.update(fixed_conditions or {})
+    conditions = loaded.normalization.normalize(cond["dose"], cond["field_strength"], cond["relaxivity"],
+                                                cond["noise_sigma"])
+    y_hat = predict_contrast(loaded.model, arrays.z_ld, arrays.low, arrays.s_ld, conditions, tile=tile, device=device)
+    return revert_normalization(y_hat, arrays.s_ld, loaded.gamma, arrays.noise_sigma_ld)
+
+
+def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """{method: image} in normalized units: baselines, ``x_PC + contrast`` per model method, the reference."""
+    pre, low = arrays.pre, arrays.low
+    images = {"low_dose": low, "linear_scaling": pre + (low - pre) / np.float32(dose)}
+    for name, contrast in contrasts.items():
+        images[name] = pre + contrast
+    images[REFERENCE] = arrays.standard
+    return images
+
+
+# ----------------------------------------------------------------------------- metrics
+
+def _mean(values) -> float:
+    values = [v for v in values if not math.isnan(v)]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def working_regions(contrast: np.ndarray, arrays: CaseArrays, noise_sigma: float,
+                    threshold_sigmas: float) -> tuple[sitk.Image, sitk.Image]:
+    """(labels, contrast image) of ``regions.enhancing_regions`` for a contrast array [k, j, i] on the working grid
+    of ``arrays`` (its spacing and brain mask): regions above ``threshold_sigmas * noise_sigma``."""
+    image = sitk.GetImageFromArray(contrast.astype(np.float32))
+    image.SetSpacing(arrays.spacing)
+    brain_image = sitk.GetImageFromArray(arrays.brain.astype(np.uint8))
+    brain_image.CopyInformation(image)
+    return enhancing_regions(image, noise_sigma, brain_image, threshold_sigmas=threshold_sigmas), image
+
+
+def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: float) -> tuple[dict, list[dict]]:
+    """(per-case metrics, per-lesion rows) of one method's image against the reference (module docstring)."""
+    pre, sd, brain, lesions = arrays.pre, arrays.standard, arrays.brain, arrays.lesions
+    peak = float(sd.max())
+    row = {"psnr_image": m.psnr_image(image, sd, data_range=peak),
+           "psnr_brain": m.psnr_brain(image, sd, brain, data_range=peak),
+           "ssim": m.ssim(image, sd)}
+    ce = m.enhancing_mask(pre, sd, brain, detection_threshold)
+    row["mae_ce"] = m.mae_ce(image, sd, ce) if ce.any() else float("nan")
+    for p, (d, j) in m.enhancement_overlap(image, pre, sd, brain, OVERLAP_PERCENTS).items():
+        row[f"dice_{p:02d}"], row[f"jaccard_{p:02d}"] = d, j
+    regions, _ = working_regions(image - pre, arrays, detection_threshold, threshold_sigmas=1.0)
+    detected = sitk.GetArrayFromImage(regions)
+    lesion_rows = []
+    has_lesions = bool((lesions > 0).any())
+    if has_lesions:
+        psnr_l = m.psnr_lesions(image, sd, lesions, data_range=peak)
+        rel = m.relative_enhancement(image, pre, sd, lesions)
+        mask = lesions > 0
+        row.update({"psnr_lesions": _mean(psnr_l.values()), "c_bar": _mean(v[0] for v in rel.values()),
+                    "c_hat": _mean(v[1] for v in rel.values()),
+                    "cnr": m.contrast_to_noise_ratio(image, mask, brain | mask),
+                    "lbr": m.lesion_to_brain_ratio(image, mask, brain | mask),
+                    "cep": m.contrast_enhancement_percentage(image, pre, mask)})
+        from ..metrics.detection import match_lesions
+        matched = {r for r, _, _ in match_lesions(lesions, detected, arrays.spacing)}
+        for lesion in lesion_geometry(lesions, arrays.spacing):
+            lab = lesion.label
+            voxels = int((lesions == lab).sum())
+            region = lesions == lab
+            reference = float((sd[region].astype(np.float64) - pre[region]).mean()) / arrays.noise_sigma_sd
+            lesion_rows.append({"lesion": lab, "voxels": voxels, "volume_mm3": voxels * float(np.prod(arrays.spacing)),
+                                "long_axis_mm": lesion.long_axis_mm,
+                                "reference_enhancement_sigmas": reference, "psnr_lesion": psnr_l[lab],
+                                "c_bar": rel[lab][0], "c_hat": rel[lab][1], "detected": int(lab in matched)})
+    else:
+        row.update({k: float("nan") for k in ("psnr_lesions", "c_bar", "c_hat", "cnr", "lbr", "cep")})
+    for size, result in detection_by_size(lesions, detected, arrays.spacing, SIZE_THRESHOLDS_MM).items():
+        tag = f"{size:g}mm"
+        row[f"n_lesions_{tag}"] = result["n_reference"]
+        row[f"detected_{tag}"] = result["n_detected"]
+        row[f"sensitivity_{tag}"] = result["sensitivity"]
+        row[f"false_detections_{tag}"] = result["false_detections"]
+    return row, lesion_rows
+
+
+# ----------------------------------------------------------------------------- the run
+
+def check_doses(doses) -> tuple[float, ...]:
+    """Sorted distinct doses in (0, 1]; ValueError naming the fix otherwise."""
+    from ..io.imageio import dose_name
+    from ..physics.lowdose import check_dose
+    out = [check_dose(d) for d in doses]
+    if not out:
+        raise ValueError("no dose given; use e.g. --doses 0.1,0.2,0.33")
+    names = [dose_name(d) for d in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"doses {out} repeat or round to the same percent; give distinct doses")
+    return tuple(sorted(out))
+
+
+def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile=None, device=None,
+             log=print, on_images=None) -> dict:
+    """Run every method on every (case, dose); returns {"cases": [...], "lesions": [...], "timings": {...}}.
+
+    specs: ``evaluate_cases.CaseSpec`` list; loaded / ablation: ``model_io.LoadedModel`` (ablation optional);
+    on_images: called as ``on_images(case_name, dose, arrays, images)`` while a case's images are in memory
+    (figures), so that only one case is held at a time.
+    """
+    doses = check_doses(doses)
+    if not specs:
+        raise ValueError("no cases to evaluate; give --cases DIR and/or --phantoms N")
+    case_rows, lesion_rows, timings = [], [], {}
+    for spec in specs:
+        load = functools.cache(lambda spec=spec: _load_case(spec, backend))  # once for all doses, only on a miss
+        for dose in doses:
+            start = time.perf_counter()
+            arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load)
+            t_pre = time.perf_counter() - start
+            meta = {"field_strength": arrays.field_strength, "agent": arrays.agent,
+                    "assumed": arrays.assumed_metadata}
+            start = time.perf_counter()
+            contrasts = {"gadoreduce": model_contrast(loaded, arrays, dose, meta["field_strength"], meta["agent"],
+                                                      tile, device)}
+            if ablation is not None:
+                contrasts["gadoreduce_fixed_condition"] = model_contrast(
+                    ablation, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
+                    ablation.metadata.get("fixed_conditions"))
+            t_model = time.perf_counter() - start
+            images = method_images(arrays, dose, contrasts)
+            start = time.perf_counter()
+            threshold = ENHANCING_SIGMAS * arrays.noise_sigma_sd
+            common = {"case": spec.name, "source": spec.source, "dose": dose,
+                      "low_dose_kind": "real" if arrays.real_low_dose else "synthetic",
+                      "field_strength": meta["field_strength"], "agent": meta["agent"],
+                      "assumed_metadata": int(meta["assumed"])}
+            for method, image in images.items():
+                row, lesions = image_metrics(image, arrays, threshold)
+                case_rows.append({**common, "method": method, **row})
+                lesion_rows += [{"case": spec.name, "dose": dose, "method": method, **r} for r in lesions]
+            timings[f"{spec.name}|{dose:g}"] = {"preprocess_s": round(t_pre, 3), "cached": hit,
+                                                 "model_s": round(t_model, 3),
+                                                 "metrics_s": round(time.perf_counter() - start, 3)}
+            log(f"{spec.name} dose {dose:g}: {'cached' if hit else 'preprocessed'} ({t_pre:.1f} s), "
+                f"model {t_model:.1f} s, {len(np.unique(arrays.lesions[arrays.lesions > 0]))} lesions")
+            if on_images is not None:
+                on_images(spec.name, dose, arrays, images)
+    return {"cases": case_rows, "lesions": lesion_rows, "timings": timings}
+
+
+def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
+        doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile=None,
+        cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print) -> dict:
+    """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
+
+    model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
+    cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False);
+    command: the command line, quoted in the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
+    named in a list (e.g. phantoms only, for a report that may not show third-party images). Returns the paths.
+    """
+    from .cases import folder_cases, phantom_cases
+    from .figures import lesion_zoom, write_figures
+    from .report import write_report
+    from ..model.files import load_model, sha256_of
+    doses = check_doses(doses)
+    for name, path in (("--model", model), ("--ablation-model", ablation_model)):
+        if path is not None and not Path(path).is_file():
+            raise ValueError(f"{name} {path} does not exist; give a model file (.pt with its .sha256 beside it)")
+    loaded = load_model(model, device="cpu")
+    ablation = load_model(ablation_model, device="cpu") if ablation_model else None
+    specs = folder_cases(cases_dir, subjects) if cases_dir else []
+    if subjects and not cases_dir:
+        raise ValueError("--subjects needs --cases DIR (the folder holding those subjects)")
+    specs += phantom_cases(phantoms, phantom_seed, phantom_size, doses) if phantoms else []
+    if not specs:
+        raise ValueError("no cases to evaluate; give --cases DIR (case folders or BraTS subjects) and/or --phantoms N")
+    output = Path(output)
+    methods = list(BASELINES) + ["gadoreduce"] + (["gadoreduce_fixed_condition"] if ablation else []) + [REFERENCE]
+    if isinstance(zoom_cases, int):
+        zoom_names = {s.name for s in sorted(specs, key=lambda s: s.name)[:zoom_cases]}
+    else:
+        zoom_names = set(zoom_cases)
+        unknown = sorted(zoom_names - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"--zoom-cases names unknown cases {unknown}; use case names such as "
+                             f"{sorted(s.name for s in specs)[:3]}")
+    zooms = []
+
+    def on_images(case_name, dose, arrays, images):
+        if case_name in zoom_names:
+            path = lesion_zoom(arrays, {m: images[m] for m in methods},
+                               output / "figures" / f"lesions_{case_name}_dose{round(dose * 100):03d}.png",
+                               f"{case_name}, dose {dose:g}")
+            if path is not None:
+                zooms.append(str(path.relative_to(output)))
+
+    cache_dir = (output / "cache" if cache is True else Path(cache)) if cache else None
+    result = evaluate(specs, doses, loaded, ablation, backend, cache_dir, tile, device,
+                      log, on_images)
+    figures = sorted(write_figures(result, methods, doses, output) + zooms)
+    describe = lambda lm: {"name": lm.metadata.get("name", lm.path.stem), "file": lm.path.name,  # noqa: E731
+                           "sha256": sha256_of(lm.path)}
+    info = {"command": command, "model_name": describe(loaded)["name"], "model_file": loaded.path.name,
+            "model_sha256": sha256_of(loaded.path), "ablation": describe(ablation) if ablation else None,
+            "figures": figures}
+    paths = write_report(result, methods, doses, output, info)
+    log(f"wrote {', '.join(p.name for p in paths.values())} and {len(figures)} figures to {output}")
+    return {**paths, "figures": [output / f for f in figures], "result": result}

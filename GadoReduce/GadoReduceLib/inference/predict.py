@@ -1,0 +1,298 @@
+"""Inference of the conditional U-Net (paper 001, section 3.4): whole volume or Gaussian-blended tiles.
+
+Tiling: tiles of edge ``tile`` voxels start at multiples of ``model.config.alignment`` (so every tile sees
+the same stride-2 sampling grids as the whole volume) and overlap by ``overlap`` voxels. Each tile's
+prediction is weighted by a Gaussian (sigma = tile / 8) centred on the tile, times zero in a band of
+``overlap // 2`` voxels along every tile face that lies inside the volume; the weighted predictions are
+averaged. Every voxel thus comes from tile interiors at least ``overlap // 2`` voxels from a cut. When that
+margin is at least :func:`model.receptive_field_radius` (150 voxels for the paper configuration, 18 for
+``base_features=4, scales=2, blocks_per_scale=1``), tiled and whole-volume inference agree up to floating
+point rounding. With smaller margins (the default overlap is tile // 4) the difference is small but not
+zero: the far receptive field carries little weight. Memory stays bounded by the tile size: only one
+tile is in the network at a time, plus two float32 accumulators of the volume's size.
+
+Precision: "fp32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast, CUDA only); with reduced
+precision the model runs in channels-last-3d memory format. bf16 changes the contrast signal by about
+0.3-1.1 % relative L2 with random weights (see Testing/test_inference.py). bf16 pays off only where the
+hardware has it (CUDA, CPUs with AVX512-BF16 or AMX); elsewhere it is emulated and many times slower
+(:func:`native_bf16`; a warning says so).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import warnings
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+
+from ..physics.agents import get_agent
+from ..model.network import ConditionalUNet, input_tensor
+
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+GAUSSIAN_SIGMA_SCALE = 0.125
+"""Sigma of the blending Gaussian as a fraction of the tile edge (as MONAI's sliding window)."""
+OUTPUT_NAMES = ("synthetic_standard_dose", "beyond_standard_dose", "contrast_signal")
+
+
+def _mps_works() -> bool:
+    """True when MPS runs the 3D operations of the network (conv3d, trilinear interpolation)."""
+    try:
+        if not (hasattr(torch.backends, "mps") and torch.backends.mps.is_available()):
+            return False
+        x = torch.ones(1, 2, 4, 4, 4, device="mps")
+        y = torch.nn.functional.conv3d(x, torch.ones(2, 2, 3, 3, 3, device="mps"), padding=1)
+        y = torch.nn.functional.conv3d(y, torch.ones(2, 1, 5, 5, 5, device="mps"), stride=2, padding=2, groups=2)
+        y = torch.nn.functional.interpolate(y, size=(4, 4, 4), mode="trilinear", align_corners=False)
+        return bool(torch.isfinite(y.cpu()).all())
+    except Exception:  # any unsupported operator
+        return False
+
+
+def choose_device(requested: str | torch.device = "auto") -> torch.device:
+    """"auto": CUDA if available, else MPS when every 3D operation works there, else CPU; or the
+    requested device ("cpu", "cuda", "cuda:1", "mps"), ValueError when it is not available."""
+    if isinstance(requested, torch.device):
+        requested = str(requested)
+    name = str(requested).strip().lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_works():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {requested!r}; use auto, cpu, cuda, cuda:N or mps") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {requested!r} requested but CUDA is not available here; use --device cpu or auto")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {requested!r}: only {torch.cuda.device_count()} CUDA device(s); use cuda:0")
+    if device.type == "mps" and not _mps_works():
+        raise ValueError("device 'mps' requested but MPS is unavailable or lacks 3D operations; use cpu or auto")
+    if device.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unsupported device {requested!r}; use auto, cpu, cuda or mps")
+    return device
+
+
+def native_bf16(device: torch.device) -> bool:
+    """True when ``device`` computes bf16 in hardware (CUDA with bf16 support; x86 CPUs with AVX512-BF16
+    or AMX). Elsewhere bf16 convolutions are emulated and far slower than fp32."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if device.type != "cpu":
+        return False
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def _autocast(device: torch.device, precision: str):
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
+    dtype = PRECISIONS[precision]
+    if dtype is None:
+        return contextlib.nullcontext()
+    if dtype is torch.float16 and device.type != "cuda":
+        raise ValueError("fp16 is only supported on CUDA; use bf16 on the CPU")
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def tile_starts(size: int, tile: int, step: int) -> list[int]:
+    """Start indices of tiles of edge ``tile`` covering [0, size) with spacing ``step`` (the last one
+    ends at ``size``). ``size``, ``tile`` and ``step`` are multiples of the network's alignment."""
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, step))
+    return starts + [size - tile]
+
+
+def blend_weights(tile: int, start: int, size: int, margin: int) -> np.ndarray:
+    """1D blending weights of a tile [start, start + tile) in an axis of ``size`` voxels: a Gaussian
+    (sigma tile / 8) times zero within ``margin`` voxels of a cut inside the volume."""
+    n = min(tile, size)
+    x = np.arange(n, dtype=np.float64)
+    w = np.exp(-0.5 * ((x - (n - 1) / 2) / (GAUSSIAN_SIGMA_SCALE * n)) ** 2)
+    w = np.maximum(w, 1e-6)
+    if start > 0:
+        w[:margin] = 0.0
+    if start + n < size:
+        w[n - margin:] = 0.0
+    return w.astype(np.float32)
+
+
+def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, device: torch.device,
+         precision: str) -> torch.Tensor:
+    x = x.to(device)
+    if precision != "fp32":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    with _autocast(device, precision):
+        y = model(x, conditions.to(device))
+    return y.float()[0, 0].cpu()
+
+
+def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray,
+                     conditions: torch.Tensor, tile: int | None = None, overlap: int | None = None,
+                     precision: str = "fp32", device: str | torch.device | None = None) -> np.ndarray:
+    """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
+
+    z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std);
+    conditions: [1, 4] normalized condition vector (``ConditionNormalization.normalize``);
+    tile: tile edge in voxels (rounded up to the alignment), None = whole volume; overlap: voxels
+    shared by neighbouring tiles (default tile // 4; margins of overlap // 2 are discarded);
+    precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes.
+    """
+    dev = next(model.parameters()).device if device is None else choose_device(device)
+    if precision == "bf16" and not native_bf16(dev):
+        warnings.warn(f"bf16 is emulated on this {dev.type.upper()} (no AVX512-BF16/AMX or CUDA bf16): much "
+                      "slower than fp32; use precision fp32", RuntimeWarning, stacklevel=2)
+    if conditions.ndim != 2 or conditions.shape[0] != 1:
+        raise ValueError(f"conditions must be [1, {model.config.condition_dim}], got {tuple(conditions.shape)}")
+    x = input_tensor(z_ld, x_ld, s_ld)
+    shape = x.shape[2:]
+    was_training = model.training
+    model.eval().to(dev)
+    if precision != "fp32":
+        model.to(memory_format=torch.channels_last_3d)
+    try:
+        with torch.inference_mode():
+            if tile is None:
+                return _run(model, x, conditions, dev, precision).numpy()
+            return _predict_tiled(model, x, conditions, tile, overlap, precision, dev, shape)
+    finally:
+        model.to(memory_format=torch.contiguous_format)
+        model.train(was_training)
+
+
+def _predict_tiled(model, x, conditions, tile, overlap, precision, dev, shape) -> np.ndarray:
+    align = model.config.alignment
+    tile = int(tile)
+    if tile < 2 * align:
+        raise ValueError(f"tile size {tile} is too small; use at least {2 * align} voxels")
+    tile = math.ceil(tile / align) * align
+    overlap = tile // 4 if overlap is None else int(overlap)
+    margin = overlap // 2
+    step = (tile - 2 * margin) // align * align
+    if overlap < 0 or step < align:
+        raise ValueError(f"overlap {overlap} leaves no tile interior for tile size {tile}; use an overlap of at most "
+                         f"{tile - align} voxels")
+    pad = [(-n) % align for n in shape]
+    padded = [n + p for n, p in zip(shape, pad)]
+    if any(pad):
+        x = torch.nn.functional.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
+    total = torch.zeros(padded, dtype=torch.float32)
+    weight = torch.zeros(padded, dtype=torch.float32)
+    starts = [tile_starts(n, tile, step) for n in padded]
+    for a in starts[0]:
+        for b in starts[1]:
+            for c in starts[2]:
+                sl = tuple(slice(s, s + min(tile, n)) for s, n in zip((a, b, c), padded))
+                y = _run(model, x[(slice(None), slice(None)) + sl], conditions, dev, precision)
+                w = [torch.from_numpy(blend_weights(tile, s, n, margin)) for s, n in zip((a, b, c), padded)]
+                w3 = w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :]
+                total[sl] += w3 * y
+                weight[sl] += w3
+    if not bool((weight > 0).all()):
+        raise RuntimeError("tiling left voxels uncovered; this is a bug in the tiler")
+    out = total / weight
+    return out[:shape[0], :shape[1], :shape[2]].numpy()
+
+
+def _array(image: sitk.Image) -> np.ndarray:
+    return sitk.GetArrayFromImage(image).astype(np.float32)
+
+
+def revert_normalization(y_hat: np.ndarray, s_ld: np.ndarray, gamma: float, sigma_ld: float) -> np.ndarray:
+    """The network's noise-normalized output back in subtraction units (float32, same shape):
+    y~ = gamma s_LD y^ / sigma_LD. Eq. 1 scales the normalized subtraction by sigma_LD, z = (z~ - m) / s sigma_LD,
+    so its inverse divides by sigma_LD; paper 001 writes y~ = gamma s_LD y^ with that factor left implicit.
+    gamma: the model's mean <b, s_SD> / <b, s_LD>; s_ld: local noise std of the low-dose subtraction."""
+    if not sigma_ld > 0:
+        raise ValueError(f"the low-dose noise sigma must be positive, got {sigma_ld}")
+    return (np.float32(gamma / sigma_ld) * s_ld * y_hat).astype(np.float32)
+
+
+class VoxelSizeWarning(UserWarning):
+    """The working grid's voxels differ from those the model was trained on."""
+
+
+def check_voxel_size(loaded, spacing) -> str | None:
+    """Warn (and return the message) when the working-grid ``spacing`` (mm) differs by more than a factor 1.5
+    from the model's training voxel size (metadata ``voxel_size_mm``): the network's features are in voxels."""
+    expected = loaded.metadata.get("voxel_size_mm")
+    if not expected:
+        return None
+    worst = max(max(s / expected, expected / s) for s in spacing)
+    if worst <= 1.5:
+        return None
+    message = (f"The images have {'x'.join(f'{s:.2g}' for s in spacing)} mm voxels; the model was trained on "
+               f"{expected:g} mm voxels and can miss or misjudge enhancement at other sizes. Use scans with "
+               f"voxels near {expected:g} mm (or resample them) for results like the model card's.")
+    warnings.warn(message, VoxelSizeWarning, stacklevel=3)
+    return message
+
+
+def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
+               tile: int | None = None, overlap: int | None = None, precision: str = "fp32",
+               device: str | torch.device | None = None, intensity: str = "input") -> dict[str, sitk.Image]:
+    """Synthetic images from a preprocessed case (``preprocess.preprocess``) and a loaded model.
+
+    dose: low-dose fraction of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent
+    name (``agents.get_agent``; its relaxivity at field_strength is a condition). Returns images on the
+    pre-contrast grid: ``contrast_signal`` y~ = gamma s_LD y^ / sigma_LD, ``synthetic_standard_dose`` x_PC + y~ and
+    ``beyond_standard_dose`` x_LD + y~. intensity "input": in the pre-contrast scan's input units
+    (normalized values times the pre-contrast's 95th brain percentile, ``preprocess_result.pre_percentile``);
+    "normalized": in the preprocessing's units (95th brain percentile of the pre-contrast = 1).
+    """
+    from ..io.regrid import back_to_grid
+    try:
+        dose = float(dose)
+    except (TypeError, ValueError):
+        raise ValueError(f"dose must be a number, the fraction of the standard dose, got {dose!r}") from None
+    if not 0.0 < dose <= 1.0:
+        raise ValueError(f"dose {dose:g} must be a fraction of the standard dose in (0, 1], e.g. 0.25 for 25 %")
+    if intensity not in ("input", "normalized"):
+        raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")
+    relaxivity = get_agent(agent).relaxivity(field_strength)  # checks the field strength range too
+    check_voxel_size(loaded, preprocess_result.pre_contrast.GetSpacing())
+    low = preprocess_result.low_dose
+    conditions = loaded.normalization.normalize(dose, field_strength, relaxivity, preprocess_result.noise_sigma_ld)
+    s_ld = _array(low.local_std)
+    y_hat = predict_contrast(loaded.model, _array(low.normalized_subtraction), _array(low.registered), s_ld,
+                             conditions, tile=tile, overlap=overlap, precision=precision, device=device)
+    scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
+    y_tilde = revert_normalization(y_hat, s_ld, loaded.gamma, preprocess_result.noise_sigma_ld)
+    reference = preprocess_result.pre_contrast  # working grid
+    arrays = {"contrast_signal": y_tilde,
+              "synthetic_standard_dose": _array(preprocess_result.pre_contrast) + y_tilde,
+              "beyond_standard_dose": _array(low.registered) + y_tilde}
+    out = {}
+    for name in OUTPUT_NAMES:
+        image = sitk.GetImageFromArray((arrays[name] * scale).astype(np.float32))
+        image.CopyInformation(reference)
+        out[name] = back_to_grid(image, preprocess_result.pre_contrast_input, sitk.sitkBSpline)
+    return out
+
+
+def write_prediction(outputs: dict[str, sitk.Image], pre_contrast: sitk.Image, folder, montage_name: str =
+                     "prediction.png", footer: str | None = None) -> list:
+    """Write the outputs of :func:`synthesize` as ``folder/<name>.nii.gz`` (atomic) and a montage PNG of mid
+    slices (pre-contrast, synthetic standard dose, beyond standard dose, contrast signal); returns the paths."""
+    from pathlib import Path
+
+    from ..io.imageio import write_image
+    from ..io.preview import montage
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [write_image(outputs[name], folder / f"{name}.nii.gz") for name in OUTPUT_NAMES]
+    arrays = [sitk.GetArrayFromImage(pre_contrast).astype(np.float32)]
+    arrays += [sitk.GetArrayFromImage(outputs[name]) for name in OUTPUT_NAMES]
+    titles = ["pre-contrast", "synthetic standard dose", "beyond standard dose", "contrast signal"]
+    paths.append(montage(arrays, titles, folder / montage_name, spacing=pre_contrast.GetSpacing(), footer=footer))
+    return paths

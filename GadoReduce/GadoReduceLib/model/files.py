@@ -1,0 +1,256 @@
+"""Model files: weights with their configuration, gamma, conditioning normalization and a description.
+
+A model file ``NAME.pt`` is ``torch.save`` of a plain dict ``{"format": str, "metadata": JSON string,
+"state_dict": {parameter name: tensor}}``, loaded with ``torch.load(weights_only=True)`` so that no pickled
+code is ever executed. Beside it: ``NAME.pt.sha256`` (``<hex digest>  NAME.pt``, the format of
+``sha256sum``) checked before loading, and ``NAME.md``, a model card generated from the metadata.
+
+Metadata (JSON): ``config`` (:class:`ModelConfig`), ``condition_normalization``, ``gamma`` (paper eq. after
+(3): y~ = gamma s_LD y^ / sigma_LD), and the free ``metadata`` dict given to :func:`save_model`, conventionally with
+``name``, ``description``, ``training_data`` (str or dict) and ``validation_metrics`` (dict name -> value).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+
+from .. import DISCLAIMER, __version__
+from .network import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
+
+DEFAULT_MODEL = ("Models", "gadoreduce_default.pt")
+"""The shipped default model, under Resources (with its .sha256 and .md model card beside it)."""
+FORMAT = "gadoreduce-model"
+FORMAT_VERSION = 1
+CHUNK = 1 << 20
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, tampered with, corrupt or of an unknown format."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference (eval mode) with everything needed to use it."""
+
+    model: ConditionalUNet
+    config: ModelConfig
+    normalization: ConditionNormalization
+    gamma: float
+    metadata: dict = field(default_factory=dict)
+    path: Path | None = None
+
+
+def checksum_path(path: str | os.PathLike) -> Path:
+    """The sha256 sidecar of a model file: ``NAME.pt`` -> ``NAME.pt.sha256``."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def card_path(path: str | os.PathLike) -> Path:
+    """The model card of a model file: ``NAME.pt`` -> ``NAME.md``."""
+    return Path(path).with_suffix(".md")
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_safe(value):
+    """JSON-compatible copy (numbers as floats, tuples as lists); ValueError for anything else."""
+    try:
+        return json.loads(json.dumps(value, allow_nan=False, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    except ValueError as error:
+        raise ValueError(f"model metadata must be JSON-serializable without NaN/inf: {error}") from None
+
+
+def save_model(path: str | os.PathLike, model: ConditionalUNet, config: ModelConfig,
+               normalization: ConditionNormalization, gamma: float, metadata: dict | None = None) -> Path:
+    """Write ``path`` (weights + metadata), ``path.sha256`` and the model card ``path`` with ``.md``.
+
+    gamma: positive scale of the reverted noise normalization; metadata: free JSON-serializable dict
+    (``name``, ``description``, ``training_data``, ``validation_metrics``, ...). Returns ``path``."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"model file name {path.name!r} must end with .pt")
+    if model.config != config:
+        raise ValueError(f"model was built with {model.config}, not the given {config}")
+    if not (isinstance(gamma, (int, float)) and math.isfinite(gamma) and gamma > 0):
+        raise ValueError(f"gamma must be a positive finite number, got {gamma!r}")
+    header = {"format": FORMAT, "format_version": FORMAT_VERSION, "gadoreduce_version": __version__,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "torch_version": torch.__version__, "config": config.to_dict(),
+              "condition_normalization": normalization.to_dict(), "gamma": float(gamma),
+              "parameters": int(sum(p.numel() for p in model.parameters())),
+              "metadata": _json_safe(metadata or {})}
+    state = {name: t.detach().to("cpu").clone().contiguous() for name, t in model.state_dict().items()}
+    payload = {"format": FORMAT, "metadata": json.dumps(header), "state_dict": state}
+    _atomic_write(path, lambda f: torch.save(payload, f))
+    _atomic_write(checksum_path(path), lambda f: f.write(f"{sha256_of(path)}  {path.name}\n".encode()))
+    _atomic_write(card_path(path), lambda f: f.write(model_card(header).encode("utf-8")))
+    return path
+
+
+def verify_checksum(path: str | os.PathLike) -> str:
+    """Check ``path`` against its sha256 sidecar; returns the digest or raises ModelFileError."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"model file {str(path)!r} does not exist; give the path of a .pt model file "
+                             "(with --model)")
+    sidecar = checksum_path(path)
+    if not sidecar.is_file():
+        raise ModelFileError(f"model file {str(path)!r} has no checksum file {sidecar.name!r} beside it; "
+                             "copy the .sha256 file that came with the model next to it")
+    try:
+        expected = sidecar.read_text().split()[0].lower()
+    except (OSError, UnicodeDecodeError, IndexError):
+        raise ModelFileError(f"checksum file {str(sidecar)!r} is unreadable or empty; get it again with the "
+                             "model") from None
+    actual = sha256_of(path)
+    if actual != expected:
+        raise ModelFileError(f"model file {str(path)!r} does not match its sha256 checksum in {sidecar.name!r} "
+                             "(the file was modified or damaged); refusing to load it. Download or copy the "
+                             "model file again from its original source.")
+    return actual
+
+
+def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(metadata header, state dict) of a verified model file, without executing pickled code."""
+    verify_checksum(path)
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        raise ModelFileError(f"model file {str(path)!r} cannot be read as a GadoReduce model "
+                             f"({type(error).__name__}); it is not a file written by save_model") from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise ModelFileError(f"model file {str(path)!r} is not a GadoReduce model file (format field missing)")
+    try:
+        header = json.loads(payload["metadata"])
+    except (KeyError, TypeError, ValueError):
+        raise ModelFileError(f"model file {str(path)!r} has no readable metadata") from None
+    if header.get("format_version", 0) > FORMAT_VERSION:
+        raise ModelFileError(f"model file {str(path)!r} has format version {header.get('format_version')}, "
+                             f"this GadoReduce reads up to {FORMAT_VERSION}; update GadoReduce")
+    state = payload.get("state_dict")
+    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+        raise ModelFileError(f"model file {str(path)!r} holds no weights")
+    return header, state
+
+
+def default_model_path() -> Path:
+    """Path of the shipped default model file; ModelFileError when it is not installed."""
+    from ..io.resources import resources_dir
+    path = resources_dir().joinpath(*DEFAULT_MODEL)
+    if not path.exists():
+        raise ModelFileError(f"the default model {'/'.join(DEFAULT_MODEL)} is missing from {resources_dir()}; "
+                             "reinstall GadoReduce or give a model file explicitly (--model PATH)")
+    return path
+
+
+def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> LoadedModel:
+    """Verify (sha256) and load a model file written by :func:`save_model` (None: the shipped default model);
+    model in eval mode on device."""
+    path = default_model_path() if path is None else Path(path)
+    header, state = read_header(path)
+    try:
+        config = ModelConfig.from_dict(header["config"])
+        normalization = ConditionNormalization.from_dict(header["condition_normalization"])
+        gamma = float(header["gamma"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"model file {str(path)!r} has invalid metadata: {error}") from None
+    model = ConditionalUNet(config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ModelFileError(f"model file {str(path)!r}: weights do not fit the configuration "
+                             f"({str(error).splitlines()[0]})") from None
+    model.to(device).eval()
+    return LoadedModel(model, config, normalization, gamma, header.get("metadata", {}), path)
+
+
+def _format_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {_format_value(v)}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return ", ".join(_format_value(v) for v in value)
+    return str(value)
+
+
+def model_card(header: dict) -> str:
+    """Markdown model card from a model file's metadata header (as stored by :func:`save_model`)."""
+    meta = header.get("metadata", {})
+    config = header.get("config", {})
+    norm = header.get("condition_normalization", {})
+    name = meta.get("name", "GadoReduce contrast-signal model")
+    lines = [f"# {name}", "", meta.get("description", "Conditional U-Net predicting the standard-dose contrast "
+                                       "signal from a low-dose and a pre-contrast T1w brain MRI (Pinetz, Kobler "
+                                       "et al. 2024)."), "",
+             f"> {DISCLAIMER}", "", "## Model", "",
+             "| field | value |", "|---|---|",
+             f"| format | {header.get('format', FORMAT)} v{header.get('format_version', FORMAT_VERSION)} |",
+             f"| created | {header.get('created', '?')} with GadoReduce {header.get('gadoreduce_version', '?')}, "
+             f"torch {header.get('torch_version', '?')} |",
+             f"| parameters | {header.get('parameters', '?'):,} |" if isinstance(header.get("parameters"), int)
+             else "| parameters | ? |",
+             f"| gamma (y~ = gamma s_LD y^ / sigma_LD) | {_format_value(header.get('gamma', '?'))} |"]
+    lines += [f"| {k} | {v} |" for k, v in config.items()]
+    lines += ["", "## Conditioning", "", "Each entry is normalized as (value - mean) / std.", "",
+              "| condition | mean | std |", "|---|---|---|"]
+    for cname, m, s in zip(norm.get("names", CONDITION_NAMES), norm.get("mean", []), norm.get("std", [])):
+        lines.append(f"| {cname} | {m:.4g} | {s:.4g} |")
+    lines += ["", "## Training data", ""]
+    training = meta.get("training_data")
+    if isinstance(training, dict):
+        lines += [f"- **{k}**: {_format_value(v)}" for k, v in training.items()]
+    else:
+        lines.append(str(training) if training else "Not described.")
+    lines += ["", "## Validation metrics", ""]
+    metrics = meta.get("validation_metrics")
+    if isinstance(metrics, dict) and metrics:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format_value(v)} |" for k, v in metrics.items()]
+    else:
+        lines.append("None recorded.")
+    rows = meta.get("evaluation")
+    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
+        columns = list(dict.fromkeys(k for r in rows for k in r))
+        lines += ["", "## Evaluation per held-out case", "", meta.get("evaluation_note", ""), "",
+                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in rows]
+    others = {k: v for k, v in meta.items()
+              if k not in ("name", "description", "training_data", "validation_metrics", "evaluation",
+                           "evaluation_note")}
+    if others:
+        lines += ["", "## Other information", ""] + [f"- **{k}**: {_format_value(v)}" for k, v in others.items()]
+    lines += ["", "## Intended use and limits", "",
+              "Research on gadolinium dose reduction only. Synthetic contrast enhancement can miss or invent "
+              "lesions; it is not clinical evidence. Valid only for inputs like the training data (brain T1w, "
+              "the listed field strengths, agents and doses).", "",
+              "Integrity: the file's sha256 is in the `.sha256` file beside it and is checked on every load.", ""]
+    return "\n".join(lines)

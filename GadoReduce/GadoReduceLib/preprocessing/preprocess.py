@@ -1,0 +1,319 @@
+"""Contrast-preserving preprocessing (paper 001, sections 3.1-3.2) as one chain with its QC record.
+
+``preprocess(pre_contrast, low_dose, standard_dose=None)``:
+1. input checks (3D, finite, not constant, spacing <= 7 mm, scans overlap);
+2. working grid: the pre-contrast grid, or a nested nearly isotropic one when its voxels are
+   anisotropic (``regrid``); every output is mapped back exactly onto the pre-contrast grid;
+3. brain mask b: affine atlas registration (``brainmask``);
+4. rigid registration of each post-contrast scan to the pre-contrast scan, metric restricted to
+   the dilated brain (``registration``, elastix parameter file ``Resources/Elastix/rigid_mattes_mi.txt``);
+5. each scan divided by its 95th percentile in b; radiometric scalar per post-contrast scan;
+6. subtraction z~ = post - pre; noise sigma; local mean/std; z = (z~ - m)/s * sigma_LD (eq. 1);
+7. with a standard dose: contrast mask p = sigmoid(w z_SD + b) and target y = p * z_SD (eq. 2);
+8. QC: registration metric, brain correlation before/after, warnings.
+Intensities of the outputs are in units of the pre-contrast's 95th brain percentile.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import SimpleITK as sitk
+
+from . import brainmask as bm
+from . import noise, normalization
+from ..io import regrid
+from ..io.imageio import check_3d
+from .registration import RIGID_PARAMETER_FILE, RegistrationResult, register
+
+MAX_SPACING_MM = 7.0
+"""Scans with any voxel spacing above this (mm) are refused: too coarse for brain lesions."""
+MIN_OVERLAP = 0.25
+"""Least fraction of the pre-contrast field of view that a post-contrast scan must cover."""
+REGISTRATION_MASK_MARGIN_MM = 5.0
+"""The brain mask, dilated by this margin (mm), limits the registration metric (no facial motion)."""
+MIN_BRAIN_COVERAGE = 0.9
+"""Below this fraction of the brain inside a registered scan's field of view, QC warns."""
+QC_MIN_CORRELATION = 0.6
+"""Below this brain correlation of pre-contrast and registered post-contrast, registration is suspect."""
+ENHANCEMENT_SIGMAS = 3.0
+MIN_ENHANCING_FRACTION = 0.002
+"""A post-contrast scan needs more than 0.2 % of brain voxels above 3 noise sigmas (pure Gaussian noise
+gives 0.13 %); otherwise it is nowhere brighter than the pre-contrast scan."""
+
+
+class RegistrationWarning(UserWarning):
+    """A registration looks failed (low correlation in the brain or worse than no registration)."""
+
+
+@dataclass
+class ScanPreprocessing:
+    """One post-contrast scan (low or standard dose) after preprocessing, on the working grid."""
+
+    registration: RegistrationResult
+    registered: sitk.Image          # post-contrast resampled, divided by its percentile, times the scalar
+    percentile: float               # 95th brain percentile of the registered scan (its input units)
+    radiometric_scale: float        # scalar applied after the percentile normalization
+    subtraction: sitk.Image         # z~ = registered - pre (normalized units)
+    noise_sigma: float              # of z~ (normalized units)
+    local_mean: sitk.Image
+    local_std: sitk.Image
+    normalized_subtraction: sitk.Image  # z (eq. 1), noise level sigma_LD
+    coverage: sitk.Image            # 1 where the registered scan has data (inside its field of view)
+    qc: dict = field(default_factory=dict)
+
+
+@dataclass
+class PreprocessResult:
+    """All intermediate images (working grid) and the QC record; :meth:`outputs` maps them onto the
+    pre-contrast grid. ``pre_contrast`` is normalized (95th brain percentile = 1)."""
+
+    pre_contrast_input: sitk.Image
+    pre_contrast: sitk.Image
+    pre_percentile: float
+    brain_mask: sitk.Image
+    brain: bm.BrainMaskResult | None  # None when a brain mask was given
+    low_dose: ScanPreprocessing
+    standard_dose: ScanPreprocessing | None
+    noise_sigma_ld: float
+    contrast_mask: sitk.Image | None
+    contrast_signal: sitk.Image | None
+    qc: dict
+
+    def outputs(self) -> dict[str, sitk.Image]:
+        """Every intermediate image on the pre-contrast grid (exact sub-sampling when regridded)."""
+        images = {"pre_contrast": self.pre_contrast, "brain_mask": self.brain_mask,
+                  "low_dose_registered": self.low_dose.registered, "subtraction_ld": self.low_dose.subtraction,
+                  "local_mean_ld": self.low_dose.local_mean, "local_std_ld": self.low_dose.local_std,
+                  "normalized_subtraction_ld": self.low_dose.normalized_subtraction,
+                  "coverage_ld": self.low_dose.coverage}
+        if self.standard_dose is not None:
+            sd = self.standard_dose
+            images.update({"standard_dose_registered": sd.registered, "subtraction_sd": sd.subtraction,
+                           "local_mean_sd": sd.local_mean, "local_std_sd": sd.local_std,
+                           "normalized_subtraction_sd": sd.normalized_subtraction, "coverage_sd": sd.coverage,
+                           "contrast_mask": self.contrast_mask, "contrast_signal": self.contrast_signal})
+        ref = self.pre_contrast_input
+        out = {}
+        for name, image in images.items():
+            mapped = regrid.back_to_grid(image, ref, sitk.sitkNearestNeighbor if name == "brain_mask" or name.startswith("coverage") else sitk.sitkBSpline)
+            out[name] = mapped
+        return out
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def check_image(image: sitk.Image, name: str) -> None:
+    """ValueError unless ``image`` is a 3D scalar, finite, non-constant image with spacing <= 7 mm."""
+    if not isinstance(image, sitk.Image):
+        raise ValueError(f"The {name} must be a SimpleITK image, got {type(image).__name__}.")
+    check_3d(image, name)
+    array = sitk.GetArrayViewFromImage(image)
+    if array.size == 0 or min(image.GetSize()) < 2:
+        raise ValueError(f"The {name} is empty (size {image.GetSize()}); give a 3D volume with several slices.")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        bad = int((~np.isfinite(array)).sum())
+        raise ValueError(f"The {name} has {bad} NaN or infinite voxels; replace them (e.g. by 0) or re-export "
+                         "the scan.")
+    if float(array.max()) == float(array.min()):
+        raise ValueError(f"The {name} is constant (all voxels {float(array.min()):g}); it holds no image. "
+                         "Check that the right series was loaded.")
+    spacing = image.GetSpacing()
+    if max(spacing) > MAX_SPACING_MM:
+        raise ValueError(f"The {name} has a voxel spacing of {max(spacing):g} mm (spacing {tuple(spacing)}), above "
+                         f"{MAX_SPACING_MM:g} mm: too coarse for contrast-enhancing lesions. Use a 3D or thin-slice "
+                         "acquisition.")
+
+
+def _bounding_box(image: sitk.Image) -> tuple[np.ndarray, np.ndarray]:
+    size = np.asarray(image.GetSize()) - 1
+    corners = np.array([[i, j, k] for i in (-0.5, size[0] + 0.5) for j in (-0.5, size[1] + 0.5)
+                        for k in (-0.5, size[2] + 0.5)])
+    direction = np.asarray(image.GetDirection()).reshape(3, 3)
+    points = corners * np.asarray(image.GetSpacing()) @ direction.T + np.asarray(image.GetOrigin())
+    return points.min(axis=0), points.max(axis=0)
+
+
+def overlap_fraction(reference: sitk.Image, other: sitk.Image) -> float:
+    """Fraction of ``reference``'s bounding box (LPS) that ``other``'s bounding box covers."""
+    lo1, hi1 = _bounding_box(reference)
+    lo2, hi2 = _bounding_box(other)
+    inter = np.clip(np.minimum(hi1, hi2) - np.maximum(lo1, lo2), 0, None)
+    return float(np.prod(inter) / np.prod(hi1 - lo1))
+
+
+def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None) -> None:
+    """All input checks of :func:`preprocess` (ValueError naming the problem and the fix)."""
+    check_image(pre_contrast, "pre-contrast image")
+    scans = [(low_dose, "low-dose image")] + ([(standard_dose, "standard-dose image")] if standard_dose is not None else [])
+    for image, name in scans:
+        check_image(image, name)
+        fraction = overlap_fraction(pre_contrast, image)
+        if fraction < MIN_OVERLAP:
+            raise ValueError(f"The {name} covers only {100 * fraction:.0f} % of the pre-contrast field of view "
+                             "(the scans do not overlap). Check that both scans are of the same patient and "
+                             "session and keep their original position (origin and direction) information.")
+
+
+def check_enhancement(subtraction: sitk.Image, mask: sitk.Image, sigma: float, name: str,
+                      strict: bool = True) -> float:
+    """Fraction of brain voxels of ``subtraction`` above 3 sigma; ValueError when it is noise only (strict)."""
+    z = sitk.GetArrayViewFromImage(subtraction)[sitk.GetArrayViewFromImage(mask) > 0]
+    fraction = float((z > ENHANCEMENT_SIGMAS * sigma).mean())
+    if strict and fraction <= MIN_ENHANCING_FRACTION:
+        raise ValueError(f"The {name} is nowhere brighter than the pre-contrast image (only {100 * fraction:.2f} % "
+                         f"of brain voxels exceed {ENHANCEMENT_SIGMAS:g} noise sigmas, as in pure noise). Check that "
+                         "it is a contrast-enhanced scan and that pre-contrast and post-contrast were not swapped.")
+    return fraction
+
+
+# ----------------------------------------------------------------------------- the chain
+
+def correlation_in_mask(a: sitk.Image, b: sitk.Image, mask: sitk.Image) -> float:
+    """Pearson correlation of two images over the voxels of ``mask`` (one grid)."""
+    m = sitk.GetArrayViewFromImage(mask) > 0
+    x = sitk.GetArrayViewFromImage(a)[m].astype(np.float64)
+    y = sitk.GetArrayViewFromImage(b)[m].astype(np.float64)
+    if x.std() == 0 or y.std() == 0:
+        return 0.0
+    return float(np.corrcoef(x, y)[0, 1])
+
+
+def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
+                       margin_voxels: int = 2) -> sitk.Image:
+    """uint8 mask on ``reference``'s grid: 1 where ``transform`` maps into ``post``'s field of view,
+    at least ``margin_voxels`` from its border (where B-spline interpolation sees zero padding)."""
+    ones = sitk.Image(post.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(post)
+    inner = sitk.BinaryErode(ones, [margin_voxels] * 3, sitk.sitkBall, 0, 1, False)  # border voxels -> 0
+    return sitk.Cast(sitk.Resample(inner, reference, transform, sitk.sitkNearestNeighbor, 0), sitk.sitkUInt8)
+
+
+def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work: sitk.Image,
+                   mask_native: sitk.Image, mask_work: sitk.Image, registration_mask: sitk.Image,
+                   backend: str, threads: int | None, sigma_ld: float | None,
+                   require_enhancement: bool = True) -> ScanPreprocessing:
+    before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
+    reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
+                   threads=threads, reference=pre_work)
+    coverage = field_of_view_mask(post, pre_work, reg.transform)
+    valid = sitk.And(mask_work, coverage)
+    covered = float(sitk.GetArrayViewFromImage(valid).sum() / max(sitk.GetArrayViewFromImage(mask_work).sum(), 1))
+    registered, q = normalization.percentile_normalize(reg.resampled, valid)
+    scale = normalization.radiometric_scale(pre_work, registered, valid)
+    registered = sitk.Cast(registered * float(scale), sitk.sitkFloat32)
+    # outside the scan's field of view the subtraction is unknown: 0 there
+    subtraction = sitk.Cast(sitk.Cast(registered - sitk.Cast(pre_work, sitk.sitkFloat32), sitk.sitkFloat32)
+                            * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    after = correlation_in_mask(pre_work, registered, valid)
+    qc = {"registration_backend": reg.backend, "registration_seconds": round(reg.seconds, 2),
+          "registration_metric": reg.metric, "correlation_before": before, "correlation_after": after,
+          "percentile_95": q, "radiometric_scale": scale, "brain_coverage": covered, "warnings": []}
+    failed = after < QC_MIN_CORRELATION or after < before - 0.02
+    if failed:
+        message = (f"Registration of the {name} looks failed: brain correlation with the pre-contrast image is "
+                   f"{after:.3f} after registration ({before:.3f} before; expected >= {QC_MIN_CORRELATION}). "
+                   "Inspect the QC montage; try backend='executable' or check that the scans belong together.")
+        qc["warnings"].append(message)
+        warnings.warn(message, RegistrationWarning, stacklevel=4)
+    if covered < MIN_BRAIN_COVERAGE:
+        message = (f"The registered {name} covers only {100 * covered:.0f} % of the brain mask (its field of view "
+                   "is smaller or the head moved out of it); the uncovered brain has no subtraction (0).")
+        qc["warnings"].append(message)
+        warnings.warn(message, RegistrationWarning, stacklevel=4)
+    sigma = noise.noise_sigma(subtraction, valid)
+    try:
+        qc["enhancing_fraction_3sigma"] = check_enhancement(subtraction, valid, sigma, name)
+    except ValueError as error:
+        if failed:
+            raise ValueError(f"{error} The registration of the {name} also looks failed (brain correlation "
+                             f"{after:.3f}), which alone can cause this.") from None
+        if require_enhancement:
+            raise
+        qc["enhancing_fraction_3sigma"] = check_enhancement(subtraction, valid, sigma, name, strict=False)
+        qc["warnings"].append(str(error))
+        warnings.warn(str(error), RegistrationWarning, stacklevel=4)
+    qc["noise_sigma"] = sigma
+    mean, std = noise.local_statistics(subtraction, valid, sigma)
+    z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
+    z = sitk.Cast(z * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, coverage, qc)
+
+
+def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
+               backend: str = "auto", threads: int | None = None, isotropic: bool = True,
+               brain: bm.BrainMaskResult | sitk.Image | None = None,
+               require_enhancement: bool = True, warn: bool = True) -> PreprocessResult:
+    """The preprocessing chain of paper 001 (see the module docstring); returns every intermediate image.
+
+    warn: False keeps every warning out of Python's warnings (entry points that print or store
+    ``result.qc["warnings"]`` themselves); the QC record holds them either way.
+
+    backend: registration backend (``registration.BACKENDS``); isotropic: regrid anisotropic
+    pre-contrast scans onto a nested nearly isotropic working grid; brain: a precomputed
+    :func:`brainmask.brain_mask` result, or a binary brain mask on the pre-contrast grid (either
+    skips the atlas registration); require_enhancement: refuse post-contrast scans with no voxel
+    above noise (the default; False only for low doses known to be right, e.g. synthetic ones, where
+    this becomes a QC warning).
+    """
+    with warnings.catch_warnings():
+        if not warn:
+            warnings.simplefilter("ignore")
+        return _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotropic, brain,
+                           require_enhancement)
+
+
+def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotropic, brain,
+                require_enhancement) -> PreprocessResult:
+    check_inputs(pre_contrast, low_dose, standard_dose)
+    pre_native = sitk.Cast(pre_contrast, sitk.sitkFloat32)
+    if isotropic and regrid.is_anisotropic(pre_native):
+        pre_work = regrid.to_grid(pre_native, regrid.nested_isotropic_grid(pre_native))
+    else:
+        pre_work = pre_native
+    if brain is None:
+        brain = bm.brain_mask(pre_native, backend=backend, threads=threads)
+    if isinstance(brain, sitk.Image):
+        check_3d(brain, "brain mask")
+        if brain.GetSize() != pre_native.GetSize() or not np.allclose(brain.GetOrigin(), pre_native.GetOrigin(), atol=1e-3):
+            raise ValueError("The given brain mask is not on the pre-contrast grid; resample it onto the "
+                             "pre-contrast image first (nearest neighbour).")
+        mask_native = sitk.Cast(brain > 0, sitk.sitkUInt8)
+        mask_native.CopyInformation(pre_native)
+        brain = None
+    else:
+        mask_native = brain.brain_mask
+    mask_work = (mask_native if pre_work is pre_native else
+                 sitk.Cast(regrid.to_grid(mask_native, pre_work, sitk.sitkNearestNeighbor), sitk.sitkUInt8))
+    brain_ml = float(sitk.GetArrayViewFromImage(mask_native).sum() * np.prod(mask_native.GetSpacing()) / 1000)
+    radius = [max(1, int(round(REGISTRATION_MASK_MARGIN_MM / s))) for s in mask_native.GetSpacing()]
+    registration_mask = sitk.BinaryDilate(mask_native, radius)
+
+    pre_normalized, pre_q = normalization.percentile_normalize(pre_work, mask_work)
+    low = _post_contrast(low_dose, "low-dose image", pre_native, pre_normalized, mask_native, mask_work,
+                         registration_mask, backend, threads, None, require_enhancement)
+    sigma_ld = low.noise_sigma
+    sd, p, y = None, None, None
+    if standard_dose is not None:
+        sd = _post_contrast(standard_dose, "standard-dose image", pre_native, pre_normalized, mask_native,
+                            mask_work, registration_mask, backend, threads, sigma_ld)
+        y, p = noise.contrast_signal(sd.normalized_subtraction, sigma_ld)
+    qc = {"brain_volume_ml": brain_ml, "brain_mask_source": "atlas registration" if brain else "given",
+          "skull_stripped_input": brain.skull_stripped if brain else None,
+          "atlas_registration_metric": brain.registration.metric if brain else None,
+          "working_grid_spacing_mm": list(pre_work.GetSpacing()), "regridded": pre_work is not pre_native,
+          "pre_contrast_percentile_95": pre_q, "noise_sigma_ld": sigma_ld, "low_dose": low.qc,
+          "warnings": list(low.qc["warnings"])}
+    if not 700.0 <= brain_ml <= 2500.0:
+        message = (f"The brain mask holds {brain_ml:.0f} ml, outside the plausible 700-2500 ml: the atlas "
+                   "registration may have failed. Inspect the QC montage.")
+        qc["warnings"].append(message)
+        warnings.warn(message, RegistrationWarning, stacklevel=3)
+    if sd is not None:
+        qc["standard_dose"] = sd.qc
+        qc["noise_sigma_sd"] = sd.noise_sigma
+        qc["contrast_mask_w_b"] = list(noise.contrast_mask_parameters(sigma_ld))
+        qc["warnings"] += sd.qc["warnings"]
+    return PreprocessResult(pre_native, pre_normalized, pre_q, mask_work, brain, low, sd, sigma_ld, p, y, qc)

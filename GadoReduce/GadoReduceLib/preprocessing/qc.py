@@ -1,0 +1,67 @@
+"""Quality control of the preprocessing: the QC montage PNG and writing all outputs with qc.json."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from .. import DISCLAIMER
+from ..io.imageio import write_image
+from .preprocess import PreprocessResult
+
+
+def qc_montage(result: PreprocessResult, path) -> Path:
+    """PNG of axial and coronal mid slices: pre-contrast, registered scans, subtractions, normalized
+    subtractions (and contrast mask and signal with a standard dose); brain mask as overlay; the
+    registration figures and any warning in the footer."""
+    from ..io.preview import montage
+    columns = [("pre-contrast", result.pre_contrast), ("low dose registered", result.low_dose.registered),
+               ("subtraction LD", result.low_dose.subtraction), ("normalized z LD", result.low_dose.normalized_subtraction)]
+    if result.standard_dose is not None:
+        columns += [("standard dose registered", result.standard_dose.registered),
+                    ("normalized z SD", result.standard_dose.normalized_subtraction),
+                    ("contrast mask p", result.contrast_mask), ("contrast signal y", result.contrast_signal)]
+    arrays = [sitk.GetArrayFromImage(image) for _, image in columns]
+    qc = result.qc
+    parts = [f"LD: corr {qc['low_dose']['correlation_after']:.3f}, MI {qc['low_dose']['registration_metric']:.3f}"]
+    if "standard_dose" in qc:
+        parts.append(f"SD: corr {qc['standard_dose']['correlation_after']:.3f}, "
+                     f"MI {qc['standard_dose']['registration_metric']:.3f}")
+    parts.append(f"brain {qc['brain_volume_ml']:.0f} ml, sigma_LD {qc['noise_sigma_ld']:.4f}")
+    footer = "; ".join(parts) + (f" | WARNING: {len(qc['warnings'])} (see qc.json)" if qc["warnings"] else "")
+    mask = sitk.GetArrayFromImage(result.brain_mask).astype(np.int16)
+    return montage(arrays, [title for title, _ in columns], path, label_overlay=mask,
+                   spacing=result.pre_contrast.GetSpacing(), footer=footer)
+
+
+def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Path]:
+    """Write every output (on the pre-contrast grid) as NIfTI, ``qc.json``, the transforms (.tfm) and,
+    when ``qc_png`` is given, the QC montage. Returns name -> path."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in result.outputs().items()}
+    scans = [("low_dose", result.low_dose)] + ([("standard_dose", result.standard_dose)]
+                                                if result.standard_dose is not None else [])
+    for name, scan in scans:
+        tfm = folder / f"{name}_to_pre_contrast.tfm"
+        partial = folder / f".partial-{tfm.name}"
+        sitk.WriteTransform(scan.registration.transform, str(partial))
+        os.replace(partial, tfm)
+        paths[tfm.stem] = tfm
+    record = {"disclaimer": DISCLAIMER,
+              "transform_convention": "each .tfm maps pre-contrast (fixed) LPS points to the post-contrast "
+                                      "(moving) scan's LPS points, the ITK/elastix resampling direction",
+              "intensity_unit": "95th percentile of the pre-contrast intensities inside the brain mask",
+              **result.qc}
+    qc_file = folder / "qc.json"
+    partial = folder / ".partial-qc.json"
+    partial.write_text(json.dumps(record, indent=1, default=float))
+    os.replace(partial, qc_file)
+    paths["qc"] = qc_file
+    if qc_png:
+        paths["qc_png"] = qc_montage(result, qc_png)
+    return paths
