@@ -15,7 +15,8 @@ import torch
 from GadoReduceLib import DISCLAIMER, __version__
 from GadoReduceLib.evaluation import evaluate as ev
 from GadoReduceLib.cli import main
-from GadoReduceLib.evaluation.cases import EvalCase, folder_cases, lesion_labels_from, low_dose_for, low_dose_seed
+from GadoReduceLib.evaluation.cases import folder_cases, low_dose_for, low_dose_seed
+from GadoReduceLib.io.cases import Case, check_doses, lesion_labels_from
 from GadoReduceLib.evaluation.figures import BOX_METRICS
 from GadoReduceLib.evaluation.report import METRICS, SYNTHETIC_NOTE, summary_markdown
 from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
@@ -137,7 +138,7 @@ def test_summary_states_missing_ablation(run_twice):
 
 # ----------------------------------------------------------------------------- case sources
 
-def _toy_case(name="toy") -> EvalCase:
+def _toy_case(name="toy") -> Case:
     rng = np.random.default_rng(5)
     z, y, x = np.mgrid[:24, :24, :24]
     brain = ((z - 12) ** 2 + (y - 12) ** 2 + (x - 12) ** 2) < 100
@@ -145,7 +146,7 @@ def _toy_case(name="toy") -> EvalCase:
     lesion = ((z - 12) ** 2 + (y - 10) ** 2 + (x - 13) ** 2) < 9
     sd = (pre + np.where(lesion, 600.0, 0.0) + np.where(brain, 10 * rng.standard_normal(brain.shape), 0)).astype(np.float32)
     image = lambda a: sitk.GetImageFromArray(a)  # noqa: E731
-    return EvalCase(name, "folder", image(pre), image(sd), {}, 3.0, "gadobutrol",
+    return Case(name, "folder", image(pre), image(sd), {}, 3.0, "gadobutrol",
                     image(lesion.astype(np.uint16)), image(brain.astype(np.uint8)))
 
 
@@ -181,9 +182,9 @@ def test_binary_lesion_mask_is_split_into_components(tmp_path):
 def test_bad_inputs_raise_clear_value_errors(tmp_path, tiny_model):
     for dose in ([0.0], [1.5], [-0.1]):
         with pytest.raises(ValueError, match=r"outside \(0, 1\]"):
-            ev.check_doses(dose)
+            check_doses(dose)
     with pytest.raises(ValueError, match="same percent"):
-        ev.check_doses([0.2, 0.2001])
+        check_doses([0.2, 0.2001])
     with pytest.raises(ValueError, match="no cases to evaluate"):
         ev.run(tmp_path / "o", model=tiny_model)
     with pytest.raises(ValueError, match="does not exist"):

@@ -22,7 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "GadoReduce"))
 
 from GadoReduceLib.model.files import DEFAULT_MODEL, load_model, save_model  # noqa: E402
 from GadoReduceLib.io.resources import resources_dir  # noqa: E402
-from GadoReduceLib.training.data import find_brats_pairs, held_out  # noqa: E402
+from GadoReduceLib.io.cases import find_brats_pairs  # noqa: E402
+from GadoReduceLib.training.data import held_out  # noqa: E402
 
 COLUMNS = {"psnr_brain": "PSNR_B dB", "psnr_lesions": "PSNR_L dB", "ssim": "SSIM", "c_bar": "c-bar", "c_hat": "c^"}
 

@@ -1,18 +1,18 @@
 """Evaluation (issue 7): GadoReduce against baselines, per case, dose and lesion, on the working grid.
 
-For every case (``evaluate_cases``) and dose d, the scans are preprocessed (``preprocess.preprocess``;
+For every case (``evaluation.cases``) and dose d, the scans are preprocessed (``preprocess.preprocess``;
 cached per case and dose) and every method's image x is compared with the registered standard dose x_SD
 on the working grid, in normalized units (95th percentile of the pre-contrast brain = 1):
 
 - ``low_dose``: the registered low dose x_LD;
 - ``linear_scaling``: x_PC + (x_LD - x_PC) / d (the low-dose enhancement scaled to the standard dose);
-- ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ / sigma_LD the model's contrast signal (as ``infer.synthesize``);
+- ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ / sigma_LD the model's contrast signal (as ``inference.predict.synthesize``);
 - ``gadoreduce_fixed_condition``: the same with an ablation model (``--ablation-model``) whose conditions
   are those in its metadata ``fixed_conditions`` when present, else the case's;
 - ``standard_dose``: x_SD itself, the reference (PSNR inf, SSIM 1, c-bar = c^ = 1; its CNR, LBR, CEP and
   detection are the targets the others are compared with).
 
-Metrics (``metrics``, ``metrics_detection``; definitions in docs/evaluation.md):
+Metrics (``metrics.quality``, ``metrics.detection``; definitions in docs/evaluation.md):
 PSNR_I, PSNR_B, PSNR_L (paper 001): PSNR = 10 log10(peak^2 / MSE), MSE = mean squared difference to x_SD
 over the entire working grid (I), the brain mask (B) or one lesion (L; the case value is the mean over its
 lesions); peak = the maximum of x_SD over the entire working grid, one peak per case for all three.
@@ -29,28 +29,19 @@ from __future__ import annotations
 
 import functools
 import math
-import re
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..io.cases import cache_file, cached, check_doses, dose_digits, save_npz, working_arrays
+from ..io.imageio import dose_name
 from ..metrics import quality as m
 from ..metrics.detection import SIZE_THRESHOLDS_MM, detection_by_size, lesion_geometry
-from ..inference.regions import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS, enhancing_regions
-
-DEFAULT_DOSES = (0.1, 0.2, 0.33)
-BASELINES = ("low_dose", "linear_scaling")
-MODEL_METHODS = ("gadoreduce", "gadoreduce_fixed_condition")
-REFERENCE = "standard_dose"
-OVERLAP_PERCENTS = (1, 5, 10, 20, 30)
-"""Thresholds (% of brain voxels) of the enhancement overlap (paper 004 evaluates 1-30 %)."""
-ENHANCING_SIGMAS = DEFAULT_THRESHOLD_SIGMAS
-"""Enhancing = contrast above this many noise sigmas of the standard-dose subtraction (MAE_CE, detection)."""
-CACHE_VERSION = 1
+from ..inference.regions import DEFAULT_MIN_VOLUME_MM3, enhancing_regions
+from .methods import BASELINES, DEFAULT_DOSES, ENHANCING_SIGMAS, OVERLAP_PERCENTS, REFERENCE
 
 
 @dataclass
@@ -79,10 +70,8 @@ class CaseArrays:
     assumed_metadata: bool
 
     def save(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.partial.npz")
-        np.savez_compressed(tmp, **{k: np.asarray(v) for k, v in self.__dict__.items()})
-        tmp.replace(path)
+        """Atomic npz write (``io.cases.save_npz``)."""
+        save_npz(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
 
     @classmethod
     def load(cls, path: Path) -> "CaseArrays":
@@ -113,29 +102,23 @@ def preprocess_case(case, dose: float, backend: str = "auto") -> CaseArrays:
     from .cases import low_dose_for
     from ..preprocessing.preprocess import preprocess
     low, real = low_dose_for(case, dose)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # QC warnings stay in result.qc
-        result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
-                            require_enhancement=real)
+    # warn=False: QC warnings stay in result.qc
+    result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
+                        require_enhancement=real, warn=False)
     return arrays_from_result(result, case.lesions, real, case.field_strength, case.agent, case.assumed_metadata)
 
 
 def arrays_from_result(result, lesions: sitk.Image | None, real_low_dose: bool, field_strength: float, agent: str,
                        assumed_metadata: bool = False) -> CaseArrays:
-    """:class:`CaseArrays` from a ``preprocess.PreprocessResult`` with a standard dose; ``lesions``: label image
-    on the pre-contrast grid (kept where ``reference_lesions`` allows) or None."""
-    from ..io.regrid import to_grid
-    view = lambda image: sitk.GetArrayFromImage(image).astype(np.float32)  # noqa: E731
-    pre, standard = view(result.pre_contrast), view(result.standard_dose.registered)
-    spacing = tuple(result.pre_contrast.GetSpacing())
-    labels = np.zeros(pre.shape, np.uint16)
+    """:class:`CaseArrays` from a ``preprocess.PreprocessResult`` with a standard dose (``io.cases.working_arrays``);
+    ``lesions``: label image on the pre-contrast grid (kept where ``reference_lesions`` allows) or None."""
+    w = working_arrays(result, lesions)
+    labels = w.lesions
     if lesions is not None:
-        mapped = to_grid(lesions, result.pre_contrast, sitk.sitkNearestNeighbor, sitk.sitkUInt16)
-        labels = reference_lesions(sitk.GetArrayFromImage(mapped), pre, standard, spacing)
-    return CaseArrays(pre, view(result.low_dose.registered), standard, sitk.GetArrayFromImage(result.brain_mask) > 0,
-                      view(result.low_dose.normalized_subtraction), view(result.low_dose.local_std), labels,
-                      spacing, float(result.noise_sigma_ld), float(result.standard_dose.noise_sigma), bool(real_low_dose),
-                      float(field_strength), str(agent), bool(assumed_metadata))
+        labels = reference_lesions(labels, w.pre_contrast, w.standard_dose, w.spacing)
+    return CaseArrays(w.pre_contrast, w.low_dose, w.standard_dose, w.brain_mask, w.z_ld, w.s_ld, labels, w.spacing,
+                      w.noise_sigma_ld, w.noise_sigma_sd, bool(real_low_dose), float(field_strength), str(agent),
+                      bool(assumed_metadata))
 
 
 def _load_case(spec, backend: str):
@@ -148,40 +131,26 @@ def _load_case(spec, backend: str):
 
 
 def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tuple[CaseArrays, bool]:
-    """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dXXX_<key>.npz``.
-    ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a case once for all doses)."""
+    """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dNNN_<key>.npz``
+    (``io.cases.cache_file``). ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a
+    case once for all doses)."""
     load = load or spec.load
-    from ..io.imageio import dose_name
-    from ..training.data import cache_key
-    if cache_dir is None:
-        return preprocess_case(load(), dose, backend), False
-    key = cache_key("evaluate", {"version": CACHE_VERSION, "case": spec.identity, "dose": dose_name(dose),
-                                 "backend": backend})
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", spec.name)
-    path = Path(cache_dir) / f"{safe}_{dose_name(dose).replace('low_dose_', 'd')}_{key}.npz"
-    if path.exists():
-        return CaseArrays.load(path), True
-    arrays = preprocess_case(load(), dose, backend)
-    arrays.save(path)
-    return arrays, False
+    path = cache_file(cache_dir, f"{spec.name}_d{dose_digits(dose)}", "evaluate",
+                      {"case": spec.identity, "dose": dose_name(dose), "backend": backend})
+    return cached(path, lambda: preprocess_case(load(), dose, backend), CaseArrays.load)
 
 
 # ----------------------------------------------------------------------------- methods
 
 def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
                    tile: int | None = None, device=None, fixed_conditions: dict | None = None) -> np.ndarray:
-    """Model contrast signal y~ = gamma s_LD y^ / sigma_LD on the working grid, normalized units (as ``infer.synthesize``
-    computes it before mapping back to the input grid). ``fixed_conditions``: {"dose", "field_strength",
-    "relaxivity", "noise_sigma"} replacing the case's conditions (fixed-condition ablation)."""
-    from ..physics.agents import get_agent
-    from ..inference.predict import predict_contrast, revert_normalization
-    cond = {"dose": dose, "field_strength": field_strength,
-            "relaxivity": get_agent(agent).relaxivity(field_strength), "noise_sigma": arrays.noise_sigma_ld}
-    cond.update(fixed_conditions or {})
-    conditions = loaded.normalization.normalize(cond["dose"], cond["field_strength"], cond["relaxivity"],
-                                                cond["noise_sigma"])
-    y_hat = predict_contrast(loaded.model, arrays.z_ld, arrays.low, arrays.s_ld, conditions, tile=tile, device=device)
-    return revert_normalization(y_hat, arrays.s_ld, loaded.gamma, arrays.noise_sigma_ld)
+    """Model contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] on the working grid, normalized units: the
+    function ``inference.predict.synthesize`` uses before mapping back to the input grid
+    (``predict.model_contrast_signal``). ``fixed_conditions``: {"dose", "field_strength", "relaxivity",
+    "noise_sigma"} replacing the case's conditions (fixed-condition ablation)."""
+    from ..inference.predict import model_contrast_signal
+    return model_contrast_signal(loaded, arrays.z_ld, arrays.low, arrays.s_ld, arrays.noise_sigma_ld, dose,
+                                 field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions)
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -260,24 +229,11 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
 
 # ----------------------------------------------------------------------------- the run
 
-def check_doses(doses) -> tuple[float, ...]:
-    """Sorted distinct doses in (0, 1]; ValueError naming the fix otherwise."""
-    from ..io.imageio import dose_name
-    from ..physics.lowdose import check_dose
-    out = [check_dose(d) for d in doses]
-    if not out:
-        raise ValueError("no dose given; use e.g. --doses 0.1,0.2,0.33")
-    names = [dose_name(d) for d in out]
-    if len(set(names)) != len(names):
-        raise ValueError(f"doses {out} repeat or round to the same percent; give distinct doses")
-    return tuple(sorted(out))
-
-
 def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile=None, device=None,
              log=print, on_images=None) -> dict:
     """Run every method on every (case, dose); returns {"cases": [...], "lesions": [...], "timings": {...}}.
 
-    specs: ``evaluate_cases.CaseSpec`` list; loaded / ablation: ``model_io.LoadedModel`` (ablation optional);
+    specs: ``io.cases.CaseSpec`` list; loaded / ablation: ``model.files.LoadedModel`` (ablation optional);
     on_images: called as ``on_images(case_name, dose, arrays, images)`` while a case's images are in memory
     (figures), so that only one case is held at a time.
     """
@@ -363,7 +319,7 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
     def on_images(case_name, dose, arrays, images):
         if case_name in zoom_names:
             path = lesion_zoom(arrays, {m: images[m] for m in methods},
-                               output / "figures" / f"lesions_{case_name}_dose{round(dose * 100):03d}.png",
+                               output / "figures" / f"lesions_{case_name}_dose{dose_digits(dose)}.png",
                                f"{case_name}, dose {dose:g}")
             if path is not None:
                 zooms.append(str(path.relative_to(output)))

@@ -10,13 +10,12 @@ intensities look equal across methods. Figures show synthetic images: research o
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from ..io.atomic import atomic_path
 from ..metrics.detection import lesion_geometry
 
 BOX_METRICS = (("psnr_image", "PSNR_I (dB)"), ("psnr_brain", "PSNR_B (dB)"), ("psnr_lesions", "PSNR_L (dB)"),
@@ -30,16 +29,9 @@ ZOOM_TITLES = {"pre_contrast": "pre-contrast", "low_dose": "low dose", "linear_s
 
 
 def _save_png(image: Image.Image, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         image.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return Path(path)
 
 
 def _font(size: int):
@@ -124,8 +116,8 @@ def box_plot(rows, metric: str, label: str, methods, doses, path) -> Path:
         ax.legend(fontsize=7, loc="best")
         ax.set_title(f"{label} per case (research only)", fontsize=9)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         return path
     groups = [(f"{d:g}", method, _series(rows, metric, method, d)) for d in doses for method in methods]
     return _pil_chart(groups, label, path, boxes=True)
@@ -152,8 +144,8 @@ def dose_response(rows, methods, doses, path, metric: str = "c_hat", label: str 
         ax.legend(fontsize=7)
         ax.set_title(f"{label} against dose (research only)", fontsize=9)
         fig.tight_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
         return path
     groups = [(f"{d:g}", m, v) for m, points in stats.items() for d, v in points]
     return _pil_chart(groups, label, path, boxes=False)

@@ -11,18 +11,16 @@ sensitivity, false detections), |value - 1| for c-bar and c^ (1 = the standard d
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from .. import DISCLAIMER, __version__
-from .evaluate import BASELINES, OVERLAP_PERCENTS, REFERENCE
+from ..io.tables import csv_text
+from ..io.atomic import write_text
+from .methods import BASELINES, OVERLAP_PERCENTS, REFERENCE
 from ..metrics.quality import paired_tests
 from ..metrics.detection import SIZE_THRESHOLDS_MM
 
@@ -57,34 +55,6 @@ def fmt(value) -> str:
             return "inf" if value > 0 else "-inf"
         return f"{value:.6g}"
     return str(value)
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write ``text`` (UTF-8, LF line ends) to ``path`` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def csv_text(rows: list[dict]) -> str:
-    """CSV of dict rows (columns: the keys of the first row, then any new keys in order of appearance)."""
-    columns = []
-    for row in rows:
-        columns += [k for k in row if k not in columns]
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([fmt(row.get(c, "")) for c in columns])
-    return out.getvalue()
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -233,9 +203,9 @@ def summary_markdown(result: dict, methods: list[str], doses, info: dict) -> str
 def write_report(result: dict, methods: list[str], doses, output: Path, info: dict) -> dict[str, Path]:
     """Write per_case.csv, per_lesion.csv, summary.md and timings.json under ``output``; returns the paths."""
     output = Path(output)
-    paths = {"per_case": atomic_write_text(output / "per_case.csv", csv_text(result["cases"])),
-             "per_lesion": atomic_write_text(output / "per_lesion.csv", csv_text(result["lesions"])
+    paths = {"per_case": write_text(output / "per_case.csv", csv_text(result["cases"], format_value=fmt)),
+             "per_lesion": write_text(output / "per_lesion.csv", csv_text(result["lesions"], format_value=fmt)
                                              if result["lesions"] else "case,dose,method,lesion\n"),
-             "summary": atomic_write_text(output / "summary.md", summary_markdown(result, methods, doses, info)),
-             "timings": atomic_write_text(output / "timings.json", json.dumps(result["timings"], indent=1) + "\n")}
+             "summary": write_text(output / "summary.md", summary_markdown(result, methods, doses, info)),
+             "timings": write_text(output / "timings.json", json.dumps(result["timings"], indent=1) + "\n")}
     return paths

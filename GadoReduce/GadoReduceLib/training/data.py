@@ -7,38 +7,29 @@ low-dose image), s_LD (local noise std of the low-dose subtraction); the target 
 background) for validation metrics; the conditions (dose, field strength, relaxivity, noise sigma)
 and the case's scale ratio <b, s_SD> / <b, s_LD> that enters gamma.
 
-Sources (each preprocessed once by ``preprocess.preprocess`` and cached as ``<cache>/<id>_<key>.npz``):
-- a case folder: ``pre_contrast.*``, ``standard_dose.*``, one or more ``low_dose*.*`` images (NIfTI,
-  NRRD, MetaImage) and a sidecar ``case.json`` ({"dose": 0.25, "field_strength": 3, "agent":
-  "gadobutrol"}) or a phantom sidecar ``phantom.json`` (as ``gadoreduce synth phantom`` writes);
-  optional ``brain_mask.*`` (skips the atlas registration) and ``lesion_labels.*``;
+Sources, read by the one case reader (``io.cases``; layouts and the definition of a lesion there), each
+preprocessed once by ``preprocess.preprocess`` and cached as ``<cache>/<id>_<key>.npz`` (``io.cases.cached``):
+- a case folder (one training case per low-dose image);
 - a digital phantom generated on the fly (``phantom.PhantomConfig``);
 - a real pre/standard-dose pair (BraTS t1/t1ce) with a synthetic low dose (``lowdose``); BraTS
-  carries no scanner metadata, so field strength and agent are the assumed defaults below.
+  carries no scanner metadata, so field strength and agent are the assumed defaults of ``io.cases``.
 Synthetic data for research and testing, not clinical evidence.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
+from ..io.cases import (DEFAULT_FIELD_STRENGTH_T, brats_spec, cache_file, cached, case_files, case_folders,
+                        dose_digits, find_brats_pairs, folder_spec, image_stem, phantom_spec, read_case_folder,
+                        read_case_metadata, save_npz, working_arrays)
 from ..physics.agents import DEFAULT_AGENT, get_agent
 
-CACHE_VERSION = 1
-"""Bump when preprocessing changes so that cached cases are recomputed."""
-DEFAULT_FIELD_STRENGTH_T = 3.0
-"""Field strength assumed for real pairs without metadata (BraTS)."""
-IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
-BRATS_ENHANCING_LABEL = 4
-"""BraTS segmentation label of the enhancing tumour (the lesion region of validation metrics)."""
+TRAINING_NEEDS = "each training case needs pre_contrast, low_dose and standard_dose"
 
 
 @dataclass
@@ -83,20 +74,14 @@ class TrainingCase:
         return (self.dose, self.field_strength, self.relaxivity, self.noise_sigma)
 
     def save(self, path: Path) -> Path:
-        """Atomic npz write (a partial file never carries the final name)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_name(f".partial-{os.getpid()}-{path.name}")
+        """Atomic npz write (``io.cases.save_npz``)."""
         arrays = {name: getattr(self, name) for name in self.ARRAYS}
         if self.lesions is not None:
             arrays["lesions"] = self.lesions
         scalars = {"case_id": self.case_id, "dose": self.dose, "field_strength": self.field_strength,
                    "relaxivity": self.relaxivity, "noise_sigma": self.noise_sigma, "scale_ratio": self.scale_ratio,
                    "spacing": list(self.spacing), "metadata": self.metadata}
-        with open(partial, "wb") as handle:
-            np.savez_compressed(handle, meta=np.array(json.dumps(scalars)), **arrays)
-        partial.replace(path)
-        return path
+        return save_npz(path, meta=np.array(json.dumps(scalars)), **arrays)
 
     @classmethod
     def load(cls, path: Path) -> "TrainingCase":
@@ -131,205 +116,96 @@ def compute_gamma(cases) -> float:
 # ----------------------------------------------------------------------------- from preprocessing
 
 def case_from_preprocessing(case_id: str, result, dose: float, field_strength: float, agent: str,
-                            lesions: sitk.Image | None = None, metadata: dict | None = None) -> TrainingCase:
-    """TrainingCase from a ``preprocess.PreprocessResult`` computed with a standard dose (working grid).
-    ``lesions``: label image on the pre-contrast grid (resampled onto the working grid, nearest)."""
-    from ..io import regrid
-    if result.standard_dose is None:
-        raise ValueError(f"case {case_id}: preprocessing ran without a standard-dose image; training needs one")
-    view = sitk.GetArrayFromImage
-    b = view(result.brain_mask).astype(np.uint8)
-    s_ld = view(result.low_dose.local_std).astype(np.float32)
-    s_sd = view(result.standard_dose.local_std).astype(np.float32)
-    labels = None
-    if lesions is not None:
-        labels = view(regrid.to_grid(lesions, result.pre_contrast, sitk.sitkNearestNeighbor)).astype(np.uint16)
+                            lesions=None, metadata: dict | None = None) -> TrainingCase:
+    """TrainingCase from a ``preprocess.PreprocessResult`` computed with a standard dose (working grid), through
+    ``io.cases.working_arrays``. ``lesions``: label image on the pre-contrast grid (or None)."""
+    w = working_arrays(result, lesions, case_id)
+    b = w.brain_mask.astype(np.uint8)
     name = get_agent(agent).name
     return TrainingCase(
-        case_id, view(result.low_dose.normalized_subtraction).astype(np.float32),
-        view(result.low_dose.registered).astype(np.float32), s_ld,
-        view(result.contrast_signal).astype(np.float32), view(result.contrast_mask).astype(np.float32), b,
+        case_id, w.z_ld, w.low_dose, w.s_ld, w.contrast_signal, w.contrast_mask, b,
         dose=float(dose), field_strength=float(field_strength),
-        relaxivity=float(get_agent(name).relaxivity(field_strength)), noise_sigma=float(result.noise_sigma_ld),
-        scale_ratio=scale_ratio(b, s_sd, s_ld), lesions=labels, spacing=tuple(result.pre_contrast.GetSpacing()),
-        metadata={"agent": name, **(metadata or {})})
+        relaxivity=float(get_agent(name).relaxivity(field_strength)), noise_sigma=w.noise_sigma_ld,
+        scale_ratio=scale_ratio(b, w.s_sd, w.s_ld), lesions=w.lesions if lesions is not None else None,
+        spacing=w.spacing, metadata={"agent": name, **(metadata or {})})
 
 
-def cache_key(kind: str, identity: dict) -> str:
-    """12 hex digits identifying a source and all parameters that change its preprocessed arrays."""
-    text = json.dumps({"kind": kind, "version": CACHE_VERSION, **identity}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
+def _from_case(case_id: str, case, dose: float, backend: str, metadata: dict, low=None,
+               require_enhancement: bool = True) -> TrainingCase:
+    """Preprocess a loaded ``io.cases.Case`` with its low dose at ``dose`` (or ``low``) into a TrainingCase."""
+    from ..preprocessing.preprocess import preprocess
+    low = case.low_doses[dose] if low is None else low
+    result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
+                        require_enhancement=require_enhancement, warn=False)  # QC warnings stay in result.qc
+    return case_from_preprocessing(case_id, result, dose, case.field_strength, case.agent, case.lesions, metadata)
 
 
 def _cached(cache_dir, case_id: str, kind: str, identity: dict, build) -> TrainingCase:
-    safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", case_id)
-    if cache_dir is None:
-        return build()
-    path = Path(cache_dir) / f"{safe}_{cache_key(kind, identity)}.npz"
-    if path.exists():
-        return TrainingCase.load(path)
-    case = build()
-    case.save(path)
-    return case
+    return cached(cache_file(cache_dir, case_id, kind, identity), build, TrainingCase.load)[0]
 
 
-def _preprocess(pre, low, standard, brain, backend, require_enhancement=True):
-    import warnings
-    from ..preprocessing.preprocess import preprocess
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # QC warnings are kept in result.qc
-        return preprocess(pre, low, standard, backend=backend, brain=brain, require_enhancement=require_enhancement)
-
-
-# ----------------------------------------------------------------------------- case folders
-
-def _find_image(folder: Path, stem: str) -> Path | None:
-    for suffix in IMAGE_SUFFIXES:
-        path = folder / f"{stem}{suffix}"
-        if path.exists():
-            return path
-    return None
-
-
-def _low_dose_files(folder: Path) -> list[Path]:
-    found = []
-    for path in sorted(folder.iterdir()):
-        name = path.name
-        if name.startswith("low_dose") and any(name.endswith(s) for s in IMAGE_SUFFIXES):
-            found.append(path)
-    return found
-
-
-def read_case_metadata(folder: Path) -> dict:
-    """{"doses": {low-dose file name: dose}, "field_strength", "agent"} from ``case.json`` or ``phantom.json``."""
-    case_json, phantom_json = folder / "case.json", folder / "phantom.json"
-    lows = _low_dose_files(folder)
-    if case_json.exists():
-        meta = json.loads(case_json.read_text())
-        missing = [k for k in ("dose", "field_strength") if k not in meta]
-        if missing:
-            raise ValueError(f"{case_json} lacks {', '.join(missing)}; write e.g. "
-                             '{"dose": 0.25, "field_strength": 3, "agent": "gadobutrol"}')
-        if len(lows) != 1:
-            raise ValueError(f"{folder} holds {len(lows)} low-dose images ({[p.name for p in lows]}); a case.json "
-                             "folder must hold exactly one low_dose.* image (or use per-dose phantom.json)")
-        return {"doses": {lows[0].name: float(meta["dose"])}, "field_strength": float(meta["field_strength"]),
-                "agent": meta.get("agent", DEFAULT_AGENT)}
-    if phantom_json.exists():
-        meta = json.loads(phantom_json.read_text())
-        doses = {}
-        for path in lows:
-            match = re.match(r"low_dose_(\d{3})\.", path.name)
-            if match:
-                doses[path.name] = int(match.group(1)) / 100.0
-        return {"doses": doses, "field_strength": float(meta["field_strength_t"]), "agent": meta["agent"]["name"]}
-    raise ValueError(f"case folder {folder} has no metadata sidecar: add case.json with "
-                     '{"dose": 0.25, "field_strength": 3, "agent": "gadobutrol"}')
-
+# ----------------------------------------------------------------------------- sources
 
 def cases_from_folder(folder, cache_dir=None, backend: str = "auto", log=None) -> list[TrainingCase]:
-    """Training cases of one case folder (one per low-dose image); see the module docstring for the layout."""
-    from ..io.imageio import read_image
+    """Training cases of one case folder (one per low-dose image); layout: ``io.cases``."""
     folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"case folder {folder} does not exist; give a folder with pre_contrast, low_dose and "
-                         "standard_dose images and case.json")
-    pre_path, sd_path = _find_image(folder, "pre_contrast"), _find_image(folder, "standard_dose")
-    lows = _low_dose_files(folder)
-    missing = [n for n, p in (("pre_contrast", pre_path), ("standard_dose", sd_path)) if p is None]
-    if not lows:
-        missing.append("low_dose")
-    if missing:
-        raise ValueError(f"case folder {folder} lacks {', '.join(missing)} image(s) (expected files such as "
-                         f"{missing[0]}.nii.gz); each training case needs pre_contrast, low_dose and standard_dose")
+    case_files(folder, ("pre_contrast", "standard_dose", "low_dose"), TRAINING_NEEDS)
     meta = read_case_metadata(folder)
-    brain_path, lesion_path = _find_image(folder, "brain_mask"), _find_image(folder, "lesion_labels")
+    identity = folder_spec(folder).identity
     cases = []
-    for low_name, dose in sorted(meta["doses"].items()):
-        identity = {"folder": str(folder.resolve()), "low": low_name, "dose": dose, "backend": backend,
-                    "mtimes": [os.path.getmtime(p) for p in (pre_path, sd_path, folder / low_name)]}
-        case_id = f"{folder.name}_{Path(low_name).name.split('.')[0]}"
+    for low_name, dose in sorted(meta.doses.items()):
+        case_id = f"{folder.name}_{image_stem(low_name)}"
 
         def build(low_name=low_name, dose=dose, case_id=case_id):
             if log:
                 log(f"preprocessing {case_id} (cached afterwards) ...")
-            pre, sd = read_image(pre_path), read_image(sd_path)
-            brain = read_image(brain_path) if brain_path else None
-            result = _preprocess(pre, read_image(folder / low_name), sd, brain, backend)
-            lesions = read_image(lesion_path) if lesion_path else None
-            return case_from_preprocessing(case_id, result, dose, meta["field_strength"], meta["agent"], lesions,
-                                           {"source": "folder", "folder": str(folder)})
-        cases.append(_cached(cache_dir, case_id, "folder", identity, build))
+            case = read_case_folder(folder, [low_name], ("pre_contrast", "standard_dose", "low_dose"),
+                                    TRAINING_NEEDS)
+            return _from_case(case_id, case, float(dose), backend, {"source": "folder", "folder": str(folder)})
+        cases.append(_cached(cache_dir, case_id, "folder",
+                             {**identity, "low": low_name, "dose": dose, "backend": backend}, build))
     return cases
 
 
-# ----------------------------------------------------------------------------- synthetic sources
-
 def case_from_phantom(config, cache_dir=None, backend: str = "auto", log=None) -> TrainingCase:
     """A phantom generated on the fly (``config.doses`` must hold one dose); uses its true brain mask."""
-    from dataclasses import asdict
-    from ..phantom.generate import generate_phantom
     config = config.validated()
     if len(config.doses) != 1:
         raise ValueError(f"a phantom training case takes one low dose, got {config.doses}")
     dose = config.doses[0]
-    case_id = f"phantom_{config.seed}_{config.size}_{config.field_strength:g}T_{config.agent}_d{round(dose * 100):03d}"
+    spec = phantom_spec(config)
+    case_id = f"phantom_{config.seed}_{config.size}_{config.field_strength:g}T_{config.agent}_d{dose_digits(dose)}"
 
     def build():
         if log:
             log(f"generating and preprocessing {case_id} (cached afterwards) ...")
-        case = generate_phantom(config)
-        result = _preprocess(case.pre_contrast, case.low_dose[dose], case.standard_dose, case.brain_mask, backend)
-        return case_from_preprocessing(case_id, result, dose, config.field_strength, config.agent,
-                                       case.lesion_labels, {"source": "phantom", "seed": config.seed})
-    return _cached(cache_dir, case_id, "phantom", {"config": asdict(config), "backend": backend}, build)
-
-
-def find_brats_pairs(root) -> list[tuple[str, Path, Path, Path | None]]:
-    """(subject, t1, t1ce, seg or None) for every ``*_t1.nii.gz`` with a ``*_t1ce.nii.gz`` under ``root``,
-    sorted by subject name."""
-    root = Path(root)
-    if not root.is_dir():
-        raise ValueError(f"BraTS folder {root} does not exist; give the folder holding the subject folders")
-    pairs = []
-    for t1 in sorted(root.rglob("*_t1.nii.gz")):
-        subject = t1.name[: -len("_t1.nii.gz")]
-        t1ce = t1.with_name(f"{subject}_t1ce.nii.gz")
-        if t1ce.exists():
-            seg = t1.with_name(f"{subject}_seg.nii.gz")
-            pairs.append((subject, t1, t1ce, seg if seg.exists() else None))
-    if not pairs:
-        raise ValueError(f"no BraTS pairs (SUBJECT_t1.nii.gz with SUBJECT_t1ce.nii.gz) under {root}")
-    return sorted(pairs, key=lambda p: p[0])
+        return _from_case(case_id, spec.load(), dose, backend, {"source": "phantom", "seed": config.seed})
+    return _cached(cache_dir, case_id, "phantom", {**spec.identity, "backend": backend}, build)
 
 
 def case_from_pair(subject: str, pre_path, standard_path, dose: float, seed: int, seg_path=None,
                    field_strength: float = DEFAULT_FIELD_STRENGTH_T, agent: str = DEFAULT_AGENT,
                    cache_dir=None, backend: str = "auto", log=None) -> TrainingCase:
-    """A real pre/standard-dose pair with a synthetic low dose at ``dose`` (``lowdose.synthesize_low_dose``).
-    ``seg_path``: BraTS segmentation; its enhancing label is the lesion region."""
-    from ..io.imageio import read_image
-    from ..physics.lowdose import synthesize_low_dose
-    case_id = f"{subject}_d{round(dose * 100):03d}_s{seed}"
-    identity = {"pre": str(Path(pre_path).resolve()), "sd": str(Path(standard_path).resolve()), "dose": dose,
-                "seed": seed, "field_strength": field_strength, "agent": agent, "backend": backend}
+    """A real pre/standard-dose pair (``io.cases.read_brats_subject``) with a synthetic low dose at ``dose``
+    (``lowdose.synthesize_low_dose``). ``seg_path``: BraTS segmentation (lesions: ``io.cases``)."""
+    spec = brats_spec(subject, Path(pre_path), Path(standard_path), Path(seg_path) if seg_path else None)
+    case_id = f"{subject}_d{dose_digits(dose)}_s{seed}"
+    identity = {**spec.identity, "dose": dose, "seed": seed, "field_strength": field_strength, "agent": agent,
+                "backend": backend}
 
     def build():
+        from ..physics.lowdose import synthesize_low_dose
         if log:
             log(f"synthesizing low dose and preprocessing {case_id} (cached afterwards) ...")
-        pre = sitk.Cast(read_image(pre_path), sitk.sitkFloat32)
-        sd = sitk.Cast(read_image(standard_path), sitk.sitkFloat32)
-        low, _ = synthesize_low_dose(pre, sd, dose, field_strength=field_strength, agent=agent, seed=seed)
+        case = spec.load()
+        case.field_strength, case.agent = field_strength, agent
+        low, _ = synthesize_low_dose(case.pre_contrast, case.standard_dose, dose, field_strength=field_strength,
+                                     agent=agent, seed=seed)
         # a synthetic low dose is right by construction: little enhancement above noise is a fact, not an error
-        result = _preprocess(pre, low, sd, None, backend, require_enhancement=False)
-        lesions = None
-        if seg_path is not None:
-            seg = read_image(seg_path)
-            lesions = sitk.Cast(seg == BRATS_ENHANCING_LABEL, sitk.sitkUInt16)
-            lesions.CopyInformation(pre)
-        return case_from_preprocessing(case_id, result, dose, field_strength, agent, lesions,
-                                       {"source": "synthetic low dose", "subject": subject, "seed": seed,
-                                        "assumed_metadata": "field strength and agent assumed (BraTS has none)"})
+        return _from_case(case_id, case, dose, backend,
+                          {"source": "synthetic low dose", "subject": subject, "seed": seed,
+                           "assumed_metadata": "field strength and agent assumed (BraTS has none)"},
+                          low=low, require_enhancement=False)
     return _cached(cache_dir, case_id, "pair", identity, build)
 
 
@@ -341,13 +217,11 @@ PHANTOM_FIELD_STRENGTHS = (1.5, 3.0)
 PHANTOM_AGENTS = ("gadobutrol", "gadoterate", "gadoteridol", "gadobenate", "gadopiclenol")
 
 
-def _case_folders(path: Path) -> list[Path]:
+def _case_folders(path) -> list[Path]:
     path = Path(path)
     if not path.is_dir():
         raise ValueError(f"case folder {path} does not exist; give a case folder or a folder of case folders")
-    if _find_image(path, "pre_contrast") is not None or _low_dose_files(path):
-        return [path]
-    folders = sorted(p for p in path.iterdir() if p.is_dir())
+    folders = case_folders(path)
     if not folders:
         raise ValueError(f"{path} holds neither case images (pre_contrast, low_dose*, standard_dose) nor case "
                          "folders; check the path")

@@ -1,19 +1,18 @@
 """Training loop of the conditional CNN (paper 001, sections 3.4 and 4): Adam, cosine schedule, DDP.
 
 Defaults follow the paper: Adam (lr 1e-4, betas 0.9/0.999), learning rate annealed to 1e-6 by a cosine
-schedule, 96^3 patches, weighted Huber loss with an 8-voxel margin (``training_patches``), random flips
+schedule, 96^3 patches, weighted Huber loss with an 8-voxel margin (``training.patches``), random flips
 and 90-degree rotations. ``train`` runs in one process or in every process of a ``torchrun`` job
 (DistributedDataParallel; gloo on CPU, nccl on GPUs); each process draws its own patches, seeded by
 (seed, rank, step), so a resumed run continues with exactly the patches of an uninterrupted one.
 
 Outputs in the output folder: ``checkpoint.pt`` (model, optimizer, schedule, step, history; for
 ``resume``), ``history.json`` (loss per step, validation metrics), ``loss_curve.png``, and at the end
-``model.pt`` (``model_io`` format: weights, configuration, condition normalization, gamma). Research software, not for diagnosis.
+``model.pt`` (``model.files`` format: weights, configuration, condition normalization, gamma). Research software, not for diagnosis.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import sys
@@ -204,9 +203,9 @@ def validate(model, fixed: list[tuple], config: TrainConfig, normalization: Cond
 # ----------------------------------------------------------------------------- checkpoints
 
 def _atomic_torch_save(obj, path: Path) -> None:
-    partial = path.with_name(f".partial-{path.name}")
-    torch.save(obj, partial)
-    partial.replace(path)
+    from ..io.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
 
 
 def save_checkpoint(path: Path, model, optimizer, scheduler, step: int, history: dict, config: TrainConfig,
@@ -324,10 +323,9 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
 
 
 def _write_reports(output: Path, history: dict) -> None:
+    from ..io.atomic import write_json
     from .loss_curve import plot_loss_curve
-    partial = output / ".partial-history.json"
-    partial.write_text(json.dumps(history))
-    partial.replace(output / "history.json")
+    write_json(output / "history.json", history, indent=None)
     plot_loss_curve(history, output / "loss_curve.png")
 
 

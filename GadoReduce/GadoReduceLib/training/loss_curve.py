@@ -69,8 +69,7 @@ def plot_loss_curve(history: dict, path, title: str = "GadoReduce training loss"
             draw.ellipse([sx(s) - 3, sy(v) - 3, sx(s) + 3, sy(v) + 3], fill=(20, 60, 160))
         for s, v in val:
             draw.ellipse([sx(s) - 4, sy(v) - 4, sx(s) + 4, sy(v) + 4], fill=(240, 130, 20))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")
-    image.save(partial, format="PNG")
-    partial.replace(path)
+    from ..io.atomic import atomic_path
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
     return path

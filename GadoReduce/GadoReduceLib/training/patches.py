@@ -1,6 +1,6 @@
 """Patches, augmentation and the loss of paper 001, section 3.4 / section 4 (training details).
 
-- Patch sampler: cubic patches (96^3 by default) from a :class:`training_data.TrainingCase`; with
+- Patch sampler: cubic patches (96^3 by default) from a :class:`training.data.TrainingCase`; with
   probability ``enhancing_fraction`` the patch is centred on a random contrast-enhancing voxel
   (p_SD > 0.5 in the brain), otherwise on a random brain voxel; the window is shifted to lie inside
   the volume.

@@ -1,0 +1,144 @@
+"""The ``gadoreduce train`` command: its options, their defaults and the run (the entry point sits in its stage).
+
+Every default is read where it is defined: ``loop.TrainConfig`` (steps, patch, batch, lr, seed, checkpoint and
+validation intervals, threads), ``model.network.ModelConfig`` (base_features, scales) and the parameters of
+``data.training_sets`` (holdout, phantoms, phantom_size, dose_range, backend). They are looked up only when the
+command runs or its help is shown, so that building the parser imports neither torch nor the training code.
+A ``--config`` JSON file may set any key of :data:`TRAIN_OPTIONS`; the command line wins.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+TRAIN_OPTIONS = {"cases": ("data", "case_dirs"), "phantoms": ("data", "phantoms"), "brats": ("data", "brats"),
+                 "holdout": ("data", "holdout"), "steps": ("train", "steps"), "patch": ("train", "patch_size"),
+                 "batch": ("train", "batch_size"), "base_features": ("model", "base_features"),
+                 "scales": ("model", "scales"), "lr": ("train", "learning_rate"), "seed": ("train", "seed"),
+                 "phantom_size": ("data", "phantom_size"), "dose_range": ("data", "dose_range"),
+                 "cache": ("data", "cache_dir"), "backend": ("data", "backend"),
+                 "checkpoint_every": ("train", "checkpoint_every"), "validate_every": ("train", "validate_every"),
+                 "threads": ("train", "threads")}
+"""Option (command line and --config key) -> (where its default is defined, parameter name there): "train"
+``TrainConfig``, "model" ``ModelConfig``, "data" ``training_sets``."""
+
+
+def train_defaults() -> dict:
+    """{option: default} read from ``TrainConfig``, ``ModelConfig`` and ``training_sets`` (imports torch)."""
+    import dataclasses
+    import inspect
+
+    from ..model.network import ModelConfig
+    from .data import training_sets
+    from .loop import TrainConfig
+    fields = lambda cls: {f.name: f.default for f in dataclasses.fields(cls)}  # noqa: E731
+    sources = {"train": fields(TrainConfig), "model": fields(ModelConfig),
+               "data": {name: p.default for name, p in inspect.signature(training_sets).parameters.items()}}
+    return {option: sources[source][name] for option, (source, name) in TRAIN_OPTIONS.items()}
+
+
+def _text(value) -> str:
+    if isinstance(value, (tuple, list)):
+        return "-".join(_text(v) for v in value)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends "(default X)" from :func:`train_defaults` to the help of options with a default."""
+
+    def _get_help_string(self, action):
+        text = super()._get_help_string(action) or ""
+        default = train_defaults().get(action.dest) if action.dest in TRAIN_OPTIONS else None
+        if default is None or default == () or action.dest == "cache":
+            return text
+        return f"{text} (default {_text(default)})".replace("%", "%%")
+
+
+def train_options(args: argparse.Namespace) -> dict:
+    """The options of a run: the defaults, updated by ``--config`` JSON, updated by the command line."""
+    options = train_defaults()
+    if getattr(args, "config", None):
+        try:
+            data = json.loads(Path(args.config).read_text())
+        except (OSError, json.JSONDecodeError) as error:
+            raise ValueError(f"cannot read the training configuration {args.config}: {error}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"the training configuration {args.config} must be a JSON object with keys "
+                             f"{', '.join(TRAIN_OPTIONS)}")
+        unknown = set(data) - set(options)
+        if unknown:
+            raise ValueError(f"unknown keys {sorted(unknown)} in {args.config}; use {', '.join(options)}")
+        options.update(data)
+    options.update({k: v for k, v in vars(args).items() if k in options and v is not None})
+    return options
+
+
+def _typed(value, default):
+    """``value`` converted to the type of its default (int, float, str, tuple); as it is when the default is None."""
+    if default is None or value is None:
+        return value
+    return tuple(value) if isinstance(default, tuple) else type(default)(value)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """The ``gadoreduce train`` command."""
+    from ..model.network import ModelConfig
+    from .data import training_sets
+    from .loop import TrainConfig, distributed_context, rank_zero_first, train
+    defaults = train_defaults()
+    o = {k: _typed(v, defaults[k]) for k, v in train_options(args).items()}
+    values = {source: {name: o[option] for option, (s, name) in TRAIN_OPTIONS.items() if s == source}
+              for source in ("train", "model", "data")}
+    output = Path(args.output)
+    config = TrainConfig(**values["train"], model=ModelConfig(**values["model"]))
+    rank, _ = distributed_context()
+    log = print if rank == 0 else (lambda *a, **k: None)
+    data = dict(values["data"], seed=o["seed"], cache_dir=Path(o["cache"]) if o["cache"] else output / "cache",
+                log=log)  # one seed for the case choice and the training
+    cases, validation = rank_zero_first(lambda: training_sets(**data))
+    result = train(cases, validation, output, config, resume=args.resume, log=log)
+    if rank == 0:
+        last = result["history"]["train"][-1] if result["history"]["train"] else None
+        if last:
+            print(f"step {last[0]}: training loss {last[1]:.5f}; gamma {result['gamma']:.4f}; outputs in {output}")
+    return 0
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    """Register the ``train`` subcommand on ``subparsers`` (an ``add_subparsers`` result)."""
+    from ..preprocessing.registration import BACKENDS
+    p = subparsers.add_parser(
+        "train", help="train the contrast-signal CNN on case folders, phantoms and BraTS pairs",
+        formatter_class=DefaultsHelpFormatter,
+        description="Train the conditional U-Net (Pinetz, Kobler et al. 2024, section 3.4): weighted Huber loss "
+                    "on cubic patches, Adam with cosine annealing, flips and rotations; the defaults are the "
+                    "paper's. Training cases are preprocessed once and cached. Multi-GPU: "
+                    "torchrun --nproc_per_node N -m GadoReduceLib.cli train ... "
+                    "Default model: gadoreduce train --phantoms 16 --brats ../shared/data "
+                    "--holdout 3 --output runs/default")
+    p.add_argument("--config", metavar="JSON", help=f"options as JSON (keys: {', '.join(TRAIN_OPTIONS)})")
+    p.add_argument("--cases", nargs="+", metavar="DIR", help="case folders (pre_contrast, low_dose*, standard_dose, "
+                   "case.json or phantom.json) or folders of them")
+    p.add_argument("--phantoms", type=int, metavar="N", help="N digital phantoms generated on the fly")
+    p.add_argument("--brats", metavar="DIR", help="folder with BraTS pairs (*_t1, *_t1ce) for synthetic low doses")
+    p.add_argument("--holdout", type=int, metavar="N", help="BraTS subjects (else case folders) kept for validation")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder (checkpoints, model, loss curve)")
+    p.add_argument("--steps", type=int, metavar="N", help="optimizer steps")
+    p.add_argument("--patch", type=int, metavar="N", help="patch edge in voxels")
+    p.add_argument("--batch", type=int, metavar="N", help="patches per process and step")
+    p.add_argument("--base-features", type=int, metavar="N", help="features at the finest scale")
+    p.add_argument("--scales", type=int, metavar="N", help="U-Net scales")
+    p.add_argument("--lr", type=float, help="initial learning rate")
+    p.add_argument("--seed", type=int, help="seed of case choice, patches and weights")
+    p.add_argument("--phantom-size", choices=("small", "full"), help="phantom voxels: small 2 mm, full 1 mm")
+    p.add_argument("--cache", metavar="DIR", help="preprocessed-case cache (default OUTPUT/cache)")
+    p.add_argument("--backend", choices=tuple(b for b in BACKENDS if b != "slicer"),
+                   help="registration backend (slicer runs inside 3D Slicer only)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")
+    p.add_argument("--validate-every", type=int, metavar="N", help="steps between validations")
+    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
+    p.set_defaults(func=run_train)
+    return p
