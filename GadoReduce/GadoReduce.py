@@ -6,7 +6,6 @@ MRML nodes to images and back and calls into the core; inputs are never modified
 
 import logging
 import os
-import shutil
 from typing import Annotated, Optional
 
 import vtk
@@ -50,7 +49,7 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
         if hasattr(slicer.app, "connect"):  # the real application (not the headless harness)
-            from GadoReduceLib.module.support import register_sample_data
+            from GadoReduceLib.module.sample_data import register_sample_data
             icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
             slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
@@ -273,7 +272,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)  # noqa: F405
-        self._job = None  # (BackgroundJob, parameters, progress, folder) while a computation runs
+        self._run = None  # the ModuleRun (worker job, parameters, progress) while a computation runs
         self.lastResult = None  # what the last finished process() returned (also in background mode)
 
     def getParameterNode(self):
@@ -299,38 +298,24 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     # --- inputs ---------------------------------------------------------------------------
     @staticmethod
     def agentNames() -> list:
-        from GadoReduceLib.physics.agents import AGENTS
-        return sorted(AGENTS)
+        from GadoReduceLib.module.inputs import agent_names
+        return agent_names()
 
     @staticmethod
     def relaxivityText(agent: str, fieldStrength: float) -> str:
-        from GadoReduceLib.physics.agents import get_agent
-        try:
-            return f"{get_agent(agent).relaxivity(fieldStrength):.1f} L/(mmol s) at {fieldStrength:g} T"
-        except ValueError as error:
-            return str(error)
+        from GadoReduceLib.module.inputs import relaxivity_text
+        return relaxivity_text(agent, fieldStrength)
 
     @staticmethod
     def checkInputs(parameters) -> list:
         """Reasons why the inputs cannot be processed yet (empty list when they can); each names the parameter."""
-        from GadoReduceLib.module.logic_helpers import check_parameters
+        from GadoReduceLib.module.inputs import check_parameters
         return check_parameters(parameters)
-
-    def _parameters(self, parameters, kwargs):
-        parameters = parameters if parameters is not None else self.getParameterNode()
-        for name, value in kwargs.items():
-            if name not in parameters.allParameters:
-                raise ValueError(f"Unknown parameter '{name}'; use one of {', '.join(parameters.allParameters)}.")
-            try:
-                setattr(parameters, name, value)
-            except ValueError as error:
-                raise ValueError(f"Invalid value for '{name}': {error}") from None
-        return parameters
 
     # --- processing ------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        return self._job is not None
+        return self._run is not None
 
     def process(self, parameters=None, progress=None, background: bool = False, cancel=None, backend: str = "auto",
                 **kwargs):
@@ -342,90 +327,65 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         ``progress(fraction, message)`` gets its progress. ``cancel``: optional callable polled while waiting,
         True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
         beyondStandardDose, contrastSignal, subtraction, registeredLowDose, registeredStandardDose (None without
-        a standard dose), virtualDoseVolume,
-        enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows);
-        background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never
-        modified; output nodes are created when empty, else reused. Raises ValueError naming the parameter.
-        """
-        from GadoReduceLib.module import logic_helpers as helpers
+        a standard dose), virtualDoseVolume, enhancingRegions, regionTable, lesionTable or None) plus "record"
+        (noise sigma, warnings, rows); background=True returns at once; call :meth:`pollJob` until it returns
+        True. Inputs are never modified; output nodes are created when empty, else reused. Raises ValueError
+        naming the parameter. The steps live in ``GadoReduceLib.module`` (inputs, jobs, outputs)."""
+        from GadoReduceLib.module.inputs import set_parameters
+        from GadoReduceLib.module.jobs import ModuleRun
         if self.busy:
             raise ValueError("GadoReduce is already running; wait for it or cancel it first.")
-        parameters = self._parameters(parameters, kwargs)
+        parameters = set_parameters(parameters if parameters is not None else self.getParameterNode(), kwargs)
         problems = self.checkInputs(parameters)
         if problems:
             raise ValueError(" ".join(problems))
         report = progress or (lambda fraction, message: logging.info(message))
         report(0.0, _("Writing the inputs for the background process ..."))
-        job = helpers.start_job(self, parameters, backend)
-        self._job = (job, parameters, report, job.folder)
+        self._run = ModuleRun(parameters, report, backend)
         if background:
-            return job
+            return self._run.job
         try:
-            job.wait(lambda f, m: report(0.95 * f, m), should_cancel=cancel)
+            self._run.wait(should_cancel=cancel)
         except BaseException:
-            self._endJob()
+            self.cancel()
             raise
         return self._finishJob()
 
     def pollJob(self) -> bool:
         """For background=True: pass progress on; True once the job ended and its output nodes exist.
         Raises (and cleans up) when the job failed or was cancelled."""
-        if not self.busy:
-            return True
-        job, _parameters, report, _folder = self._job
-        for fraction, message in job.poll():
-            report(0.95 * fraction, message)
-        if job.running:
-            return False
-        try:
-            job.check_finished()
-        except Exception:
-            self._endJob()
-            raise
-        self._finishJob()
-        return True
+        if self.busy and self._run.poll():
+            self._finishJob()
+        return not self.busy
 
     def cancel(self) -> None:
         """Kill the running computation (process tree); no output node is created or changed."""
         if self.busy:
-            self._job[0].cancel()
-            self._endJob()
-
-    def _endJob(self) -> None:
-        if self._job is not None:
-            if self._job[0].running:
-                self._job[0].cancel()
-            shutil.rmtree(self._job[3], ignore_errors=True)
-            self._job = None
+            run, self._run = self._run, None
+            run.close()
 
     def _finishJob(self) -> dict:
-        from GadoReduceLib.module import logic_helpers as helpers
-        _job, parameters, report, folder = self._job
-        try:
-            report(0.97, _("Creating the output nodes ..."))
-            record, images = helpers.read_result(folder)
-            nodes = helpers.create_outputs(self, parameters, record, images)
-        finally:
-            self._endJob()
-        nodes["record"] = record
-        self.lastResult = nodes
-        report(1.0, _("Done: {n} enhancing regions, noise sigma {s:.4g}, registration {b}.").format(
+        run, self._run = self._run, None
+        self.lastResult = run.finish(slicer.mrmlScene, _("Creating the output nodes ..."))
+        record = self.lastResult["record"]
+        run.report(1.0, _("Done: {n} enhancing regions, noise sigma {s:.4g}, registration {b}.").format(
             n=len(record["regions"]), s=record["noise_sigma"], b=record["registration_backend"])
             + "".join("\n" + _("Warning: ") + w for w in record["warnings"]))
-        return nodes
+        return self.lastResult
 
     def setVirtualDose(self, virtualDose: float, parameters=None):
         """Set ``virtualDoseVolume`` to x_PC + virtualDose * contrast signal (numpy, no re-run); returns the node.
         virtualDose 0 gives the pre-contrast scan, 1 the synthetic standard dose, up to 2."""
-        from GadoReduceLib.module.logic_helpers import set_virtual_dose
-        return set_virtual_dose(self, parameters if parameters is not None else self.getParameterNode(), virtualDose)
+        from GadoReduceLib.module.outputs import set_virtual_dose
+        return set_virtual_dose(slicer.mrmlScene, parameters if parameters is not None else self.getParameterNode(),
+                                virtualDose)
 
     # --- DICOM, dependencies ----------------------------------------------------------------
     @staticmethod
     def acquisitionFromVolume(volumeNode) -> dict:
         """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
         of a volume loaded from DICOM ("DICOM.instanceUIDs" and slicer.dicomDatabase); {} otherwise."""
-        from GadoReduceLib.module.support import acquisition_from_volume_node
+        from GadoReduceLib.module.dicom import acquisition_from_volume_node
         return acquisition_from_volume_node(volumeNode)
 
     @staticmethod
@@ -433,7 +393,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
         the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
         user declined or Slicer must restart; True when everything is importable."""
-        from GadoReduceLib.module.support import ensure_dependencies
+        from GadoReduceLib.module.install import ensure_dependencies
         return ensure_dependencies(askConfirmation)
 
 
@@ -456,26 +416,17 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
     def test_volume_round_trip(self):
         import numpy as np
         self.delayDisplay("Volume node -> SimpleITK -> volume node")
-        node = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "pre")
-        imageData = vtk.vtkImageData()
-        imageData.SetDimensions(6, 5, 4)
-        imageData.AllocateScalars(vtk.VTK_FLOAT, 1)
-        node.SetAndObserveImageData(imageData)
-        node.SetSpacing(0.9, 1.1, 3.0)
-        node.SetOrigin(12.0, -30.0, 7.5)
-        node.SetIJKToRASDirections(0.0, -1.0, 0.0, 0.8, 0.0, -0.6, 0.6, 0.0, 0.8)
-        array = slicer.util.arrayFromVolume(node)
-        array[:] = np.arange(array.size, dtype=np.float32).reshape(array.shape)
-        slicer.util.arrayFromVolumeModified(node)
+        array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)  # oblique, anisotropic grid
+        ijkToRAS = np.array([[0.0, -1.1, 0.0, 12.0], [0.72, 0.0, -1.8, -30.0], [0.54, 0.0, 2.4, 7.5], [0, 0, 0, 1]])
+        node = slicer.util.addVolumeFromArray(array, ijkToRAS, "pre")
         logic = GadoReduceLogic()
         copy = logic.volumeFromImage(logic.imageFromVolume(node), "copy")
         self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(copy), array))
         matrixA, matrixB = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
         node.GetIJKToRASMatrix(matrixA)
         copy.GetIJKToRASMatrix(matrixB)
-        for r in range(4):
-            for c in range(4):
-                self.assertAlmostEqual(matrixA.GetElement(r, c), matrixB.GetElement(r, c), places=6)
+        np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrixB), slicer.util.arrayFromVTKMatrix(matrixA),
+                                   rtol=0, atol=5e-7)  # 6 places
         logging.info("GadoReduce self-test passed")
         self.delayDisplay("Test passed")
 
@@ -485,10 +436,10 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         Needs the shipped model (a few minutes on a CPU)."""
         import numpy as np
         import SimpleITK as sitk
-        from GadoReduceLib.evaluation.cases import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
-        from GadoReduceLib.module.logic_helpers import region_outputs
-        from GadoReduceLib.module.support import sample_phantom_case, sample_phantom_nodes
         from GadoReduceLib.inference.regions import truth_problems
+        from GadoReduceLib.module.outputs import region_outputs
+        from GadoReduceLib.module.sample_data import SAMPLE_DOSE, sample_phantom_case, sample_phantom_nodes
+        from GadoReduceLib.phantom.truth import PHANTOM_THRESHOLD_SIGMAS, phantom_truth_volumes
         self.delayDisplay("Generating the sample phantom (1 mm)")
         case = sample_phantom_case()
         pre, low, standard, lesions = sample_phantom_nodes(slicer.mrmlScene, case)
@@ -497,7 +448,7 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         self.delayDisplay("Processing (registration, CNN, regions)")
         config = case.parameters["config"]
         out = logic.process(preContrast=pre, lowDose=low, standardDose=standard, lesionSegmentation=lesions,
-                            dose=0.33, fieldStrength=config["field_strength"], agent=config["agent"],
+                            dose=SAMPLE_DOSE, fieldStrength=config["field_strength"], agent=config["agent"],
                             thresholdSigmas=PHANTOM_THRESHOLD_SIGMAS)
         for node, array in zip((pre, low, standard), before):
             self.assertTrue(np.array_equal(slicer.util.arrayFromVolume(node), array))

@@ -113,7 +113,7 @@ def _write_dicom(path: Path, tags: dict) -> Path:
 
 def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
     import slicer
-    from GadoReduceLib.module.support import acquisition_from_dicom_file
+    from GadoReduceLib.module.dicom import acquisition_from_dicom_file
     from slicer_harness import DICOMDatabaseStandIn
     path = _write_dicom(tmp_path / "low.dcm", {"0008|0018": "1.2.826.0.1.3680043.2.1125.1", "0018|0087": "3",
                                                "0018|0010": "GADOVIST 1.0", "0018|1041": "2.5", "0010|1030": "75"})
@@ -138,7 +138,7 @@ def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
 
 
 def test_dependency_plan():
-    from GadoReduceLib.module.support import dependency_plan
+    from GadoReduceLib.module.install import dependency_plan
     plan = dependency_plan({"torch", "scipy", "itk"}, slicer_elastix=True, has_pip_ensure=True)
     assert plan == {"torch": True, "pip": ["scipy==1.17.1"], "installer": "pip_ensure"}
     plan = dependency_plan({"itk", "skimage"}, slicer_elastix=False, has_pip_ensure=False)
@@ -150,13 +150,13 @@ def test_dependency_plan():
 def test_dependency_pins_match_pyproject():
     import tomllib
     from conftest import REPO
-    from GadoReduceLib.module.support import PIP_REQUIREMENTS
+    from GadoReduceLib.module.install import PIP_REQUIREMENTS
     pins = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
     assert set(PIP_REQUIREMENTS.values()) <= set(pins)
 
 
 def test_ensure_dependencies_installs_nothing_when_complete(module, harness):
-    from GadoReduceLib.module.support import missing_imports, pip_ensure_module
+    from GadoReduceLib.module.install import missing_imports, pip_ensure_module
     assert pip_ensure_module() is None and missing_imports() == set()  # nothing could be installed here
     assert module.GadoReduceLogic.ensureDependencies(askConfirmation=False) is True
 
@@ -165,7 +165,7 @@ def test_sample_phantom_is_generated_locally(harness):
     """The SampleData loader adds the phantom to the real scene: three volumes on one 1 mm grid (the shipped
     model's voxel size) and the true lesions as a segmentation, without network."""
     from GadoReduceLib.model.files import default_model_path, read_header
-    from GadoReduceLib.module.support import SAMPLE_LESIONS, SAMPLE_SCANS, load_sample_phantom
+    from GadoReduceLib.module.sample_data import SAMPLE_LESIONS, SAMPLE_SCANS, load_sample_phantom
     from test_mrml_geometry import node_matrix, node_voxels
     nodes = load_sample_phantom()
     assert [n.GetName() for n in nodes] == [name for _, name in SAMPLE_SCANS] + [SAMPLE_LESIONS]
@@ -188,7 +188,7 @@ def test_sample_phantom_is_generated_locally(harness):
 def test_outputs_without_a_standard_dose_leave_its_node_empty(module, harness):
     """create_outputs on a finished job without a reference: every other output is a node on the pre-contrast
     grid, the registered standard dose stays None (no empty node is made)."""
-    from GadoReduceLib.module.logic_helpers import VOLUME_OUTPUTS, create_outputs
+    from GadoReduceLib.module.outputs import VOLUME_OUTPUTS, create_outputs
     from GadoReduceLib.inference.regions import region_statistics
     logic = module.GadoReduceLogic()
     params = logic.getParameterNode()
@@ -201,7 +201,7 @@ def test_outputs_without_a_standard_dose_leave_its_node_empty(module, harness):
     images = {name: image for _, name, _, _ in VOLUME_OUTPUTS if name != "standard_dose_registered"}
     images["enhancing_labels"] = labels
     record = {"regions": region_statistics(labels, image), "lesions": []}
-    nodes = create_outputs(logic, params, record, images)
+    nodes = create_outputs(harness.scene, params, record, images)
     assert nodes["registeredStandardDose"] is None and params.registeredStandardDose is None
     for parameter, _, _, _ in VOLUME_OUTPUTS:
         if parameter != "registeredStandardDose":

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from GadoReduceLib.evaluation.cases import PHANTOM_THRESHOLD_SIGMAS as THRESHOLD_SIGMAS
+from GadoReduceLib.phantom.truth import PHANTOM_THRESHOLD_SIGMAS as THRESHOLD_SIGMAS
 from GadoReduceLib.inference.regions import LARGE_LESION_MM3
 from test_mrml_geometry import node_matrix, node_voxels
 
@@ -39,7 +39,7 @@ def _model_path() -> str:
 def processed(_harness_session):
     """Phantom case (1 mm, the default model's voxel size) with truth lesion segmentation, processed once in
     background mode."""
-    from GadoReduceLib.module.support import sample_phantom_case, sample_phantom_nodes
+    from GadoReduceLib.module.sample_data import sample_phantom_case, sample_phantom_nodes
     model = _model_path()
     harness = _harness_session
     harness.install()
@@ -102,20 +102,20 @@ def test_inputs_are_bit_identical(processed):
 
 
 def _enhancing_lesions(case, min_volume_mm3):
-    from GadoReduceLib.evaluation.cases import enhancing_lesions
+    from GadoReduceLib.phantom.truth import enhancing_lesions
     return [lesion for lesion in enhancing_lesions(case.parameters["lesions"])
             if lesion["enhancing_volume_mm3"] >= min_volume_mm3]
 
 
 def _region_outputs(processed) -> tuple[np.ndarray, dict]:
-    from GadoReduceLib.module.logic_helpers import region_outputs
+    from GadoReduceLib.module.outputs import region_outputs
     params = processed["params"]
     return region_outputs(params.enhancingRegions, params.regionTable, processed["pre"])
 
 
 def _truth_problems(regions: np.ndarray, volumes: dict, case, min_volume_mm3: float) -> list:
     """regions.truth_problems against the phantom's enhancing lesions (the check the self-test makes too)."""
-    from GadoReduceLib.evaluation.cases import phantom_truth_volumes
+    from GadoReduceLib.phantom.truth import phantom_truth_volumes
     from GadoReduceLib.inference.regions import truth_problems
     return truth_problems(regions, volumes, sitk.GetArrayFromImage(case.lesion_labels),
                           phantom_truth_volumes(case, min_volume_mm3))
@@ -212,7 +212,7 @@ def test_lesion_table_reports_cnr_lbr_cep(processed):
     cnr = {image: np.array([float(table.GetCellText(r, columns.index(f"cnr_{image}")))
                             for r in range(table.GetNumberOfRows())])
            for image in ("low_dose", "synthetic_standard_dose")}
-    from GadoReduceLib.evaluation.cases import enhancing_lesions
+    from GadoReduceLib.phantom.truth import enhancing_lesions
     lesions = processed["case"].parameters["lesions"]
     enhancing = [i for i, lesion in enumerate(lesions) if lesion in enhancing_lesions(lesions)]
     # the synthetic standard dose shows enhancing lesions with more contrast than the low dose
@@ -260,16 +260,16 @@ def test_scene_saved_as_mrb_contains_every_output(processed, tmp_path):
 
 def test_outputs_are_reused_not_duplicated(processed):
     """Writing results again (as a second Apply does) reuses every output node."""
-    from GadoReduceLib.module import logic_helpers as helpers
+    from GadoReduceLib.module import outputs as module_outputs
     logic, params, scene = processed["logic"], processed["params"], processed["scene"]
     ids = {name: getattr(params, name).GetID() for name in (*OUTPUT_VOLUMES, "enhancingRegions", "regionTable")}
     count = scene.GetNumberOfNodes()
     images = {image_name: logic.imageFromVolume(getattr(params, parameter))
-              for parameter, image_name, _, _ in helpers.VOLUME_OUTPUTS}
-    images["enhancing_labels"], _ = helpers.labels_from_segmentation(params.enhancingRegions, processed["pre"])
+              for parameter, image_name, _, _ in module_outputs.VOLUME_OUTPUTS}
+    images["enhancing_labels"], _ = module_outputs.labels_from_segmentation(params.enhancingRegions, processed["pre"])
     segments = params.enhancingRegions.GetSegmentation().GetNumberOfSegments()
     rows = [{"label": 1, "volume_mm3": 5.0}]
-    helpers.create_outputs(logic, params, {"regions": rows, "lesions": []}, images)
+    module_outputs.create_outputs(scene, params, {"regions": rows, "lesions": []}, images)
     assert scene.GetNumberOfNodes() == count
     assert {name: getattr(params, name).GetID() for name in ids} == ids
     assert params.enhancingRegions.GetSegmentation().GetNumberOfSegments() == segments

@@ -1,14 +1,16 @@
 """A killable background process running :mod:`GadoReduceLib.module.worker` (MONAIAuto3DSeg style).
 
-``BackgroundJob(folder)`` starts ``[python, "-m", "GadoReduceLib.module.worker", folder]`` with
-``subprocess.Popen``; a reader thread collects its stdout lines so that :meth:`BackgroundJob.poll`
-never blocks (the Slicer panel calls it from a QTimer; the console waits with :meth:`wait`).
-:meth:`cancel` kills the whole process tree (elastix may run as a child process). Nothing in here
-needs Slicer.
+The job folder: :func:`start_job` writes the inputs of the module's parameters (:func:`write_job`) and starts the
+worker; :func:`read_result` reads what it wrote. ``BackgroundJob(folder)`` starts
+``[python, "-m", "GadoReduceLib.module.worker", folder]`` with ``subprocess.Popen``; a reader thread collects
+its stdout lines so that :meth:`BackgroundJob.poll` never blocks (the Slicer panel calls it from a QTimer; the
+console waits with :meth:`wait`). :meth:`cancel` kills the whole process tree (elastix may run as a child
+process). Only :func:`start_job` and :func:`worker_registration` need Slicer (imported lazily).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -17,7 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
-from .worker import parse_progress
+from .worker import RESULT_FILE, parse_progress
 
 
 class JobCancelled(RuntimeError):
@@ -103,6 +105,13 @@ class BackgroundJob:
         self.cancelled = True
         kill_tree(self.process)
 
+    def close(self) -> None:
+        """Kill the process tree if it still runs and remove the job folder."""
+        import shutil
+        if self.running:
+            self.cancel()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
     def error_message(self) -> str:
         errors = [line[len("ERROR "):] for line in self.lines if line.startswith("ERROR ")]
         if errors:
@@ -146,3 +155,127 @@ class BackgroundJob:
                 self.process.wait(timeout=interval_s)
             except subprocess.TimeoutExpired:
                 pass
+
+
+# ------------------------------------------------------------------------------ job folders
+
+
+def write_job(folder: str | os.PathLike, images: dict, settings: dict) -> Path:
+    """Write ``images`` (name -> SimpleITK image or None) as NRRD and ``job.json`` with ``settings``
+    into ``folder`` (see :mod:`GadoReduceLib.module.worker`); returns the folder."""
+    from ..io.atomic import write_json
+    from ..io.imageio import write_image
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs = {}
+    for name, image in images.items():
+        inputs[name] = None if image is None else write_image(image, folder / f"{name}.nrrd", compress=False).name
+    write_json(folder / "job.json", {"inputs": inputs, **settings}, indent=1)
+    return folder
+
+
+def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
+    """(registration backend, environment) for the worker process. Inside Slicer with SlicerElastix and
+    backend "auto" or "slicer": SlicerElastix's bundled elastix executable (its bin folder first on PATH,
+    its library environment), because the worker is a plain PythonSlicer process without ElastixLogic.
+    Otherwise the backend as given (the worker resolves "auto": itk-elastix, else elastix on PATH)."""
+    from ..preprocessing.registration import slicer_elastix_available
+    if backend not in ("auto", "slicer") or not slicer_elastix_available():
+        return backend, None
+    from Elastix import ElastixLogic
+    elastix = ElastixLogic()
+    env = dict(elastix.getElastixEnv() or os.environ)
+    env["PATH"] = os.pathsep.join(p for p in (elastix.getElastixBinDir(), env.get("PATH")) if p)
+    return "executable", env
+
+
+def job_settings(parameters) -> dict:
+    """The worker's settings (``job.json``) from the module's parameter node."""
+    return {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
+            "model": parameters.modelPath or None, "device": parameters.device, "tile": None,
+            "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
+
+
+def start_job(parameters, backend: str = "auto", temporary_path: str | None = None) -> BackgroundJob:
+    """Write the inputs of the parameter node ``parameters`` (checked) into a new folder under ``temporary_path``
+    (default: Slicer's temporary path) and start the worker on it; returns the :class:`BackgroundJob` (its
+    folder is removed again on failure)."""
+    import shutil
+    import tempfile
+
+    from ..io.mrml import image_from_volume_node
+    from .outputs import labels_from_segmentation
+    if temporary_path is None:
+        import slicer
+        temporary_path = slicer.app.temporaryPath
+    folder = tempfile.mkdtemp(prefix="GadoReduce-", dir=temporary_path)
+    pre, standard = parameters.preContrast, parameters.standardDose
+    try:
+        images = {"pre_contrast": image_from_volume_node(pre),
+                  "low_dose": image_from_volume_node(parameters.lowDose),
+                  "standard_dose": image_from_volume_node(standard) if standard else None, "lesion_labels": None}
+        settings = job_settings(parameters)
+        if parameters.lesionSegmentation:
+            images["lesion_labels"], settings["lesion_names"] = labels_from_segmentation(
+                parameters.lesionSegmentation, pre)
+        settings["backend"], env = worker_registration(backend)
+        write_job(folder, images, settings)
+        return BackgroundJob(folder, env=env)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+
+
+def read_result(folder: str | os.PathLike) -> tuple[dict, dict]:
+    """(record, images name -> SimpleITK image) of a finished job folder."""
+    from ..io.imageio import read_image
+    folder = Path(folder)
+    record = json.loads((folder / RESULT_FILE).read_text())
+    return record, {name: read_image(folder / rel) for name, rel in record["images"].items()}
+
+
+def job_outputs(scene, parameters, folder: str | os.PathLike) -> dict:
+    """The output nodes of the finished job in ``folder`` (``outputs.create_outputs`` in ``scene``, set on the
+    parameter node ``parameters``) and its record (noise sigma, warnings, rows) as ``"record"``."""
+    from .outputs import create_outputs
+    record, images = read_result(folder)
+    nodes = create_outputs(scene, parameters, record, images)
+    nodes["record"] = record
+    return nodes
+
+
+class ModuleRun:
+    """One run of the module's ``process()``: the worker job on the parameter node ``parameters``
+    (:func:`start_job`), its progress passed on to ``report(fraction, message)`` scaled to 0-0.95, then the
+    output nodes (:func:`job_outputs`)."""
+
+    def __init__(self, parameters, report, backend: str = "auto"):
+        self.parameters, self.report = parameters, report
+        self.job = start_job(parameters, backend)
+
+    def _forward(self, fraction: float, message: str) -> None:
+        self.report(0.95 * fraction, message)
+
+    def poll(self) -> bool:
+        """Pass the worker's progress on (never blocks); True once the worker process ended."""
+        for fraction, message in self.job.poll():
+            self._forward(fraction, message)
+        return not self.job.running
+
+    def wait(self, should_cancel=None) -> None:
+        """Block until the worker ended (see :meth:`BackgroundJob.wait`)."""
+        self.job.wait(self._forward, should_cancel=should_cancel)
+
+    def finish(self, scene, message: str = "Creating the output nodes ...") -> dict:
+        """After the worker ended: raise as :meth:`BackgroundJob.check_finished`, else report ``message`` and
+        return the output nodes with "record" (:func:`job_outputs`). The job folder is removed either way."""
+        try:
+            self.job.check_finished()
+            self.report(0.97, message)
+            return job_outputs(scene, self.parameters, self.job.folder)
+        finally:
+            self.job.close()
+
+    def close(self) -> None:
+        """Kill the worker if it still runs (no output node is created or changed) and remove the job folder."""
+        self.job.close()

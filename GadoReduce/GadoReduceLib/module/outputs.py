@@ -1,7 +1,9 @@
-"""Result nodes for the Slicer scene: a segmentation from a label image, a table from rows.
+"""Result nodes for the Slicer scene: a segmentation from a label image, a table from rows, and the module's
+output nodes of a finished job (created or reused), their display and the virtual dose.
 
 Uses the real MRML classes of 3D Slicer or ``slicer-core``; slicer and VTK are imported
-lazily so that the rest of GadoReduceLib does not need them.
+lazily so that the rest of GadoReduceLib does not need them. Every function takes the scene and nodes it
+works on and returns the nodes; none calls back into the module's logic.
 """
 
 from __future__ import annotations
@@ -13,8 +15,30 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io import mrml
+from ..pipeline import OUTPUT_IMAGES
 
 SEGMENT_NAME = "Enhancing region {label}"
+SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55, 0.9, 0.35),
+                  (0.85, 0.4, 0.9), (0.3, 0.9, 0.8), (0.95, 0.6, 0.75), (0.6, 0.6, 0.95))
+"""Colours (RGB 0-1) of the enhancing-region segments, cycled by label."""
+REGION_UNITS = {"volume_mm3": "mm3", "centroid_ras": "mm", "mean_contrast_signal": "input units",
+                "max_contrast_signal": "input units", "c_bar": "ratio", "c_hat": "ratio"}
+LESION_UNITS = {"volume_mm3": "mm3"}
+REGION_COLUMNS = ("label", "voxels", "volume_mm3", "centroid_ras_R", "centroid_ras_A", "centroid_ras_S",
+                  "mean_contrast_signal", "max_contrast_signal")
+"""Columns of the region table (``regions.region_statistics``; c_bar and c_hat with a standard dose)."""
+VOLUME_PARAMETERS = {"synthetic_standard_dose": "syntheticStandardDose", "beyond_standard_dose": "beyondStandardDose",
+                     "contrast_signal": "contrastSignal", "normalized_subtraction": "subtraction",
+                     "low_dose_registered": "registeredLowDose", "standard_dose_registered": "registeredStandardDose"}
+"""Output image (``pipeline.OUTPUT_IMAGES``) -> the parameter-node volume it goes into; every output image but the
+region labels (a segmentation, ``enhancingRegions``)."""
+VOLUME_OUTPUTS = tuple((VOLUME_PARAMETERS[image.name], image.name, image.title, image.signed)
+                       for image in OUTPUT_IMAGES if image.name in VOLUME_PARAMETERS)
+"""(parameter, worker image name, node name suffix, signed window) of each output volume, in the order of
+``pipeline.OUTPUT_IMAGES``; one whose image the job did not write (the registered standard dose without a
+reference) is left as it is and returned as None."""
+SEGMENT_STATISTICS_REFERENCE = "GadoReduceSegmentStatistics"
+"""Node reference from the enhancing-region segmentation to its Segment Statistics table."""
 _AXIS_SUFFIXES = {"_ras": ("R", "A", "S"), "_lps": ("L", "P", "S")}
 
 
@@ -137,3 +161,204 @@ def table_node_from_rows(scene, rows: list[dict], name: str, units: dict | None 
             table_node.SetColumnDescription(key, f"{key} ({unit})")
     table_node.Modified()
     return table_node
+
+
+# ------------------------------------------------------------------------------ the module's output nodes
+
+
+def _color_node_ids(scene) -> set:
+    nodes = scene.GetNodesByClass("vtkMRMLColorTableNode")
+    return {nodes.GetItemAsObject(i).GetID() for i in range(nodes.GetNumberOfItems())}
+
+
+def labels_from_segmentation(segmentation_node, reference_volume_node):
+    """(label image on the reference volume's grid, {label: segment name}) of every segment;
+    label i + 1 is the i-th segment. Uses a temporary label-map node, removed afterwards."""
+    import slicer
+    import vtk
+    scene = segmentation_node.GetScene()
+    segmentation = segmentation_node.GetSegmentation()
+    if segmentation.GetNumberOfSegments() == 0:
+        reference = mrml.image_from_volume_node(reference_volume_node)
+        empty = sitk.Image(reference.GetSize(), sitk.sitkUInt8)
+        empty.CopyInformation(reference)
+        return empty, {}
+    ids = vtk.vtkStringArray()
+    names = {}
+    for index in range(segmentation.GetNumberOfSegments()):
+        ids.InsertNextValue(segmentation.GetNthSegmentID(index))
+        names[str(index + 1)] = segmentation.GetNthSegment(index).GetName()
+    colors_before = _color_node_ids(scene)
+    labelmap = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "GadoReduce lesion labels (temporary)")
+    try:
+        if not slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+                segmentation_node, ids, labelmap, reference_volume_node):
+            raise ValueError(f"The lesion segmentation '{segmentation_node.GetName()}' (lesionSegmentation) could "
+                             "not be converted to a label map on the pre-contrast grid.")
+        image = mrml.image_from_volume_node(labelmap)
+    finally:
+        remove_node(scene, labelmap)
+        for node_id in _color_node_ids(scene) - colors_before:  # the colour table the export made for it
+            scene.RemoveNode(scene.GetNodeByID(node_id))
+    return image, names
+
+
+def region_outputs(segmentation_node, table_node, reference_volume_node) -> tuple[np.ndarray, dict]:
+    """(label array [k, j, i] on the reference volume's grid, label -> volume_mm3) of the module's enhancing-region
+    segmentation and statistics table (segment i and table row i are region i + 1)."""
+    image, _ = labels_from_segmentation(segmentation_node, reference_volume_node)
+    column = table_node.GetColumnIndex("volume_mm3")
+    volumes = {row + 1: float(table_node.GetCellText(row, column)) for row in range(table_node.GetNumberOfRows())}
+    return sitk.GetArrayFromImage(image), volumes
+
+
+def color_segments(segmentation_node) -> None:
+    segmentation = segmentation_node.GetSegmentation()
+    for index in range(segmentation.GetNumberOfSegments()):
+        segmentation.GetNthSegment(index).SetColor(*SEGMENT_COLORS[index % len(SEGMENT_COLORS)])
+
+
+def segmentation_output(scene, labels, name: str, reference_volume_node, existing=None):
+    """The enhancing regions as a segmentation node (one named, coloured segment per label), written into
+    ``existing`` when given (its segments are replaced), else a new node."""
+    new = segmentation_node_from_labels(scene, labels, name, reference_volume_node)
+    color_segments(new)
+    if existing is None:
+        return new
+    existing.GetSegmentation().DeepCopy(new.GetSegmentation())
+    existing.SetReferenceImageGeometryParameterFromVolumeNode(reference_volume_node)
+    if existing.GetDisplayNode() is None:
+        existing.CreateDefaultDisplayNodes()
+    remove_node(scene, new)
+    existing.Modified()
+    return existing
+
+
+def table_output(scene, rows: list[dict], name: str, units: dict, existing=None, columns=()):
+    """A table node with one row per dict (:func:`table_node_from_rows`), written into ``existing``
+    when given (its content is replaced, its name kept), else a new node. ``columns``: names of (numeric)
+    columns the table has even when ``rows`` lack them (e.g. no region found)."""
+    from vtkmodules.vtkCommonCore import vtkDoubleArray
+    new = table_node_from_rows(scene, rows, name, units)
+    for column in columns:
+        if new.GetTable().GetColumnByName(column) is None:
+            array = vtkDoubleArray()
+            array.SetName(column)
+            array.SetNumberOfValues(new.GetNumberOfRows())
+            array.Fill(float("nan"))
+            new.GetTable().AddColumn(array)
+            unit = units.get(column, units.get(column.rsplit("_", 1)[0]))
+            if unit:
+                new.SetColumnUnitLabel(column, unit)
+    if existing is None:
+        return new
+    keep = existing.GetName()
+    existing.CopyContent(new)
+    existing.SetName(keep)
+    remove_node(scene, new)
+    existing.Modified()
+    return existing
+
+
+def window_level(array: np.ndarray, signed: bool = False) -> tuple[float, float]:
+    """(window, level) from the 1st-99.5th percentiles of the non-zero voxels (symmetric around 0 when signed)."""
+    values = array[array != 0] if np.any(array != 0) else array.ravel()
+    if signed:
+        top = float(np.percentile(np.abs(values), 99.5)) or 1.0
+        return 2.0 * top, 0.0
+    low, high = (float(v) for v in np.percentile(values, [1.0, 99.5]))
+    return max(high - low, 1e-6), (high + low) / 2.0
+
+
+def volume_output(scene, image: sitk.Image, name: str, existing=None, signed: bool = False):
+    """``image`` written into ``existing`` when given, else into a new volume node named ``name``, displayed
+    with :func:`window_level`; returns the node."""
+    import slicer
+    if existing is None:
+        node = mrml.volume_node_from_image(scene, image, name)
+    else:
+        mrml.update_volume_node_from_image(existing, image)
+        node = existing
+    if node.GetDisplayNode() is None:
+        node.CreateDefaultDisplayNodes()
+    window, level = window_level(slicer.util.arrayFromVolume(node), signed)
+    node.GetDisplayNode().SetAutoWindowLevel(False)
+    node.GetDisplayNode().SetWindowLevel(window, level)
+    return node
+
+
+def set_virtual_dose(scene, parameters, virtual_dose: float):
+    """``parameters.virtualDoseVolume`` (created in ``scene`` when empty) = pre-contrast + virtual_dose x contrast
+    signal; returns the node. ValueError before process() has run or outside [0, 2] (virtualDose)."""
+    import slicer
+    if parameters.contrastSignal is None:
+        raise ValueError("No contrast signal (contrastSignal) yet: run process() first.")
+    parameters.virtualDose = float(virtual_dose)  # the parameter node checks 0..2
+    pre = slicer.util.arrayFromVolume(parameters.preContrast).astype(np.float32)
+    signal = slicer.util.arrayFromVolume(parameters.contrastSignal)
+    node = parameters.virtualDoseVolume
+    if node is None:
+        node = mrml.volume_node_from_image(scene, mrml.image_from_volume_node(parameters.contrastSignal),
+                                           f"{parameters.preContrast.GetName()} virtual dose")
+        parameters.virtualDoseVolume = node
+    slicer.util.updateVolumeFromArray(node, pre + np.float32(virtual_dose) * signal)
+    return node
+
+
+def show_in_slice_views(background, foreground) -> None:
+    """Pre-contrast in the background, the contrast signal in the foreground (only with a layout manager)."""
+    import slicer
+    if getattr(slicer, "app", None) is None or slicer.app.layoutManager() is None:
+        return  # headless
+    slicer.util.setSliceViewerLayers(background=background, foreground=foreground, foregroundOpacity=0.4, fit=True)
+
+
+def segment_statistics(segmentation_node, volume_node):
+    """Slicer's Segment Statistics table of the regions over ``volume_node`` (None when the module is absent)."""
+    try:
+        from SegmentStatistics import SegmentStatisticsLogic
+    except ImportError:
+        return None
+    statistics = SegmentStatisticsLogic()
+    statistics.getParameterNode().SetParameter("Segmentation", segmentation_node.GetID())
+    statistics.getParameterNode().SetParameter("ScalarVolume", volume_node.GetID())
+    statistics.computeStatistics()
+    table = segmentation_node.GetNodeReference(SEGMENT_STATISTICS_REFERENCE)  # reused on a re-run
+    if table is None:
+        table = segmentation_node.GetScene().AddNewNodeByClass("vtkMRMLTableNode",
+                                                               f"{segmentation_node.GetName()} statistics")
+        segmentation_node.SetNodeReferenceID(SEGMENT_STATISTICS_REFERENCE, table.GetID())
+    table.RemoveAllColumns()
+    statistics.exportToTable(table)
+    return table
+
+
+def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
+    """Create (in ``scene``) or reuse the output nodes of a finished job (``jobs.read_result``) on the
+    pre-contrast geometry and set them on the parameter node ``parameters``; returns parameter name -> node."""
+    pre = parameters.preContrast
+    base = pre.GetName()
+    nodes = {}
+    for parameter, image_name, suffix, signed in VOLUME_OUTPUTS:
+        if image_name not in images:
+            nodes[parameter] = None
+            continue
+        node = volume_output(scene, images[image_name], f"{base} {suffix}", getattr(parameters, parameter), signed)
+        setattr(parameters, parameter, node)
+        nodes[parameter] = node
+    parameters.enhancingRegions = segmentation_output(scene, images["enhancing_labels"],
+                                                      f"{base} enhancing regions", pre, parameters.enhancingRegions)
+    nodes["enhancingRegions"] = parameters.enhancingRegions
+    columns = REGION_COLUMNS + (("c_bar", "c_hat") if parameters.standardDose else ())
+    parameters.regionTable = table_output(scene, record["regions"], f"{base} enhancing region statistics",
+                                          REGION_UNITS, parameters.regionTable, columns)
+    nodes["regionTable"] = parameters.regionTable
+    nodes["lesionTable"] = None
+    if record["lesions"]:
+        parameters.lesionTable = table_output(scene, record["lesions"], f"{base} lesion metrics", LESION_UNITS,
+                                              parameters.lesionTable)
+        nodes["lesionTable"] = parameters.lesionTable
+    nodes["virtualDoseVolume"] = set_virtual_dose(scene, parameters, parameters.virtualDose)
+    nodes["segmentStatistics"] = segment_statistics(parameters.enhancingRegions, nodes["contrastSignal"])
+    show_in_slice_views(pre, nodes["contrastSignal"])
+    return nodes

@@ -82,7 +82,8 @@ def in_slicer() -> bool:
         return False
 
 
-def _slicer_elastix_available() -> bool:
+def slicer_elastix_available() -> bool:
+    """True inside 3D Slicer with the SlicerElastix extension (its ``Elastix`` module importable)."""
     if not in_slicer():
         return False
     try:
@@ -142,13 +143,13 @@ def choose_backend(backend: str = "auto") -> str:
     if backend not in BACKENDS:
         raise ValueError(f"Unknown registration backend {backend!r}; choose one of {', '.join(BACKENDS)}.")
     if backend == "auto":
-        if _slicer_elastix_available():
+        if slicer_elastix_available():
             return "slicer"
         if _itk_available():
             return "itk"
         find_elastix_executable()
         return "executable"
-    if backend == "slicer" and not _slicer_elastix_available():
+    if backend == "slicer" and not slicer_elastix_available():
         raise ValueError("backend='slicer' needs 3D Slicer with the SlicerElastix extension (module 'Elastix'); "
                          + ("install SlicerElastix from the Extensions Manager." if in_slicer() else
                             "this Python is not running inside Slicer. Use backend='itk' or 'executable'."))
