@@ -1,4 +1,4 @@
-"""Inference (infer.py): device choice, tiled vs whole-volume agreement, bf16 accuracy, the reverted
+"""Inference (inference/predict.py): device choice, tiled vs whole-volume agreement, bf16 accuracy, the reverted
 normalization and output images of ``synthesize`` on a preprocessed phantom, and ``gadoreduce predict``.
 Tiny random-weight models; the phantom is the 2 mm 'small' one."""
 
@@ -13,8 +13,8 @@ import torch
 
 from GadoReduceLib import cli
 from GadoReduceLib.physics.agents import get_agent
-from GadoReduceLib.inference.predict import (OUTPUT_NAMES, blend_weights, choose_device, predict_contrast, synthesize,
-                                 tile_starts)
+from GadoReduceLib.inference.predict import blend_weights, choose_device, predict_contrast, synthesize, tile_starts
+from GadoReduceLib.pipeline import CNN_OUTPUT_NAMES as OUTPUT_NAMES
 from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig, receptive_field_radius
 from GadoReduceLib.model.files import LoadedModel, checksum_path, save_model
 

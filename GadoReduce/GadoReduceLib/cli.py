@@ -11,7 +11,13 @@ import json
 import sys
 
 from . import DISCLAIMER, __version__
-from .physics.agents import DEFAULT_AGENT
+from .training.cli import add_parser as add_train_parser  # the train command sits in its stage
+
+
+def _add_backend(parser, help_text: str, default: str = "auto") -> None:
+    from .pipeline import backend_choices
+    parser.add_argument("--backend", default=default, choices=backend_choices(),
+                        help=f"{help_text} (default: %(default)s)")
 
 
 def _cmd_info(args: argparse.Namespace) -> int:
@@ -36,16 +42,13 @@ def _add_info(sub) -> None:
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
-    import warnings
     from .io.imageio import read_image
     from .preprocessing.preprocess import preprocess
     from .preprocessing.qc import write_outputs
     pre = read_image(args.pre)
     low = read_image(args.low)
     standard = read_image(args.standard) if args.standard else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the warnings are printed below from the QC record
-        result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads)
+    result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads, warn=False)  # printed below
     paths = write_outputs(result, args.output, args.qc)
     qc = result.qc
     kind = "skull-stripped input" if qc["skull_stripped_input"] else "head"
@@ -73,8 +76,7 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
     p.add_argument("--standard", metavar="SD", help="standard-dose image (for training targets)")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--backend", default="auto", choices=["auto", "itk", "executable"],
-                   help="elastix backend (default: itk-elastix when installed, else the elastix executable)")
+    _add_backend(p, "elastix backend; auto: itk-elastix when installed, else the elastix executable")
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
     p.add_argument("--qc", metavar="PNG", help="write the QC montage to this .png file")
     p.set_defaults(func=_cmd_preprocess)
@@ -135,14 +137,13 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
     import SimpleITK as sitk
 
     from .physics.agents import get_agent
-    from .io.imageio import check_3d, dose_name, read_image, write_image
-    from .physics.lowdose import check_dose, synthesize_low_dose
+    from .io.atomic import write_json
+    from .io.imageio import check_3d, dose_name, read_image, same_grid, write_image
+    from .io.cases import check_doses
+    from .physics.lowdose import synthesize_low_dose
     from .physics.signal import default_sequence
 
-    doses = [check_dose(d) for d in args.dose]
-    if len({dose_name(d) for d in doses}) != len(doses):
-        raise ValueError(f"--dose values repeat or round to the same percent ({', '.join(f'{d:g}' for d in args.dose)}); "
-                         "give each dose once, at least 1 % apart")
+    doses = check_doses(args.dose)  # distinct doses in (0, 1], at least 1 % apart
     agent = get_agent(args.agent)
     sequence = default_sequence(args.field_strength, args.sequence)
     if args.preview and not str(args.preview).lower().endswith(".png"):
@@ -152,9 +153,9 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
     post = read_image(args.post)
     mask = read_image(args.brain_mask) if args.brain_mask else None
     labels = read_image(args.labels) if args.labels else None
-    if labels is not None and labels.GetSize() != pre.GetSize():
-        raise ValueError(f"--labels {args.labels} has size {labels.GetSize()}, the pre-contrast image "
-                         f"{pre.GetSize()}; give the segmentation on the pre-contrast grid")
+    if labels is not None and not same_grid(labels, pre):
+        raise ValueError(f"--labels {args.labels} (size {labels.GetSize()}) is not on the grid of the pre-contrast "
+                         f"image (size {pre.GetSize()}); give the segmentation on the pre-contrast grid")
     out_dir = Path(args.output)
     results = []
     for dose in doses:
@@ -165,10 +166,7 @@ def _cmd_synth_lowdose(args: argparse.Namespace) -> int:
                        "gadoreduce_version": __version__, "disclaimer": DISCLAIMER})
         stem = dose_name(dose)
         nifti = write_image(image, out_dir / f"{stem}.nii.gz")
-        sidecar = out_dir / f"{stem}.json"
-        tmp = sidecar.with_name(f".partial-{sidecar.name}")
-        tmp.write_text(json.dumps(params, indent=2) + "\n")
-        tmp.replace(sidecar)
+        write_json(out_dir / f"{stem}.json", params)
         results.append((dose, image, params))
         print(f"dose {dose:g}: {nifti}  (noise sigma added {params['noise_sigma_added']:.4g}, "
               f"low-dose subtraction {params['noise_sigma_low_dose_subtraction']:.4g}, "
@@ -197,7 +195,26 @@ def _add_synth(sub) -> None:
     _add_synth_phantom(synth)
 
 
+def _defaults(function) -> dict:
+    """Default values of a function's keyword parameters (the one place they are written)."""
+    import inspect
+    return {name: p.default for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _size_help() -> str:
+    """``small: 2 mm 96x128x88; full: 1 mm 256x256x176`` from ``phantom.generate.SIZE_PRESETS``."""
+    from .phantom.generate import SIZE_PRESETS
+    return "; ".join(f"{name}: {preset['spacing_mm'][0]:g} mm "
+                     + "x".join(str(round(f / s)) for f, s in zip(preset["fov_mm"], preset["spacing_mm"]))
+                     for name, preset in SIZE_PRESETS.items())
+
+
 def _add_synth_lowdose(synth) -> None:
+    from .physics.lowdose import synthesize_low_dose
+    from .physics.signal import SEQUENCE_KINDS, default_sequence
+    defaults = _defaults(synthesize_low_dose)
+    sequence = _defaults(default_sequence)["kind"]
     p = synth.add_parser("lowdose", help="synthetic low-dose T1w image(s) from a pre/post-contrast pair",
                          description="From a co-registered pre-contrast and standard-dose T1w pair, estimate the "
                                      "per-voxel R1 change through the signal model, compute the signal at a lower "
@@ -209,41 +226,53 @@ def _add_synth_lowdose(synth) -> None:
     p.add_argument("--dose", required=True, type=float, action="append", metavar="D",
                    help="fraction of the standard dose in (0, 1], e.g. 0.33; repeat for several doses")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--field-strength", type=float, default=3.0, metavar="B", help="tesla (default 3)")
-    p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
-                   help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
-    p.add_argument("--sequence", choices=("spgr", "mprage"), default="spgr",
-                   help="signal model of the T1w scans (default spgr)")
+    p.add_argument("--field-strength", type=float, default=defaults["field_strength"], metavar="B",
+                   help="tesla (default %(default)g)")
+    p.add_argument("--agent", default=defaults["agent"], metavar="NAME",
+                   help="contrast agent, generic or brand name (default %(default)s)")
+    p.add_argument("--sequence", choices=SEQUENCE_KINDS, default=sequence,
+                   help="signal model of the T1w scans (default %(default)s)")
     p.add_argument("--brain-mask", metavar="MASK", help="binary brain mask (default: non-zero voxels of "
                    "skull-stripped images, else Otsu threshold)")
-    p.add_argument("--seed", type=int, default=0, metavar="N", help="noise seed (default 0)")
+    p.add_argument("--seed", type=int, default=defaults["seed"], metavar="N", help="noise seed (default %(default)s)")
     p.add_argument("--preview", metavar="PNG", help="also write a montage of mid slices to this .png")
     p.add_argument("--labels", metavar="SEG", help="label image shown as an overlay in the preview")
     p.set_defaults(func=_cmd_synth_lowdose)
 
 
 def _add_synth_phantom(synth) -> None:
+    from .phantom.generate import SIZE_PRESETS, PhantomConfig
+    from .physics.signal import SEQUENCE_KINDS
+    d = PhantomConfig()
     q = synth.add_parser("phantom", help="digital head phantom with lesions: pre-contrast, low doses, standard dose",
                          description="Write a synthetic case: pre_contrast, low_dose_NNN (dose in percent), "
                                      "standard_dose, lesion_labels, brain_mask, head_mask, g_factor, bias_field, "
                                      "true_contrast_signal (NIfTI), motion_<scan>.txt (elastix) and phantom.json "
                                      "with every parameter (noise sigma, motion, lesions).")
     q.add_argument("--output", required=True, metavar="DIR", help="folder for the case (created)")
-    q.add_argument("--seed", type=int, default=0, help="random seed; equal seeds give identical files (default 0)")
-    q.add_argument("--doses", default="0.1,0.33", help="low doses, fractions of the standard dose (default 0.1,0.33)")
-    q.add_argument("--field-strength", type=float, default=3.0, metavar="T", help="tesla (default 3)")
-    q.add_argument("--agent", default=DEFAULT_AGENT, help=f"contrast agent (generic or brand name; default {DEFAULT_AGENT})")
-    q.add_argument("--sequence", default="spgr", choices=("spgr", "mprage"), help="T1w sequence (default spgr)")
-    q.add_argument("--size", default="small", choices=("small", "full"),
-                   help="small: 2 mm 96x128x88; full: 1 mm 256x256x176 (default small)")
+    q.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed; equal seeds give identical files (default %(default)s)")
+    q.add_argument("--doses", default=",".join(f"{dose:g}" for dose in d.doses),
+                   help="low doses, fractions of the standard dose (default %(default)s)")
+    q.add_argument("--field-strength", type=float, default=d.field_strength, metavar="T",
+                   help="tesla (default %(default)g)")
+    q.add_argument("--agent", default=d.agent, help="contrast agent (generic or brand name; default %(default)s)")
+    q.add_argument("--sequence", default=d.sequence, choices=SEQUENCE_KINDS, help="T1w sequence (default %(default)s)")
+    q.add_argument("--size", default=d.size, choices=tuple(SIZE_PRESETS),
+                   help=f"{_size_help()} (default %(default)s)")
     q.add_argument("--spacing", metavar="X,Y,Z", help="voxel spacing in mm, e.g. 1,1,3 (field of view kept)")
-    q.add_argument("--noise-level", type=float, default=0.02, help="noise sigma / white-matter signal (default 0.02)")
-    q.add_argument("--g-factor", type=float, default=0.3, help="peak g-factor minus 1 (default 0.3)")
-    q.add_argument("--bias", type=float, default=0.2, help="peak |log| of the bias field (default 0.2)")
-    q.add_argument("--max-motion-deg", type=float, default=2.0, help="max rotation per axis (default 2)")
-    q.add_argument("--max-motion-mm", type=float, default=2.0, help="max translation per axis (default 2)")
-    q.add_argument("--lesions", metavar="TYPE=N,...",
-                   help="lesion counts, e.g. solid=3,ring=2,glioblastoma=1,non_enhancing=1 (the default)")
+    q.add_argument("--noise-level", type=float, default=d.noise_level,
+                   help="noise sigma / white-matter signal (default %(default)g)")
+    q.add_argument("--g-factor", type=float, default=d.g_factor_strength,
+                   help="peak g-factor minus 1 (default %(default)g)")
+    q.add_argument("--bias", type=float, default=d.bias_strength,
+                   help="peak |log| of the bias field (default %(default)g)")
+    q.add_argument("--max-motion-deg", type=float, default=d.max_motion_deg,
+                   help="max rotation per axis (default %(default)g)")
+    q.add_argument("--max-motion-mm", type=float, default=d.max_motion_mm,
+                   help="max translation per axis (default %(default)g)")
+    q.add_argument("--lesions", metavar="TYPE=N,...", help="lesion counts (default "
+                   + ",".join(f"{kind}={count}" for kind, count in d.lesions.items()) + ")")
     q.add_argument("--preview", metavar="PNG", help="also write a montage PNG to look at")
     q.set_defaults(func=_cmd_synth_phantom)
 
@@ -255,152 +284,51 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_demo(sub) -> None:
-    from .demo import DEMO_SIZE
+    from .demo import run_demo
+    from .phantom.generate import SIZE_PRESETS
+    defaults = _defaults(run_demo)
     p = sub.add_parser("demo", help="run the pipeline on the built-in phantom case and check it against its truth",
                        description="Generate the built-in digital phantom case (head with skull, enhancing lesions, "
                                    "known motion and noise), run the whole chain on it (preprocessing, the CNN with "
                                    "the shipped model), write inputs, outputs and montages, and print the errors "
                                    "against the known truth. Synthetic data: software checks, not clinical evidence.")
     p.add_argument("--output", default="gadoreduce-demo", metavar="DIR", help="output folder (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="phantom seed (default: %(default)s)")
-    p.add_argument("--size", choices=("small", "full"), default=DEMO_SIZE,
-                   help="small: 2 mm voxels (fast); full: 1 mm, 256x256x176 (default: %(default)s)")
+    p.add_argument("--seed", type=int, default=defaults["seed"], help="phantom seed (default: %(default)s)")
+    p.add_argument("--size", choices=tuple(SIZE_PRESETS), default=defaults["size"],
+                   help=f"{_size_help()}; the default model is made for 1 mm voxels (default: %(default)s)")
     p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N (default: auto)")
-    p.add_argument("--backend", choices=("auto", "itk", "executable"), default="auto",
-                   help="registration backend (default: %(default)s)")
+    p.add_argument("--device", default=defaults["device"],
+                   help="auto (CUDA, else CPU), cpu, cuda, cuda:N (default: %(default)s)")
+    _add_backend(p, "registration backend", default=defaults["backend"])
     p.set_defaults(func=_cmd_demo)
 
 
-TRAIN_DEFAULTS = {"cases": [], "phantoms": 0, "brats": None, "holdout": 3, "steps": 200_000, "patch": 96, "batch": 1,
-                  "base_features": 32, "scales": 4, "lr": 1e-4, "seed": 0, "phantom_size": "full",
-                  "dose_range": [0.1, 0.33], "cache": None, "backend": "auto", "checkpoint_every": 500,
-                  "validate_every": 1000, "threads": None}
-"""Options of ``gadoreduce train``; a --config JSON file may set any of these keys, the command line wins."""
 
 
-def _train_options(args: argparse.Namespace) -> dict:
-    options = dict(TRAIN_DEFAULTS)
-    if args.config:
-        try:
-            data = json.loads(open(args.config).read())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ValueError(f"cannot read the training configuration {args.config}: {error}") from None
-        unknown = set(data) - set(options)
-        if unknown:
-            raise ValueError(f"unknown keys {sorted(unknown)} in {args.config}; use {', '.join(options)}")
-        options.update(data)
-    options.update({k: v for k, v in vars(args).items() if k in options and v is not None})
-    return options
-
-
-def _cmd_train(args: argparse.Namespace) -> int:
-    from pathlib import Path
-    from .model.network import ModelConfig
-    from .training.loop import TrainConfig, distributed_context, rank_zero_first, train
-    from .training.data import training_sets
-    o = _train_options(args)
-    output = Path(args.output)
-    config = TrainConfig(steps=int(o["steps"]), patch_size=int(o["patch"]), batch_size=int(o["batch"]),
-                         learning_rate=float(o["lr"]), seed=int(o["seed"]),
-                         model=ModelConfig(base_features=int(o["base_features"]), scales=int(o["scales"])),
-                         checkpoint_every=int(o["checkpoint_every"]), validate_every=int(o["validate_every"]),
-                         threads=o["threads"])
-    rank, _ = distributed_context()
-    log = print if rank == 0 else (lambda *a, **k: None)
-    cache = Path(o["cache"]) if o["cache"] else output / "cache"
-    cases, validation = rank_zero_first(lambda: training_sets(
-        o["cases"], int(o["phantoms"]), o["brats"], int(o["holdout"]), int(o["seed"]), o["phantom_size"],
-        tuple(o["dose_range"]), cache, o["backend"], log))
-    result = train(cases, validation, output, config, resume=args.resume, log=log)
-    if rank == 0:
-        last = result["history"]["train"][-1] if result["history"]["train"] else None
-        if last:
-            print(f"step {last[0]}: training loss {last[1]:.5f}; gamma {result['gamma']:.4f}; outputs in {output}")
-    return 0
-
-
-def _add_train(sub) -> None:
-    p = sub.add_parser("train", help="train the contrast-signal CNN on case folders, phantoms and BraTS pairs",
-                       description="Train the conditional U-Net (Pinetz, Kobler et al. 2024, section 3.4): weighted "
-                                   "Huber loss on 96^3 patches, Adam 1e-4 with cosine annealing to 1e-6, flips and "
-                                   "rotations. Training cases are preprocessed once and cached. Multi-GPU: "
-                                   "torchrun --nproc_per_node N -m GadoReduceLib.cli train ... "
-                                   "Default model: gadoreduce train --phantoms 16 --brats ../shared/data "
-                                   "--holdout 3 --output runs/default")
-    p.add_argument("--config", metavar="JSON", help=f"options as JSON (keys: {', '.join(TRAIN_DEFAULTS)})")
-    p.add_argument("--cases", nargs="+", metavar="DIR", help="case folders (pre_contrast, low_dose*, standard_dose, "
-                   "case.json or phantom.json) or folders of them")
-    p.add_argument("--phantoms", type=int, metavar="N", help="N digital phantoms generated on the fly (default 0)")
-    p.add_argument("--brats", metavar="DIR", help="folder with BraTS pairs (*_t1, *_t1ce) for synthetic low doses")
-    p.add_argument("--holdout", type=int, metavar="N", help="BraTS subjects (else case folders) kept for "
-                   "validation (default 3)")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder (checkpoints, model, loss curve)")
-    p.add_argument("--steps", type=int, metavar="N", help="optimizer steps (default 200000, the paper's)")
-    p.add_argument("--patch", type=int, metavar="N", help="patch edge in voxels (default 96)")
-    p.add_argument("--batch", type=int, metavar="N", help="patches per process and step (default 1)")
-    p.add_argument("--base-features", type=int, metavar="N", help="features at the finest scale (default 32)")
-    p.add_argument("--scales", type=int, metavar="N", help="U-Net scales (default 4)")
-    p.add_argument("--lr", type=float, help="initial learning rate (default 1e-4)")
-    p.add_argument("--seed", type=int, help="seed of case choice, patches and weights (default 0)")
-    p.add_argument("--phantom-size", choices=("small", "full"), help="phantom voxels: small 2 mm, full 1 mm (default)")
-    p.add_argument("--cache", metavar="DIR", help="preprocessed-case cache (default OUTPUT/cache)")
-    p.add_argument("--backend", choices=("auto", "itk", "executable"), help="registration backend")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints (default 500)")
-    p.add_argument("--validate-every", type=int, metavar="N", help="steps between validations (default 1000)")
-    p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
-    p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
-    p.set_defaults(func=_cmd_train)
 def _cmd_predict(args: argparse.Namespace) -> int:
-    import warnings
-    from .io.imageio import read_image
-    from .inference.predict import choose_device, synthesize, write_prediction
-    from .model.files import load_model
-    from .preprocessing.preprocess import preprocess
-    device = choose_device(args.device)
-    loaded = load_model(args.model, device=device)  # before the slow preprocessing: fail fast
-    pre = read_image(args.pre)
-    low = read_image(args.low)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # printed below from the QC record
-        result = preprocess(pre, low, backend=args.backend, threads=args.threads)
-    outputs = synthesize(loaded, result, args.dose, args.field_strength, args.agent, tile=args.tile,
-                         precision=args.precision, device=device)
-    name = loaded.metadata.get("name", loaded.path.name if loaded.path else "model")
-    paths = write_prediction(outputs, pre, args.output,
-                             footer=f"{name}; dose {args.dose:g}, {args.field_strength:g} T, {args.agent}. "
-                                    "Synthetic images: research only, not for diagnosis.")
-    for message in result.qc["warnings"]:
+    from .pipeline import predict_from_arguments
+    pipeline, result, paths = predict_from_arguments(args)
+    record = result.record
+    for message in record["warnings"]:
         print(f"WARNING: {message}", file=sys.stderr)
-    print(f"model {loaded.path} on {device}, {args.precision}; intensities in the pre-contrast's units")
+    print(f"model {pipeline.model_path} on {pipeline.device}, {args.precision}; "
+          "intensities in the pre-contrast's units")
+    print(f"{record['n_regions']} enhancing regions above {record['threshold_sigmas']:g} noise sigmas "
+          f"({record['threshold']:.4g}) and {record['min_volume_mm3']:g} mm^3")
     print(f"wrote {len(paths)} files to {args.output}")
     return 0
 
 
 def _add_predict(sub) -> None:
+    from .pipeline import OUTPUT_IMAGES, RECORD_FILE, REGIONS_FILE, add_predict_arguments
+    written = ", ".join(image.name for image in OUTPUT_IMAGES if not image.needs_standard_dose)
     p = sub.add_parser("predict", help="synthesize standard-dose images from a pre-contrast and a low-dose scan",
                        description="Preprocess a pre-contrast and a low-dose T1w pair, predict the standard-dose "
-                                   "contrast signal with the conditional CNN and write synthetic_standard_dose "
-                                   "(pre-contrast + signal), beyond_standard_dose (low dose + signal) and "
-                                   "contrast_signal on the pre-contrast grid, in the pre-contrast's intensity "
-                                   "units, plus prediction.png. " + DISCLAIMER)
-    p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
-    p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
-    p.add_argument("--dose", required=True, type=float, metavar="D",
-                   help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25")
-    p.add_argument("--field-strength", required=True, type=float, metavar="B", help="tesla, e.g. 1.5 or 3")
-    p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
-                   help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it; default: the "
-                   "shipped model, Resources/Models/gadoreduce_default.pt)")
-    p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
-    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
-                   help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default fp32)")
-    p.add_argument("--tile", type=int, metavar="SIZE", help="sliding-window tile edge in voxels (bounded "
-                   "memory); default: whole volume")
-    p.add_argument("--backend", default="auto", choices=["auto", "itk", "executable"], help="elastix backend")
-    p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
+                                   "contrast signal with the conditional CNN, label the enhancing regions and "
+                                   f"write {written} (.nii.gz, on the pre-contrast grid, in the pre-contrast's "
+                                   f"intensity units), {REGIONS_FILE}, {RECORD_FILE} and prediction.png. "
+                                   + DISCLAIMER)
+    add_predict_arguments(p)
     p.set_defaults(func=_cmd_predict)
 
 
@@ -438,7 +366,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
     p.add_argument("--ablation-model", metavar="PATH", help="fixed-condition ablation model file (optional)")
-    p.add_argument("--backend", default="auto", choices=["auto", "itk", "executable"], help="elastix backend")
+    _add_backend(p, "elastix backend")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, metavar="N", help="sliding-window tile edge in voxels; default whole volume")
     p.add_argument("--cache", metavar="DIR", help="preprocessed (case, dose) cache (default OUTPUT/cache); keep it "
@@ -464,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_predict(sub)
     _add_preprocess(sub)
     _add_synth(sub)
-    _add_train(sub)
+    add_train_parser(sub)
     return parser
 
 

@@ -10,7 +10,7 @@ metrics of ``evaluate``). These are software checks on synthetic data, not clini
 
 from __future__ import annotations
 
-import json
+import itertools
 import time
 from pathlib import Path
 
@@ -51,20 +51,18 @@ def run_demo(output: str | Path, seed: int = 0, size: str = DEMO_SIZE, backend: 
              device: str = "auto", log=print) -> dict:
     """Generate the phantom case, run the chain, write everything under ``output``; returns the metrics.
     model: model file (None: the shipped default); device: auto, cpu, cuda, ..."""
-    from .preprocessing.brainmask import dice
+    from .io.atomic import write_json
     from .io.imageio import dose_name
-    from .inference.predict import choose_device
-    from .model.files import load_model
     from .phantom.generate import PhantomConfig, generate_phantom, preview_phantom, write_phantom
-    from .preprocessing.preprocess import preprocess
+    from .pipeline import Pipeline, write
+    from .preprocessing.brainmask import dice
     from .preprocessing.qc import write_outputs
     from .preprocessing.registration import target_registration_error
 
     output = Path(output)
     log(DISCLAIMER)
-    dev = choose_device(device)
-    loaded = load_model(model, device=dev)  # before the slow steps: a missing or tampered file fails fast
-    log(f"1/4 Generating the built-in phantom case (seed {seed}, size {size}, low dose {DEMO_DOSE:.0%}) ...")
+    pipeline = Pipeline(model, device=device, backend=backend)  # a missing or tampered model file fails fast
+    log(f"1/5 Generating the built-in phantom case (seed {seed}, size {size}, low dose {DEMO_DOSE:.0%}) ...")
     start = time.perf_counter()
     config = PhantomConfig(seed=seed, doses=(DEMO_DOSE,), size=size, max_motion_deg=5.0, max_motion_mm=5.0)
     case = generate_phantom(config)
@@ -72,20 +70,20 @@ def run_demo(output: str | Path, seed: int = 0, size: str = DEMO_SIZE, backend: 
     preview_phantom(case, output / "phantom_preview.png")
     timings = {"phantom_s": time.perf_counter() - start}
 
-    log("2/4 Preprocessing: rigid registration, brain mask, intensity and noise normalization ...")
-    start = time.perf_counter()
-    result = preprocess(case.pre_contrast, case.low_dose[DEMO_DOSE], case.standard_dose, backend=backend)
+    steps = itertools.count(2)  # the pipeline's steps: preprocessing, CNN, enhancing regions
+    predicted = pipeline.predict_case(case.pre_contrast, case.low_dose[DEMO_DOSE], DEMO_DOSE, config.field_strength,
+                                      config.agent, standard_dose=case.standard_dose,
+                                      progress=lambda percent, message: log(f"{next(steps)}/5 {message}"))
+    result, images = predicted.preprocessing, predicted.images
     write_outputs(result, output / "preprocessed", qc_png=output / "preprocessing_qc.png")
-    timings["preprocess_s"] = time.perf_counter() - start
+    write(predicted, output / "prediction", footer=f"{pipeline.model_name}; phantom, dose {DEMO_DOSE:g}, "
+                                                   f"{config.field_strength:g} T; not clinical evidence")
+    timings["preprocess_s"] = predicted.record["timings_s"]["preprocess"]
+    timings["cnn_s"] = predicted.record["timings_s"]["cnn"]
 
-    log(f"3/4 Predicting the standard-dose contrast signal ({_model_name(loaded)} on {dev}) ...")
-    start = time.perf_counter()
-    images = _predict(loaded, result, config, dev, output / "prediction")
-    timings["cnn_s"] = time.perf_counter() - start
-
-    log("4/4 Comparing with the phantom's truth ...")
-    metrics = {"seed": seed, "size": size, "dose": DEMO_DOSE, "backend": result.low_dose.registration.backend,
-               "model": _model_name(loaded), "device": str(dev)}
+    log("5/5 Comparing with the phantom's truth ...")
+    metrics = {"seed": seed, "size": size, "dose": DEMO_DOSE, "backend": predicted.record["registration_backend"],
+               "model": pipeline.model_name, "device": predicted.record["device"]}
     for label, scan_name, scan in (("low_dose", dose_name(DEMO_DOSE), result.low_dose),
                                    ("standard_dose", "standard_dose", result.standard_dose)):
         mean, worst = target_registration_error(scan.registration.transform, true_motion(case, scan_name),
@@ -98,33 +96,20 @@ def run_demo(output: str | Path, seed: int = 0, size: str = DEMO_SIZE, backend: 
     metrics["noise_sigma_estimated"] = result.low_dose.noise_sigma
     metrics["noise_sigma_true"] = true_subtraction_sigma(case, result, result.low_dose)
     metrics["methods"] = _image_metrics(case, result, config, images)
-    metrics["warnings"] = list(result.qc.get("warnings", []))
+    metrics["warnings"] = list(predicted.record["warnings"])
     metrics.update(timings)
-    (output / "demo_metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+    write_json(output / "demo_metrics.json", metrics, default=float)
 
     log(format_metrics(metrics, output))
     return metrics
 
 
-def _model_name(loaded) -> str:
-    return str(loaded.metadata.get("name", loaded.path.name if loaded.path else "model"))
-
-
-def _predict(loaded, result, config, device, folder: Path) -> dict:
-    """Synthesize with the CNN, write the three volumes and prediction.png; returns the output images."""
-    from .inference.predict import synthesize, write_prediction
-    images = synthesize(loaded, result, DEMO_DOSE, config.field_strength, config.agent, device=device)
-    write_prediction(images, result.pre_contrast_input, folder,
-                     footer=f"{_model_name(loaded)}; phantom, dose {DEMO_DOSE:g}, {config.field_strength:g} T; "
-                            "not clinical evidence")
-    return images
-
-
 def _image_metrics(case, result, config, images) -> dict:
     """{method: metrics} of the low dose, linear scaling and GadoReduce against the phantom's standard dose
     (``evaluate.image_metrics``: PSNR, SSIM, c-bar / c^ over the enhancing lesions, detection)."""
-    from .evaluation.evaluate import ENHANCING_SIGMAS, REFERENCE, arrays_from_result, image_metrics, method_images
-    from .evaluation.cases import phantom_lesions
+    from .evaluation.evaluate import arrays_from_result, image_metrics, method_images
+    from .evaluation.methods import ENHANCING_SIGMAS, REFERENCE
+    from .phantom.truth import phantom_lesions
     from .io.regrid import to_grid
     arrays = arrays_from_result(result, phantom_lesions(case), True, config.field_strength, config.agent)
     signal = to_grid(images["contrast_signal"], result.pre_contrast)  # working grid, input units
@@ -171,7 +156,8 @@ def format_metrics(m: dict, output: Path) -> str:
         "",
         f"Written to {output}/: phantom/ (inputs and truth), phantom_preview.png, preprocessed/ (registered scans,",
         "subtraction images, brain mask, normalized subtraction, contrast mask and training target),",
-        "preprocessing_qc.png, prediction/ (synthetic_standard_dose, beyond_standard_dose, contrast_signal and",
+        "preprocessing_qc.png, prediction/ (synthetic_standard_dose, beyond_standard_dose, contrast_signal,",
+        "enhancing_labels and the other outputs of `gadoreduce predict`, enhancing_regions.csv, record.json,",
         "prediction.png), demo_metrics.json.",
     ]
     return "\n".join(lines)

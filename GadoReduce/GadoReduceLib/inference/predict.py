@@ -29,12 +29,12 @@ import SimpleITK as sitk
 import torch
 
 from ..physics.agents import get_agent
+from ..physics.lowdose import check_dose
 from ..model.network import ConditionalUNet, input_tensor
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 GAUSSIAN_SIGMA_SCALE = 0.125
 """Sigma of the blending Gaussian as a fraction of the tile edge (as MONAI's sliding window)."""
-OUTPUT_NAMES = ("synthetic_standard_dose", "beyond_standard_dose", "contrast_signal")
 
 
 def _mps_works() -> bool:
@@ -238,6 +238,30 @@ def check_voxel_size(loaded, spacing) -> str | None:
     return message
 
 
+def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, noise_sigma_ld: float,
+                          dose: float, field_strength: float, agent: str, tile: int | None = None,
+                          overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
+                          fixed_conditions: dict | None = None) -> np.ndarray:
+    """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units.
+
+    z_ld, x_ld, s_ld: normalized subtraction, registered low dose and local noise std [k, j, i] (working grid);
+    noise_sigma_ld: noise sigma of the low-dose subtraction (normalized units); dose: fraction of the standard
+    dose in (0, 1]; field_strength: tesla; agent: ``agents.get_agent`` name (its relaxivity at field_strength is a
+    condition); fixed_conditions: {"dose", "field_strength", "relaxivity", "noise_sigma"} replacing the case's
+    conditions (fixed-condition ablation). tile, overlap, precision, device: as :func:`predict_contrast`.
+    """
+    dose = check_dose(dose)
+    conditions = {"dose": dose, "field_strength": field_strength,
+                  "relaxivity": get_agent(agent).relaxivity(field_strength),  # checks the field strength range too
+                  "noise_sigma": noise_sigma_ld}
+    conditions.update(fixed_conditions or {})
+    normalized = loaded.normalization.normalize(conditions["dose"], conditions["field_strength"],
+                                                conditions["relaxivity"], conditions["noise_sigma"])
+    y_hat = predict_contrast(loaded.model, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap,
+                             precision=precision, device=device)
+    return revert_normalization(y_hat, s_ld, loaded.gamma, noise_sigma_ld)
+
+
 def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
                tile: int | None = None, overlap: int | None = None, precision: str = "fp32",
                device: str | torch.device | None = None, intensity: str = "input") -> dict[str, sitk.Image]:
@@ -245,54 +269,53 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
 
     dose: low-dose fraction of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent
     name (``agents.get_agent``; its relaxivity at field_strength is a condition). Returns images on the
-    pre-contrast grid: ``contrast_signal`` y~ = gamma s_LD y^ / sigma_LD, ``synthetic_standard_dose`` x_PC + y~ and
-    ``beyond_standard_dose`` x_LD + y~. intensity "input": in the pre-contrast scan's input units
-    (normalized values times the pre-contrast's 95th brain percentile, ``preprocess_result.pre_percentile``);
-    "normalized": in the preprocessing's units (95th brain percentile of the pre-contrast = 1).
+    pre-contrast grid (``pipeline.CNN_OUTPUT_NAMES``): ``contrast_signal`` y~ (:func:`model_contrast_signal`),
+    ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~. intensity "input": in the
+    pre-contrast scan's input units (normalized values times the pre-contrast's 95th brain percentile,
+    ``preprocess_result.pre_percentile``); "normalized": in the preprocessing's units (that percentile = 1).
     """
     from ..io.regrid import back_to_grid
-    try:
-        dose = float(dose)
-    except (TypeError, ValueError):
-        raise ValueError(f"dose must be a number, the fraction of the standard dose, got {dose!r}") from None
-    if not 0.0 < dose <= 1.0:
-        raise ValueError(f"dose {dose:g} must be a fraction of the standard dose in (0, 1], e.g. 0.25 for 25 %")
+    dose = check_dose(dose)
     if intensity not in ("input", "normalized"):
         raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")
-    relaxivity = get_agent(agent).relaxivity(field_strength)  # checks the field strength range too
+    get_agent(agent).relaxivity(field_strength)  # unknown agents and field strengths fail before the CNN
     check_voxel_size(loaded, preprocess_result.pre_contrast.GetSpacing())
     low = preprocess_result.low_dose
-    conditions = loaded.normalization.normalize(dose, field_strength, relaxivity, preprocess_result.noise_sigma_ld)
-    s_ld = _array(low.local_std)
-    y_hat = predict_contrast(loaded.model, _array(low.normalized_subtraction), _array(low.registered), s_ld,
-                             conditions, tile=tile, overlap=overlap, precision=precision, device=device)
+    y_tilde = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
+                                    _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
+                                    agent, tile=tile, overlap=overlap, precision=precision, device=device)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
-    y_tilde = revert_normalization(y_hat, s_ld, loaded.gamma, preprocess_result.noise_sigma_ld)
     reference = preprocess_result.pre_contrast  # working grid
-    arrays = {"contrast_signal": y_tilde,
-              "synthetic_standard_dose": _array(preprocess_result.pre_contrast) + y_tilde,
-              "beyond_standard_dose": _array(low.registered) + y_tilde}
+    arrays = {"synthetic_standard_dose": _array(preprocess_result.pre_contrast) + y_tilde,
+              "beyond_standard_dose": _array(low.registered) + y_tilde,
+              "contrast_signal": y_tilde}
     out = {}
-    for name in OUTPUT_NAMES:
-        image = sitk.GetImageFromArray((arrays[name] * scale).astype(np.float32))
+    for name, array in arrays.items():
+        image = sitk.GetImageFromArray((array * scale).astype(np.float32))
         image.CopyInformation(reference)
         out[name] = back_to_grid(image, preprocess_result.pre_contrast_input, sitk.sitkBSpline)
     return out
 
 
-def write_prediction(outputs: dict[str, sitk.Image], pre_contrast: sitk.Image, folder, montage_name: str =
-                     "prediction.png", footer: str | None = None) -> list:
-    """Write the outputs of :func:`synthesize` as ``folder/<name>.nii.gz`` (atomic) and a montage PNG of mid
-    slices (pre-contrast, synthetic standard dose, beyond standard dose, contrast signal); returns the paths."""
-    from pathlib import Path
-
-    from ..io.imageio import write_image
-    from ..io.preview import montage
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    paths = [write_image(outputs[name], folder / f"{name}.nii.gz") for name in OUTPUT_NAMES]
-    arrays = [sitk.GetArrayFromImage(pre_contrast).astype(np.float32)]
-    arrays += [sitk.GetArrayFromImage(outputs[name]) for name in OUTPUT_NAMES]
-    titles = ["pre-contrast", "synthetic standard dose", "beyond standard dose", "contrast signal"]
-    paths.append(montage(arrays, titles, folder / montage_name, spacing=pre_contrast.GetSpacing(), footer=footer))
-    return paths
+def lesion_metrics(labels: sitk.Image, images: dict[str, sitk.Image], pre_contrast: sitk.Image,
+                   brain_mask: sitk.Image, names: dict | None = None) -> list[dict]:
+    """One row per lesion label > 0: volume (mm^3) and CNR, LBR and CEP (paper 002) of each image in ``images``
+    (name -> image on the grid of ``labels``), with the healthy brain = ``brain_mask`` minus all lesions;
+    ``names``: {str(label): lesion name} (default "lesion <label>")."""
+    from ..metrics import quality as metrics
+    lab = sitk.GetArrayFromImage(labels)
+    brain = sitk.GetArrayFromImage(brain_mask) > 0
+    healthy = brain & (lab == 0)
+    pre = sitk.GetArrayFromImage(pre_contrast)
+    arrays = {name: sitk.GetArrayFromImage(image) for name, image in images.items()}
+    rows = []
+    for label in (int(v) for v in np.unique(lab[lab > 0])):
+        lesion = lab == label
+        row = {"lesion": (names or {}).get(str(label), f"lesion {label}"), "label": label,
+               "volume_mm3": float(lesion.sum() * np.prod(labels.GetSpacing()))}
+        for name, array in arrays.items():
+            row[f"cnr_{name}"] = metrics.contrast_to_noise_ratio(array, lesion, healthy | lesion)
+            row[f"lbr_{name}"] = metrics.lesion_to_brain_ratio(array, lesion, healthy | lesion)
+            row[f"cep_{name}"] = metrics.contrast_enhancement_percentage(array, pre, lesion)
+        rows.append(row)
+    return rows

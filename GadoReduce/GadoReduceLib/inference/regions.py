@@ -12,13 +12,14 @@ import numpy as np
 import SimpleITK as sitk
 from scipy import ndimage
 
-from ..io.imageio import image_to_array
+from ..io.imageio import image_to_array, same_grid
 from .region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS  # noqa: F401  (re-exported)
 
 LARGE_LESION_MM3 = 1000.0
 """truth_problems compares region volumes with the truth for lesions of at least this volume (1000 voxels
 at 1 mm); smaller ones are dominated by partial volume and are only required to be found."""
-_STRUCTURE_26 = np.ones((3, 3, 3), dtype=bool)
+CONNECTIVITY_26 = np.ones((3, 3, 3), dtype=bool)
+"""26-connectivity (faces, edges and corners) of regions and lesions: the one structure for ``ndimage.label``."""
 
 
 def _check_image(image: sitk.Image, name: str) -> None:
@@ -33,11 +34,7 @@ def _check_image(image: sitk.Image, name: str) -> None:
 
 def _check_same_grid(reference: sitk.Image, other: sitk.Image, name: str) -> None:
     _check_image(other, name)
-    same = (reference.GetSize() == other.GetSize()
-            and np.allclose(reference.GetSpacing(), other.GetSpacing(), atol=1e-5)
-            and np.allclose(reference.GetOrigin(), other.GetOrigin(), atol=1e-4)
-            and np.allclose(reference.GetDirection(), other.GetDirection(), atol=1e-5))
-    if not same:
+    if not same_grid(reference, other):
         raise ValueError(f"{name} is not on the grid of the contrast signal (size {other.GetSize()} vs "
                          f"{reference.GetSize()}, or spacing/origin/direction differ). Resample it onto the "
                          "contrast signal's grid first.")
@@ -66,7 +63,7 @@ def enhancing_regions(contrast_signal: sitk.Image, noise_sigma: float, brain_mas
     if brain_mask is not None:
         _check_same_grid(contrast_signal, brain_mask, "brain_mask")
         above &= sitk.GetArrayViewFromImage(brain_mask) != 0
-    components, count = ndimage.label(above, structure=_STRUCTURE_26)
+    components, count = ndimage.label(above, structure=CONNECTIVITY_26)
     voxel_volume = float(np.prod(contrast_signal.GetSpacing()))
     out = np.zeros(components.shape, np.uint16)
     if count:

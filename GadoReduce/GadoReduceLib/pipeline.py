@@ -1,0 +1,331 @@
+"""One predict pipeline for every entry point (paper 001, sections 3.1-3.4): ``gadoreduce predict``, the Slicer
+module's worker, ``gadoreduce demo`` (in the spirit of nnU-Net's ``nnUNetPredictor``: one object serves all).
+
+``Pipeline(...)`` checks its settings and loads the model once, before any slow work (a missing or tampered
+model file fails fast). ``Pipeline.predict_case(pre_contrast, low_dose, dose, field_strength, agent)`` runs
+preprocessing (``preprocessing.preprocess``), the CNN (``inference.predict.synthesize``), the enhancing regions
+(``inference.regions``) and, with a lesion segmentation, CNR/LBR/CEP per lesion; it returns a
+:class:`CaseResult` whose images (:data:`OUTPUT_IMAGES`) lie on the pre-contrast input grid. :func:`write`
+writes them with ``enhancing_regions.csv``, ``record.json`` and the montage ``prediction.png``.
+
+This module imports no heavy package at import time (the Slicer module reads :data:`OUTPUT_IMAGES` at start-up).
+Research software: synthetic images are not for diagnosis.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import DISCLAIMER, __version__
+from .inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
+
+
+@dataclass(frozen=True)
+class OutputImage:
+    """One output image of :meth:`Pipeline.predict_case`, on the pre-contrast input grid.
+
+    name: key of ``CaseResult.images`` and file stem; title: for people (montage, node names); units: "input"
+    (the pre-contrast scan's input intensity units), "normalized" (95th brain percentile of the pre-contrast = 1)
+    or "labels" (uint16, 0 = background); signed: contrast-like, displayed with a window around 0; source: "cnn"
+    (``inference.predict.synthesize``), "regions" or "preprocessing"; needs_standard_dose: only with a standard dose.
+    """
+
+    name: str
+    title: str
+    units: str
+    signed: bool
+    source: str
+    needs_standard_dose: bool = False
+
+
+OUTPUT_IMAGES = (
+    OutputImage("synthetic_standard_dose", "synthetic standard dose", "input", False, "cnn"),
+    OutputImage("beyond_standard_dose", "beyond standard dose", "input", False, "cnn"),
+    OutputImage("contrast_signal", "contrast signal", "input", True, "cnn"),
+    OutputImage("enhancing_labels", "enhancing regions", "labels", False, "regions"),
+    OutputImage("normalized_subtraction", "normalized subtraction", "normalized", True, "preprocessing"),
+    OutputImage("low_dose_registered", "registered low dose", "input", False, "preprocessing"),
+    OutputImage("standard_dose_registered", "registered standard dose", "input", False, "preprocessing",
+                needs_standard_dose=True),
+)
+"""Every output image, in writing order: the one list the CLI, the worker and the Slicer module use."""
+OUTPUT_NAMES = tuple(image.name for image in OUTPUT_IMAGES)
+CNN_OUTPUT_NAMES = tuple(image.name for image in OUTPUT_IMAGES if image.source == "cnn")
+"""The images ``inference.predict.synthesize`` returns: x_PC + y~, x_LD + y~ and y~."""
+REGION_COLUMNS = ("label", "voxels", "volume_mm3", "centroid_ras_R", "centroid_ras_A", "centroid_ras_S",
+                  "mean_contrast_signal", "max_contrast_signal")
+"""Columns of the region table (``regions.region_statistics`` rows, centroid in RAS mm, signal in input units;
+c_bar and c_hat follow with a standard dose): ``enhancing_regions.csv`` and the module's table."""
+REGIONS_FILE = "enhancing_regions.csv"
+LESIONS_FILE = "lesion_metrics.csv"
+RECORD_FILE = "record.json"
+MONTAGE_FILE = "prediction.png"
+
+
+@dataclass
+class CaseResult:
+    """Outcome of :meth:`Pipeline.predict_case`.
+
+    images: name -> SimpleITK image (:data:`OUTPUT_IMAGES` order, those computed), pre-contrast input grid;
+    regions: one row per enhancing region (``regions.region_statistics``; c_bar / c_hat with a standard dose);
+    lesions: one row per lesion label (CNR, LBR, CEP; [] without ``lesion_labels``); preprocessing: the
+    ``preprocess.PreprocessResult``; record: JSON-able settings and figures (noise sigma in input and
+    normalized units, pre_percentile, registration backend, QC warnings, model, device, thresholds, timings).
+    """
+
+    images: dict
+    regions: list
+    lesions: list
+    preprocessing: object
+    record: dict = field(default_factory=dict)
+
+    @property
+    def enhancing_labels(self):
+        """uint16 label image of the enhancing regions (label = row ``label`` of :attr:`regions`)."""
+        return self.images["enhancing_labels"]
+
+
+def _positive(value, name: str, allow_zero: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'zero or ' if allow_zero else ''}positive, got {value!r}")
+    return number
+
+
+def _optional_int(value, name: str, minimum: int) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer of at least {minimum} (or None), got {value!r}")
+    return int(value)
+
+
+def _kept_warnings(caught) -> list[str]:
+    """Messages of the inference's own warnings (voxel size, emulated bf16); any other warning is re-issued."""
+    from .inference.predict import VoxelSizeWarning
+    kept = []
+    for w in caught:
+        if issubclass(w.category, (VoxelSizeWarning, RuntimeWarning)):
+            kept.append(str(w.message))
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return kept
+
+
+class Pipeline:
+    """Preprocessing, CNN, enhancing regions and lesion metrics with one loaded model.
+
+    model: None (the shipped model), a model file path or a ``model.files.LoadedModel``; device: auto, cpu,
+    cuda, cuda:N or mps; tile: sliding-window tile edge in voxels (None: whole volume); precision: fp32, bf16
+    or fp16 (CUDA); backend: registration backend (``registration.BACKENDS``); threads: elastix threads (None:
+    all cores); threshold_sigmas / min_volume_mm3: enhancing regions above threshold_sigmas x the low-dose
+    subtraction's noise sigma, of at least min_volume_mm3 (mm^3). ValueError naming the parameter.
+    """
+
+    def __init__(self, model=None, device="auto", tile: int | None = None, precision: str = "fp32",
+                 backend: str = "auto", threads: int | None = None,
+                 threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3):
+        from .inference.predict import PRECISIONS, choose_device
+        from .model.files import LoadedModel, load_model, sha256_of
+        from .preprocessing.registration import BACKENDS
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.tile = _optional_int(tile, "tile", 1)
+        self.threads = _optional_int(threads, "threads", 1)
+        self.threshold_sigmas = _positive(threshold_sigmas, "threshold_sigmas")
+        self.min_volume_mm3 = _positive(min_volume_mm3, "min_volume_mm3", allow_zero=True)
+        self.precision, self.backend = precision, backend
+        self.device = choose_device(device)
+        if precision == "fp16" and self.device.type != "cuda":
+            raise ValueError(f"precision fp16 needs a CUDA device, not {self.device}; use fp32 or bf16")
+        if isinstance(model, LoadedModel):
+            self.loaded = model
+        elif model is None or isinstance(model, (str, Path)):
+            self.loaded = load_model(model, device=self.device)
+        else:
+            raise ValueError(f"model must be None, a model file path or a LoadedModel, not {type(model).__name__}")
+        alignment = self.loaded.config.alignment
+        if self.tile is not None and self.tile < 2 * alignment:
+            raise ValueError(f"tile {self.tile} is too small for this model; use at least {2 * alignment} voxels")
+        self.model_path = str(self.loaded.path) if self.loaded.path else None
+        self.model_name = str(self.loaded.metadata.get("name", self.loaded.path.name if self.loaded.path else "model"))
+        self.model_sha256 = sha256_of(self.loaded.path) if self.loaded.path else None
+
+    def predict_case(self, pre_contrast, low_dose, dose: float, field_strength: float, agent: str,
+                     standard_dose=None, lesion_labels=None, lesion_names: dict | None = None,
+                     progress=None) -> CaseResult:
+        """Synthetic standard dose, contrast signal, enhancing regions (and lesion metrics) of one case.
+
+        pre_contrast, low_dose, standard_dose (optional reference): 3D SimpleITK images; dose: low-dose fraction
+        of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent name (``agents.get_agent``);
+        lesion_labels: label image on the pre-contrast grid (CNR/LBR/CEP per label) with ``lesion_names``
+        {str(label): name}; progress(percent 0-100, message). The inputs are checked before the slow work.
+        """
+        import SimpleITK as sitk
+
+        from .inference.predict import lesion_metrics, synthesize
+        from .inference.regions import enhancing_regions, region_statistics
+        from .io.imageio import same_grid
+        from .physics.agents import get_agent
+        from .physics.lowdose import check_dose
+        from .preprocessing.preprocess import preprocess
+        report = progress or (lambda percent, message: None)
+        for name, image, required in (("pre_contrast", pre_contrast, True), ("low_dose", low_dose, True),
+                                      ("standard_dose", standard_dose, False),
+                                      ("lesion_labels", lesion_labels, False)):
+            if (image is not None or required) and not isinstance(image, sitk.Image):
+                raise ValueError(f"{name} must be a SimpleITK image, not {type(image).__name__}")
+        dose = check_dose(dose)
+        contrast_agent = get_agent(agent)
+        relaxivity = contrast_agent.relaxivity(field_strength)  # checks the field strength too
+        if lesion_labels is not None and not same_grid(lesion_labels, pre_contrast):
+            raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
+                             f"(size {pre_contrast.GetSize()}); resample the segmentation onto it first")
+
+        start = time.perf_counter()
+        report(10, "Registration, brain mask, intensity and noise normalization ...")
+        prep = preprocess(pre_contrast, low_dose, standard_dose, backend=self.backend, threads=self.threads,
+                          warn=False)
+        timings = {"preprocess": time.perf_counter() - start}
+        report(60, "Predicting the contrast signal with the CNN ...")
+        start = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught:  # voxel size, emulated bf16: kept in the record
+            warnings.simplefilter("always")
+            images = synthesize(self.loaded, prep, dose, field_strength, contrast_agent.name, tile=self.tile,
+                                precision=self.precision, device=self.device)
+        timings["cnn"] = time.perf_counter() - start
+
+        report(90, "Enhancing regions and statistics ...")
+        start = time.perf_counter()
+        mapped = prep.outputs()
+        scale = float(prep.pre_percentile)
+        noise_sigma = float(prep.noise_sigma_ld) * scale  # in the contrast signal's (input) units
+        brain = mapped["brain_mask"]
+        images["low_dose_registered"] = mapped["low_dose_registered"] * scale
+        if standard_dose is not None:
+            images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
+        labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
+                                   threshold_sigmas=self.threshold_sigmas, min_volume_mm3=self.min_volume_mm3)
+        reference = mapped["subtraction_sd"] * scale if standard_dose is not None else None
+        regions = region_statistics(labels, images["contrast_signal"], reference_contrast=reference)
+        lesions = []
+        if lesion_labels is not None:
+            compared = {"low_dose": images["low_dose_registered"],
+                        "synthetic_standard_dose": images["synthetic_standard_dose"]}
+            if standard_dose is not None:
+                compared["standard_dose"] = images["standard_dose_registered"]
+            lesions = lesion_metrics(sitk.Cast(lesion_labels, sitk.sitkUInt16), compared, pre_contrast, brain,
+                                     lesion_names)
+        images.update({"enhancing_labels": labels, "normalized_subtraction": mapped["normalized_subtraction_ld"]})
+        timings["regions"] = time.perf_counter() - start
+
+        record = {
+            "gadoreduce_version": __version__, "disclaimer": DISCLAIMER,
+            "dose": dose, "field_strength": float(field_strength), "agent": contrast_agent.name,
+            "relaxivity": float(relaxivity),
+            "model_path": self.model_path, "model_name": self.model_name, "model_sha256": self.model_sha256,
+            "device": str(self.device), "precision": self.precision, "tile": self.tile,
+            "registration_backend": prep.low_dose.registration.backend,
+            "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
+            "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
+            "threshold": self.threshold_sigmas * noise_sigma, "n_regions": len(regions), "n_lesions": len(lesions),
+            "warnings": list(prep.qc.get("warnings", [])) + _kept_warnings(caught),
+            "units": "images in the pre-contrast's input units (normalized_subtraction: 95th brain percentile "
+                     "of the pre-contrast = 1); noise_sigma and threshold in input units",
+            "timings_s": timings,
+            "qc": json.loads(json.dumps(prep.qc, default=float)),
+        }
+        ordered = {name: images[name] for name in OUTPUT_NAMES if name in images}
+        return CaseResult(ordered, regions, lesions, prep, record)
+
+
+def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
+    """Write every image of ``result`` as ``folder/<name><suffix>`` (atomic); returns name -> path."""
+    from .io.imageio import write_image
+    folder = Path(folder)
+    return {name: write_image(image, folder / f"{name}{suffix}") for name, image in result.images.items()}
+
+
+def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | None = None) -> dict:
+    """Write the images (:func:`write_images`), ``enhancing_regions.csv``, ``lesion_metrics.csv`` (with lesion
+    rows), ``record.json`` and the montage ``prediction.png`` (mid slices of pre-contrast, synthetic standard
+    dose, beyond standard dose and contrast signal) into ``folder``, every file atomically; returns name -> path."""
+    import numpy as np
+    import SimpleITK as sitk
+
+    from .io.atomic import write_json, write_text
+    from .io.tables import csv_text
+    from .io.preview import montage
+    folder = Path(folder)
+    paths = write_images(result, folder, suffix)
+    paths["enhancing_regions"] = write_text(folder / REGIONS_FILE, csv_text(result.regions, REGION_COLUMNS))
+    if result.lesions:
+        paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
+    files = {name: path.name for name, path in paths.items()}
+    paths["record"] = write_json(folder / RECORD_FILE, {**result.record, "files": files}, default=float)
+    r = result.record
+    footer = footer or (f"{r['model_name']}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
+                        "Synthetic images: research only, not for diagnosis.")
+    pre = result.preprocessing.pre_contrast_input
+    arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
+    arrays += [sitk.GetArrayFromImage(result.images[name]) for name in CNN_OUTPUT_NAMES]
+    titles = ["pre-contrast"] + [image.title for image in OUTPUT_IMAGES if image.source == "cnn"]
+    paths["montage"] = montage(arrays, titles, folder / MONTAGE_FILE, spacing=pre.GetSpacing(), footer=footer)
+    return paths
+
+
+def backend_choices() -> tuple[str, ...]:
+    """Registration backends usable outside 3D Slicer: ``registration.BACKENDS`` less "slicer" (Slicer only)."""
+    from .preprocessing.registration import BACKENDS
+    return tuple(backend for backend in BACKENDS if backend != "slicer")
+
+
+def add_predict_arguments(parser) -> None:
+    """The options of ``gadoreduce predict`` (argparse) for :func:`predict_from_arguments`."""
+    from .physics.agents import DEFAULT_AGENT
+    p = parser
+    p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
+    p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
+    p.add_argument("--dose", required=True, type=float, metavar="D",
+                   help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25")
+    p.add_argument("--field-strength", required=True, type=float, metavar="B", help="tesla, e.g. 1.5 or 3")
+    p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
+                   help="contrast agent, generic or brand name (default %(default)s)")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it; default: the "
+                   "shipped model, Resources/Models/gadoreduce_default.pt)")
+    p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
+    p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
+                   help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default %(default)s)")
+    p.add_argument("--tile", type=int, metavar="SIZE", help="sliding-window tile edge in voxels (bounded "
+                   "memory); default: whole volume")
+    p.add_argument("--backend", default="auto", choices=backend_choices(),
+                   help="elastix backend (default: %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
+    p.add_argument("--threshold-sigmas", type=float, default=DEFAULT_THRESHOLD_SIGMAS, metavar="K",
+                   help="enhancing regions: contrast signal above K noise sigmas of the low-dose subtraction "
+                        "(default %(default)g)")
+    p.add_argument("--min-volume", type=float, default=DEFAULT_MIN_VOLUME_MM3, metavar="MM3",
+                   help="smallest enhancing region kept, mm^3 (default %(default)g)")
+
+
+def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
+    """``gadoreduce predict`` (options of :func:`add_predict_arguments`): model loaded first (fail fast), the
+    case predicted and written (:func:`write`) into ``args.output``; returns (pipeline, result, paths)."""
+    from .io.imageio import read_image
+    pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
+                        backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
+                        min_volume_mm3=args.min_volume)
+    result = pipeline.predict_case(read_image(args.pre), read_image(args.low), args.dose, args.field_strength,
+                                   args.agent)
+    return pipeline, result, write(result, args.output)
