@@ -8,12 +8,12 @@ left on the right of the picture (radiological convention), the coronal view sup
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .atomic import atomic_path
 
 LABEL_COLOURS = {1: (255, 64, 64), 2: (64, 200, 64), 3: (64, 128, 255), 4: (255, 220, 0)}
 """RGB of label values in overlays (BraTS: 1 necrosis/non-enhancing, 2 oedema, 4 enhancing tumour);
@@ -138,14 +138,6 @@ def montage(images: list[np.ndarray], titles: list[str], path, label_overlay: np
     if footer:
         draw.text((5, title_h + sum(row_heights) + 4), footer, fill=(200, 200, 200), font=font)
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".preview-", suffix=".png", dir=path.parent)
-    os.close(fd)
-    try:
-        canvas.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
+    with atomic_path(path) as partial:
+        canvas.save(partial, format="PNG")
     return path

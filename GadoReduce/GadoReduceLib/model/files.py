@@ -16,7 +16,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -24,6 +23,7 @@ from pathlib import Path
 import torch
 
 from .. import DISCLAIMER, __version__
+from ..io.atomic import atomic_path, write_text
 from .network import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
 
 DEFAULT_MODEL = ("Models", "gadoreduce_default.pt")
@@ -68,19 +68,6 @@ def sha256_of(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _json_safe(value):
     """JSON-compatible copy (numbers as floats, tuples as lists); ValueError for anything else."""
     try:
@@ -110,9 +97,10 @@ def save_model(path: str | os.PathLike, model: ConditionalUNet, config: ModelCon
               "metadata": _json_safe(metadata or {})}
     state = {name: t.detach().to("cpu").clone().contiguous() for name, t in model.state_dict().items()}
     payload = {"format": FORMAT, "metadata": json.dumps(header), "state_dict": state}
-    _atomic_write(path, lambda f: torch.save(payload, f))
-    _atomic_write(checksum_path(path), lambda f: f.write(f"{sha256_of(path)}  {path.name}\n".encode()))
-    _atomic_write(card_path(path), lambda f: f.write(model_card(header).encode("utf-8")))
+    with atomic_path(path) as partial:
+        torch.save(payload, partial)
+    write_text(checksum_path(path), f"{sha256_of(path)}  {path.name}\n")
+    write_text(card_path(path), model_card(header))
     return path
 
 

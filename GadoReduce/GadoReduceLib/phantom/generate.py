@@ -19,7 +19,6 @@ in the real and imaginary channels, g the g-factor map).
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -28,6 +27,7 @@ import SimpleITK as sitk
 
 from .. import DISCLAIMER, __version__
 from ..physics.agents import DEFAULT_AGENT, STANDARD_DOSE_TISSUE_CONCENTRATION_MM, get_agent
+from ..io.atomic import write_json, write_text
 from ..io.imageio import LPS_TO_RAS, Geometry, array_to_image, dose_name, write_image
 from ..io.memory import large_arrays
 from .anatomy import COMPARTMENTS, build_head, upsample_linear
@@ -426,12 +426,10 @@ def write_phantom(case: PhantomCase, folder) -> dict[str, Path]:
     for scan, entry in case.parameters["scans"].items():
         if "motion" in entry:
             path = folder / f"motion_{scan}.txt"
-            path.write_text(elastix_transform_text(case.parameters, scan))
+            write_text(path, elastix_transform_text(case.parameters, scan))
             paths[f"motion_{scan}"] = path
     sidecar = folder / "phantom.json"
-    partial = folder / ".partial-phantom.json"
-    partial.write_text(json.dumps(case.parameters, indent=1))
-    partial.replace(sidecar)
+    write_json(sidecar, case.parameters, indent=1)
     paths["phantom.json"] = sidecar
     return paths
 

@@ -68,7 +68,8 @@ class ContrastAgent:
         return _interpolate_field({1.5: self.r1_1p5t, 3.0: self.r1_3t}, field_strength, f"r1 of {self.name}")
 
 
-def _check_field_strength(field_strength: float, what: str = "the tables") -> float:
+def check_field_strength(field_strength: float, what: str = "the tables") -> float:
+    """The field strength in tesla as a float; ValueError naming the fix outside ``FIELD_STRENGTH_RANGE_T``."""
     try:
         b = float(field_strength)
     except (TypeError, ValueError):
@@ -83,7 +84,7 @@ def _check_field_strength(field_strength: float, what: str = "the tables") -> fl
 
 def _interpolate_field(values: dict[float, float], field_strength: float, what: str) -> float:
     """Linear interpolation in field strength between the 1.5 T and 3 T entries of ``values``."""
-    b = _check_field_strength(field_strength, what)
+    b = check_field_strength(field_strength, what)
     v15, v30 = values[1.5], values[3.0]
     return float(v15 + (v30 - v15) * (b - 1.5) / 1.5)
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .agents import (STANDARD_DOSE_TISSUE_CONCENTRATION_MM, ContrastAgent, _check_field_strength, native_t1,
+from .agents import (STANDARD_DOSE_TISSUE_CONCENTRATION_MM, ContrastAgent, check_field_strength, native_t1,
                      proton_density, t2star)
 
 __all__ = ["Sequence", "default_sequence", "r1_with_agent", "spgr_signal", "mprage_signal", "signal",
@@ -85,7 +85,7 @@ def default_sequence(field_strength: float, kind: str = "spgr") -> Sequence:
     mprage: 3 T echo spacing 7 ms / TE 3 ms / 9 deg / TI 900 ms / shot TR 2.3 s / 176 readouts;
     1.5 T 8.7 ms / 4 ms / 8 deg / TI 1000 ms / 2.4 s / 160 (ADNI-like protocols).
     """
-    b = _check_field_strength(field_strength)
+    b = check_field_strength(field_strength)
     high = b >= 2.25
     if kind == "spgr":
         return Sequence("spgr", 0.008, 0.003, 12.0) if high else Sequence("spgr", 0.010, 0.004, 15.0)

@@ -25,7 +25,7 @@ import SimpleITK as sitk
 from . import brainmask as bm
 from . import noise, normalization
 from ..io import regrid
-from ..io.imageio import check_3d
+from ..io.imageio import check_3d, same_grid
 from .registration import RIGID_PARAMETER_FILE, RegistrationResult, register
 
 MAX_SPACING_MM = 7.0
@@ -277,7 +277,7 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
         brain = bm.brain_mask(pre_native, backend=backend, threads=threads)
     if isinstance(brain, sitk.Image):
         check_3d(brain, "brain mask")
-        if brain.GetSize() != pre_native.GetSize() or not np.allclose(brain.GetOrigin(), pre_native.GetOrigin(), atol=1e-3):
+        if not same_grid(brain, pre_native, atol=1e-3):  # NIfTI stores the grid in float32
             raise ValueError("The given brain mask is not on the pre-contrast grid; resample it onto the "
                              "pre-contrast image first (nearest neighbour).")
         mask_native = sitk.Cast(brain > 0, sitk.sitkUInt8)

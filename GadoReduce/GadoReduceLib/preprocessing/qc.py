@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
 from .. import DISCLAIMER
+from ..io.atomic import atomic_path, write_json
 from ..io.imageio import write_image
 from .preprocess import PreprocessResult
 
@@ -48,9 +47,8 @@ def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Pa
                                                 if result.standard_dose is not None else [])
     for name, scan in scans:
         tfm = folder / f"{name}_to_pre_contrast.tfm"
-        partial = folder / f".partial-{tfm.name}"
-        sitk.WriteTransform(scan.registration.transform, str(partial))
-        os.replace(partial, tfm)
+        with atomic_path(tfm) as partial:
+            sitk.WriteTransform(scan.registration.transform, str(partial))
         paths[tfm.stem] = tfm
     record = {"disclaimer": DISCLAIMER,
               "transform_convention": "each .tfm maps pre-contrast (fixed) LPS points to the post-contrast "
@@ -58,9 +56,7 @@ def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Pa
               "intensity_unit": "95th percentile of the pre-contrast intensities inside the brain mask",
               **result.qc}
     qc_file = folder / "qc.json"
-    partial = folder / ".partial-qc.json"
-    partial.write_text(json.dumps(record, indent=1, default=float))
-    os.replace(partial, qc_file)
+    write_json(qc_file, record, indent=1, default=float)
     paths["qc"] = qc_file
     if qc_png:
         paths["qc_png"] = qc_montage(result, qc_png)
