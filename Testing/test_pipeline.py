@@ -121,6 +121,8 @@ def test_predict_writes_regions_matching_the_label_image(tmp_path, capsys):
     assert record["model_name"] == "tiny" and len(record["model_sha256"]) == 64
     assert record["registration_backend"] == "itk" and record["dose"] == 0.25
     assert (out / "prediction.png").stat().st_size > 1000
+    from GadoReduceLib.pipeline import output_files
+    assert set(out.iterdir()) <= set(output_files(out)), "output_files lists every file predict writes"
 
 
 def _default_model() -> str:

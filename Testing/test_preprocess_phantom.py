@@ -125,6 +125,9 @@ def test_cli_with_elastix_executable_matches_itk(case, result, tmp_path):
         assert png.format == "PNG" and png.width >= 4 * 200
     z = sitk.ReadImage(str(out / "normalized_subtraction_ld.nii.gz"))
     assert Geometry.from_image(z).is_close(Geometry.from_image(case.pre_contrast), atol=1e-4)
+    from GadoReduceLib.preprocessing.qc import output_files
+    written = set(out.iterdir())
+    assert written == set(output_files(out, False, out / "qc.png")), "output_files lists exactly what is written"
 
 
 def test_failed_registration_gives_a_warning(case, result):

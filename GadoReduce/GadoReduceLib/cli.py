@@ -42,9 +42,12 @@ def _add_info(sub) -> None:
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
+    from .io.atomic import check_outputs_spare_inputs
     from .io.imageio import read_image
     from .preprocessing.preprocess import preprocess
-    from .preprocessing.qc import write_outputs
+    from .preprocessing.qc import output_files, write_outputs
+    check_outputs_spare_inputs(output_files(args.output, bool(args.standard), args.qc),
+                               {"--pre": args.pre, "--low": args.low, "--standard": args.standard}, args.output)
     pre = read_image(args.pre)
     low = read_image(args.low)
     standard = read_image(args.standard) if args.standard else None

@@ -249,6 +249,13 @@ class Pipeline:
         return CaseResult(ordered, regions, lesions, prep, record)
 
 
+def output_files(folder, suffix: str = ".nii.gz") -> list[Path]:
+    """Every file :func:`write` may write into ``folder`` (known before any work: inputs must not be among them)."""
+    folder = Path(folder)
+    return ([folder / f"{image.name}{suffix}" for image in OUTPUT_IMAGES]
+            + [folder / name for name in (REGIONS_FILE, LESIONS_FILE, RECORD_FILE, MONTAGE_FILE)])
+
+
 def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
     """Write every image of ``result`` as ``folder/<name><suffix>`` (atomic); returns name -> path."""
     from .io.imageio import write_image
@@ -322,7 +329,9 @@ def add_predict_arguments(parser) -> None:
 def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
     """``gadoreduce predict`` (options of :func:`add_predict_arguments`): model loaded first (fail fast), the
     case predicted and written (:func:`write`) into ``args.output``; returns (pipeline, result, paths)."""
+    from .io.atomic import check_outputs_spare_inputs
     from .io.imageio import read_image
+    check_outputs_spare_inputs(output_files(args.output), {"--pre": args.pre, "--low": args.low}, args.output)
     pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
                         backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
                         min_volume_mm3=args.min_volume)

@@ -55,3 +55,22 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, data, indent: int | None = 2, **dump_options) -> Path:
     """Write ``data`` as JSON (with a final newline) to ``path`` atomically; returns the path."""
     return write_text(path, json.dumps(data, indent=indent, **dump_options) + "\n")
+
+
+def check_outputs_spare_inputs(outputs, inputs: dict, folder=None) -> None:
+    """Refuse, before any work, outputs that would replace an input (data loss).
+
+    outputs: the file paths a command will write; inputs: {"--pre": path, ...} (None values skipped; a folder
+    input, e.g. DICOM, is compared as a path); folder: the output folder, which must not be an existing file.
+    ValueError naming the output, the input and the fix.
+    """
+    if folder is not None and Path(folder).exists() and not Path(folder).is_dir():
+        raise ValueError(f"--output {folder} is an existing file, not a folder; give a folder for the outputs")
+    given = {option: Path(path) for option, path in inputs.items() if path is not None}
+    for output in (Path(p) for p in outputs):
+        for option, path in given.items():
+            same = output.resolve() == path.resolve() or (
+                output.exists() and path.exists() and os.path.samefile(output, path))
+            if same:
+                raise ValueError(f"{option} {path}: the output {output.name} would overwrite this input; choose "
+                                 "another output folder (or rename the input) so that no input is replaced")

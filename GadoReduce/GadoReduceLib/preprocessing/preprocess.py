@@ -65,6 +65,16 @@ class ScanPreprocessing:
     qc: dict = field(default_factory=dict)
 
 
+def output_names(standard_dose: bool) -> tuple[str, ...]:
+    """Names of :meth:`PreprocessResult.outputs` (without / with a standard dose), in writing order."""
+    names = ("pre_contrast", "brain_mask", "low_dose_registered", "subtraction_ld", "local_mean_ld", "local_std_ld",
+             "normalized_subtraction_ld", "coverage_ld")
+    if standard_dose:
+        names += ("standard_dose_registered", "subtraction_sd", "local_mean_sd", "local_std_sd",
+                  "normalized_subtraction_sd", "coverage_sd", "contrast_mask", "contrast_signal")
+    return names
+
+
 @dataclass
 class PreprocessResult:
     """All intermediate images (working grid) and the QC record; :meth:`outputs` maps them onto the
@@ -83,18 +93,16 @@ class PreprocessResult:
     qc: dict
 
     def outputs(self) -> dict[str, sitk.Image]:
-        """Every intermediate image on the pre-contrast grid (exact sub-sampling when regridded)."""
-        images = {"pre_contrast": self.pre_contrast, "brain_mask": self.brain_mask,
-                  "low_dose_registered": self.low_dose.registered, "subtraction_ld": self.low_dose.subtraction,
-                  "local_mean_ld": self.low_dose.local_mean, "local_std_ld": self.low_dose.local_std,
-                  "normalized_subtraction_ld": self.low_dose.normalized_subtraction,
-                  "coverage_ld": self.low_dose.coverage}
+        """Every intermediate image on the pre-contrast grid (exact sub-sampling when regridded), named as in
+        :func:`output_names`."""
+        ld = self.low_dose
+        images = dict(zip(output_names(False), (self.pre_contrast, self.brain_mask, ld.registered, ld.subtraction,
+                                                ld.local_mean, ld.local_std, ld.normalized_subtraction, ld.coverage)))
         if self.standard_dose is not None:
             sd = self.standard_dose
-            images.update({"standard_dose_registered": sd.registered, "subtraction_sd": sd.subtraction,
-                           "local_mean_sd": sd.local_mean, "local_std_sd": sd.local_std,
-                           "normalized_subtraction_sd": sd.normalized_subtraction, "coverage_sd": sd.coverage,
-                           "contrast_mask": self.contrast_mask, "contrast_signal": self.contrast_signal})
+            images.update(zip(output_names(True)[len(images):],
+                              (sd.registered, sd.subtraction, sd.local_mean, sd.local_std, sd.normalized_subtraction,
+                               sd.coverage, self.contrast_mask, self.contrast_signal)))
         ref = self.pre_contrast_input
         out = {}
         for name, image in images.items():

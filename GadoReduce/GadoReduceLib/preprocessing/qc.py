@@ -10,7 +10,7 @@ import SimpleITK as sitk
 from .. import DISCLAIMER
 from ..io.atomic import atomic_path, write_json
 from ..io.imageio import write_image
-from .preprocess import PreprocessResult
+from .preprocess import PreprocessResult, output_names
 
 
 def qc_montage(result: PreprocessResult, path) -> Path:
@@ -37,6 +37,18 @@ def qc_montage(result: PreprocessResult, path) -> Path:
                    spacing=result.pre_contrast.GetSpacing(), footer=footer)
 
 
+QC_FILE = "qc.json"
+
+
+def output_files(folder, standard_dose: bool, qc_png=None) -> list[Path]:
+    """Every file :func:`write_outputs` writes into ``folder`` (and ``qc_png``), known before any work."""
+    folder = Path(folder)
+    scans = ("low_dose", "standard_dose") if standard_dose else ("low_dose",)
+    files = [folder / f"{name}.nii.gz" for name in output_names(standard_dose)]
+    files += [folder / f"{scan}_to_pre_contrast.tfm" for scan in scans] + [folder / QC_FILE]
+    return files + ([Path(qc_png)] if qc_png else [])
+
+
 def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Path]:
     """Write every output (on the pre-contrast grid) as NIfTI, ``qc.json``, the transforms (.tfm) and,
     when ``qc_png`` is given, the QC montage. Returns name -> path."""
@@ -55,7 +67,7 @@ def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Pa
                                       "(moving) scan's LPS points, the ITK/elastix resampling direction",
               "intensity_unit": "95th percentile of the pre-contrast intensities inside the brain mask",
               **result.qc}
-    qc_file = folder / "qc.json"
+    qc_file = folder / QC_FILE
     write_json(qc_file, record, indent=1, default=float)
     paths["qc"] = qc_file
     if qc_png:
