@@ -415,6 +415,14 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"gadoreduce {args.command}: error: {error}", file=sys.stderr)
         return 2
+    except RuntimeError as error:  # ITK, elastix or torch failed on these inputs: one line, not a traceback
+        if args.debug:
+            raise
+        first = next((line.strip() for line in str(error).splitlines() if "ERROR" in line), str(error).strip())
+        print(f"gadoreduce {args.command}: error: the computation failed ({first[:300]}). Check that the inputs are "
+              "whole 3D T1w brain scans with ordinary intensities; run again with --debug to see the full traceback "
+              "and report it if the inputs are fine.", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"gadoreduce {args.command}: interrupted; no partial outputs were kept.", file=sys.stderr)
         return 130

@@ -176,6 +176,8 @@ def read_image_with_header(path: str | os.PathLike, series_uid: str | None = Non
         raise ImageReadError(f"{path} does not exist. Check the path (relative paths start at {Path.cwd()}).")
     if path.is_dir():
         return _read_dicom_series(path, series_uid)
+    from .integrity import scan_nifti
+    scan = scan_nifti(path)  # damaged files are refused here; stored NaN/inf voxels are found
     try:
         reader = sitk.ImageFileReader()
         reader.SetFileName(str(path))
@@ -184,6 +186,8 @@ def read_image_with_header(path: str | os.PathLike, series_uid: str | None = Non
         raise ImageReadError(
             f"{path} could not be read as an image ({_first_line(error)}). GadoReduce reads NIfTI "
             "(.nii, .nii.gz), NRRD (.nrrd, .nhdr), MetaImage (.mha, .mhd) and folders of DICOM files.") from None
+    if scan is not None and scan.nonfinite_index.size:
+        image = _with_stored_nonfinite(image, scan)
     header = {"format": _format_name(path)}
     nifti = header["format"] == "NIfTI"
     for key in reader.GetMetaDataKeys():
@@ -192,6 +196,18 @@ def read_image_with_header(path: str | os.PathLike, series_uid: str | None = Non
             if "UNKNOWN_PRINT" not in value:
                 header[key] = value.strip()
     return image, header
+
+
+def _with_stored_nonfinite(image: sitk.Image, scan) -> sitk.Image:
+    """``image`` with the NaN/inf voxels its NIfTI file stores (ITK's reader returns them as 0), so that the
+    checks of every stage see what the file holds."""
+    array = sitk.GetArrayFromImage(image)
+    if not np.issubdtype(array.dtype, np.floating) or array.size != scan.voxels:
+        return image
+    array.reshape(-1)[scan.nonfinite_index] = scan.nonfinite_value
+    out = sitk.GetImageFromArray(array, isVector=image.GetNumberOfComponentsPerPixel() > 1)
+    out.CopyInformation(image)
+    return out
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> tuple[sitk.Image, dict]:

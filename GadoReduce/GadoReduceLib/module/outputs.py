@@ -15,7 +15,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io import mrml
-from ..pipeline import OUTPUT_IMAGES
+from ..pipeline import OUTPUT_IMAGES, REGION_COLUMNS
 
 SEGMENT_NAME = "Enhancing region {label}"
 SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55, 0.9, 0.35),
@@ -24,9 +24,6 @@ SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55,
 REGION_UNITS = {"volume_mm3": "mm3", "centroid_ras": "mm", "mean_contrast_signal": "input units",
                 "max_contrast_signal": "input units", "c_bar": "ratio", "c_hat": "ratio"}
 LESION_UNITS = {"volume_mm3": "mm3"}
-REGION_COLUMNS = ("label", "voxels", "volume_mm3", "centroid_ras_R", "centroid_ras_A", "centroid_ras_S",
-                  "mean_contrast_signal", "max_contrast_signal")
-"""Columns of the region table (``regions.region_statistics``; c_bar and c_hat with a standard dose)."""
 VOLUME_PARAMETERS = {"synthetic_standard_dose": "syntheticStandardDose", "beyond_standard_dose": "beyondStandardDose",
                      "contrast_signal": "contrastSignal", "normalized_subtraction": "subtraction",
                      "low_dose_registered": "registeredLowDose", "standard_dose_registered": "registeredStandardDose"}

@@ -30,6 +30,8 @@ from .registration import RIGID_PARAMETER_FILE, RegistrationResult, register
 
 MAX_SPACING_MM = 7.0
 """Scans with any voxel spacing above this (mm) are refused: too coarse for brain lesions."""
+MIN_VOXELS_PER_AXIS = 16
+"""Scans with fewer voxels along an axis are refused (elastix's pyramid and the Gaussian filters fail on them)."""
 MIN_OVERLAP = 0.25
 """Least fraction of the pre-contrast field of view that a post-contrast scan must cover."""
 REGISTRATION_MASK_MARGIN_MM = 5.0
@@ -114,7 +116,8 @@ class PreprocessResult:
 # ----------------------------------------------------------------------------- input checks
 
 def check_image(image: sitk.Image, name: str) -> None:
-    """ValueError unless ``image`` is a 3D scalar, finite, non-constant image with spacing <= 7 mm."""
+    """ValueError unless ``image`` is a 3D scalar, finite, non-constant image of at least ``MIN_VOXELS_PER_AXIS``
+    voxels per axis with spacing <= 7 mm."""
     if not isinstance(image, sitk.Image):
         raise ValueError(f"The {name} must be a SimpleITK image, got {type(image).__name__}.")
     check_3d(image, name)
@@ -128,6 +131,10 @@ def check_image(image: sitk.Image, name: str) -> None:
     if float(array.max()) == float(array.min()):
         raise ValueError(f"The {name} is constant (all voxels {float(array.min()):g}); it holds no image. "
                          "Check that the right series was loaded.")
+    if min(image.GetSize()) < MIN_VOXELS_PER_AXIS:
+        raise ValueError(f"The {name} has only {min(image.GetSize())} voxels along one axis (size {image.GetSize()}); "
+                         f"registration and noise estimation need at least {MIN_VOXELS_PER_AXIS} per axis. Give the "
+                         "whole 3D brain scan, not a crop or a few slices.")
     spacing = image.GetSpacing()
     if max(spacing) > MAX_SPACING_MM:
         raise ValueError(f"The {name} has a voxel spacing of {max(spacing):g} mm (spacing {tuple(spacing)}), above "

@@ -108,7 +108,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register the ``train`` subcommand on ``subparsers`` (an ``add_subparsers`` result)."""
-    from ..preprocessing.registration import BACKENDS
+    from ..pipeline import backend_choices
     p = subparsers.add_parser(
         "train", help="train the contrast-signal CNN on case folders, phantoms and BraTS pairs",
         formatter_class=DefaultsHelpFormatter,
@@ -134,7 +134,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="seed of case choice, patches and weights")
     p.add_argument("--phantom-size", choices=("small", "full"), help="phantom voxels: small 2 mm, full 1 mm")
     p.add_argument("--cache", metavar="DIR", help="preprocessed-case cache (default OUTPUT/cache)")
-    p.add_argument("--backend", choices=tuple(b for b in BACKENDS if b != "slicer"),
+    p.add_argument("--backend", choices=backend_choices(),
                    help="registration backend (slicer runs inside 3D Slicer only)")
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")
     p.add_argument("--validate-every", type=int, metavar="N", help="steps between validations")

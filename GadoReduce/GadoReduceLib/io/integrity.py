@@ -1,0 +1,131 @@
+"""Integrity of NIfTI files, checked on the stored bytes before an image is used (issue 15).
+
+ITK's NIfTI reader accepts damaged files: a truncated ``.nii.gz`` is read with the missing voxels filled in, and a
+stream with flipped bytes is read without a word. It also returns stored NaN and infinite voxels as 0. So
+:func:`scan_nifti` reads the file itself, in chunks and without keeping it in memory:
+
+- gzip: the whole stream is decompressed, which checks the CRC-32 and length that gzip stores at the end;
+- header: ``sizeof_hdr`` 348 (NIfTI-1, either byte order), the dimensions, the data type and ``vox_offset``;
+- size: the file must hold ``vox_offset + voxels x bytes per voxel`` bytes;
+- voxels: for floating-point data, the flat indices (the storage order, as numpy's [k, j, i] C order) and
+  values of every NaN and infinite voxel.
+
+NIfTI-2 files and other formats are left to ITK. Damage gives :class:`DamagedFileError` (a ValueError) naming
+the file and the fix.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import struct
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+CHUNK_BYTES = 1 << 22
+NIFTI1_HEADER_BYTES = 348
+FLOAT_TYPES = {16: "f4", 64: "f8"}
+"""NIfTI-1 datatype codes of float32 and float64 voxels (complex and float128 are refused elsewhere)."""
+
+
+class DamagedFileError(ValueError):
+    """An image file is damaged (truncated, corrupt gzip stream, header that does not match the data)."""
+
+
+@dataclass
+class NiftiScan:
+    """What the stored bytes of a NIfTI-1 file hold: ``nonfinite_index`` (flat voxel indices) and
+    ``nonfinite_value`` (their NaN or +-inf values, float64), both empty for finite or integer data."""
+
+    voxels: int
+    nonfinite_index: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    nonfinite_value: np.ndarray = field(default_factory=lambda: np.zeros(0))
+
+
+def _damaged(path: Path, problem: str) -> DamagedFileError:
+    return DamagedFileError(f"{path} is damaged: {problem}. Copy or export the file again from its source "
+                            "(the scanner, PACS or the program that wrote it); GadoReduce does not use damaged files.")
+
+
+def _chunks(path: Path):
+    opener = gzip.open if path.name.endswith(".gz") else open
+    try:
+        with opener(path, "rb") as f:
+            while chunk := f.read(CHUNK_BYTES):
+                yield chunk
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:  # truncated stream, CRC or length mismatch
+        raise _damaged(path, f"its gzip stream is broken ({error})") from None
+
+
+def _header(path: Path, head: bytes) -> tuple[str, list[int], int, int, float]:
+    """(byte order, dims, datatype, bitpix, vox_offset) of a NIfTI-1 header."""
+    for order in "<>":
+        if struct.unpack(order + "i", head[:4])[0] == NIFTI1_HEADER_BYTES:
+            break
+    else:
+        raise _damaged(path, "it has no valid NIfTI-1 header (sizeof_hdr is not 348)")
+    dim = struct.unpack(order + "8h", head[40:56])
+    datatype, bitpix = struct.unpack(order + "2h", head[70:74])
+    vox_offset = struct.unpack(order + "f", head[108:112])[0]
+    if not 1 <= dim[0] <= 7 or any(d < 1 for d in dim[1:dim[0] + 1]) or bitpix <= 0 or bitpix % 8:
+        raise _damaged(path, f"its NIfTI header is invalid (dim {list(dim)}, bitpix {bitpix})")
+    return order, list(dim[1:dim[0] + 1]), int(datatype), int(bitpix), float(vox_offset)
+
+
+def scan_nifti(path: str | os.PathLike) -> NiftiScan | None:
+    """Check a ``.nii`` / ``.nii.gz`` file's stored bytes (see the module docstring); None for other files and
+    NIfTI-2. DamagedFileError when the file is truncated or corrupt."""
+    path = Path(path)
+    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
+        return None
+    stream = _chunks(path)
+    head = b""
+    for chunk in stream:
+        head += chunk
+        if len(head) >= NIFTI1_HEADER_BYTES:
+            break
+    if len(head) < NIFTI1_HEADER_BYTES:
+        raise _damaged(path, f"it holds {len(head)} bytes, less than a NIfTI header")
+    if struct.unpack("<i", head[:4])[0] == 540 or struct.unpack(">i", head[:4])[0] == 540:
+        for _ in stream:  # NIfTI-2: only the gzip stream is checked here
+            pass
+        return None
+    order, dims, datatype, bitpix, vox_offset = _header(path, head)
+    voxels = int(np.prod(dims, dtype=np.int64))
+    itemsize = bitpix // 8
+    start = max(int(vox_offset), NIFTI1_HEADER_BYTES)
+    expected = start + voxels * itemsize
+    dtype = np.dtype(order + FLOAT_TYPES[datatype]) if datatype in FLOAT_TYPES else None
+    indices, values = [], []
+    total, carry, position = len(head), head[start:] if len(head) > start else b"", 0
+    skip = max(0, start - len(head))
+
+    def take(data: bytes) -> bytes:
+        nonlocal position
+        usable = len(data) - len(data) % itemsize
+        if dtype is not None and usable:
+            array = np.frombuffer(data[:usable], dtype=dtype)
+            bad = np.flatnonzero(~np.isfinite(array))
+            bad = bad[position + bad < voxels]
+            if bad.size:
+                indices.append(bad + position)
+                values.append(array[bad].astype(np.float64))
+        position += usable // itemsize
+        return data[usable:]
+
+    carry = take(carry)
+    for chunk in stream:
+        total += len(chunk)
+        if skip:
+            dropped = min(skip, len(chunk))
+            chunk, skip = chunk[dropped:], skip - dropped
+        carry = take(carry + chunk)
+    if total < expected:
+        raise _damaged(path, f"it is truncated: its header promises {expected} bytes ({'x'.join(map(str, dims))} "
+                             f"voxels of {itemsize} bytes after {start} header bytes), the file holds {total}")
+    if indices:
+        return NiftiScan(voxels, np.concatenate(indices), np.concatenate(values))
+    return NiftiScan(voxels)
