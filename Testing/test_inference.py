@@ -13,7 +13,9 @@ import torch
 
 from GadoReduceLib import cli
 from GadoReduceLib.physics.agents import get_agent
-from GadoReduceLib.inference.predict import blend_weights, choose_device, predict_contrast, synthesize, tile_starts
+from GadoReduceLib.inference.predict import (FLIPS, blend_weights, choose_device, predict_contrast, synthesize,
+                                             tile_starts)
+from GadoReduceLib.inference.tissue import tissue_mask
 from GadoReduceLib.pipeline import CNN_OUTPUT_NAMES as OUTPUT_NAMES
 from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig, receptive_field_radius
 from GadoReduceLib.model.files import LoadedModel, checksum_path, save_model
@@ -161,10 +163,14 @@ def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, pre
     q = preprocessed.pre_percentile
     y = a(out["contrast_signal"])
     assert y.min() >= 0 and y.max() > 0
-    np.testing.assert_allclose(y, 1.5 * a(low.local_std) * y_hat / preprocessed.noise_sigma_ld * q, rtol=1e-5,
-                               atol=1e-6 * y.max())
-    # x~_SD = x_PC + y~ in the pre-contrast's input units; x~_SD+ = x_LD + y~
+    tissue = sitk.GetArrayFromImage(tissue_mask(preprocessed.pre_contrast, preprocessed.brain_mask)) > 0
+    assert 0.05 < tissue.mean() < 0.95  # the head of a whole-head scan, not the box
+    expected = 1.5 * a(low.local_std) * y_hat / preprocessed.noise_sigma_ld * q
+    np.testing.assert_allclose(y[tissue], expected[tissue], rtol=1e-5, atol=1e-6 * y.max())
+    assert (y[~tissue] == 0).all() and expected[~tissue].max() > 0  # the network's background output is cut
+    # x~_SD = x_PC + y~ in the pre-contrast's input units (exactly x_PC outside the tissue); x~_SD+ = x_LD + y~
     np.testing.assert_allclose(a(out["synthetic_standard_dose"]) - y, a(pre), rtol=1e-4, atol=1e-4 * q)
+    assert (a(out["synthetic_standard_dose"])[~tissue] == a(pre)[~tissue]).all()
     np.testing.assert_allclose(a(out["beyond_standard_dose"]) - y, a(low.registered) * q, rtol=1e-4,
                                atol=1e-4 * q)
     normalized = synthesize(loaded, preprocessed, 0.25, 3.0, "gadobutrol", intensity="normalized")
@@ -209,3 +215,43 @@ def test_other_voxel_sizes_than_the_models_give_a_warning():
         assert "2x2x2 mm" in check_voxel_size(loaded, (2.0, 2.0, 2.0))
     assert check_voxel_size(loaded, (1.0, 1.0, 1.2)) is None  # within a factor 1.5
     assert check_voxel_size(LoadedModel(_model(), SMALL, ConditionNormalization(), 1.0), (3.0, 3.0, 3.0)) is None
+
+
+class FlipEquivariant(torch.nn.Module):
+    """A network that is flip-equivariant by construction: a 3^3 convolution whose kernel is the mean of its 8
+    flips, a ReLU and a 1x1x1 convolution (``predict_contrast`` needs only ``config`` and the forward pass)."""
+
+    def __init__(self):
+        super().__init__()
+        self.config = SMALL
+        torch.manual_seed(3)
+        self.conv = torch.nn.Conv3d(3, 4, 3, padding=1)
+        self.out = torch.nn.Conv3d(4, 1, 1)
+        with torch.no_grad():
+            w = self.conv.weight
+            w.copy_(sum(torch.flip(w, [a + 2 for a in axes]) if axes else w for axes in FLIPS) / len(FLIPS))
+
+    def forward(self, x, conditions):
+        return torch.relu(self.out(torch.relu(self.conv(x))) + 0.05)
+
+
+def test_flip_tta_equals_no_tta_for_an_equivariant_model_and_averages_flips_otherwise(rng):
+    z, x, s = _arrays(rng, (12, 16, 20))
+    equivariant = FlipEquivariant().eval()
+    plain = predict_contrast(equivariant, z, x, s, CONDITIONS)
+    for n in (2, 4, 8):
+        np.testing.assert_allclose(predict_contrast(equivariant, z, x, s, CONDITIONS, tta=n), plain, rtol=1e-5,
+                                   atol=1e-6)
+    model = _model()  # strided, not equivariant: TTA is the mean of the flipped predictions
+    flipped = []
+    for axes in FLIPS[:4]:
+        f = (lambda a: np.ascontiguousarray(np.flip(a, axes))) if axes else (lambda a: a)  # noqa: E731
+        flipped.append(f(predict_contrast(model, f(z), f(x), f(s), CONDITIONS)))
+    tta = predict_contrast(model, z, x, s, CONDITIONS, tta=4)
+    np.testing.assert_allclose(tta, np.mean(flipped, axis=0), rtol=1e-5, atol=1e-6)
+    assert np.abs(tta - flipped[0]).max() > 1e-4
+    tiled = predict_contrast(model, z, x, s, CONDITIONS, tta=2, tile=16)
+    assert tiled.shape == z.shape
+    for bad in (0, 9, 1.5):
+        with pytest.raises(ValueError, match="test-time augmentation"):
+            predict_contrast(model, z, x, s, CONDITIONS, tta=bad)

@@ -158,6 +158,27 @@ def test_adam_steps_lower_the_loss_on_a_fixed_batch():
     assert losses[-1] < 0.5 * zero          # better than predicting no contrast signal at all
 
 
+def test_a_network_whose_output_relu_is_closed_everywhere_still_learns():
+    """The loop's loss is on the output before the ReLU: a network whose rectified output is 0 at every voxel (a
+    'dead' output layer, which PyTorch's initialization and early Adam steps can produce) gets gradients."""
+    from GadoReduceLib.training.loop import train_step
+    torch.manual_seed(1)
+    model = ConditionalUNet(TINY)
+    with torch.no_grad():
+        model.head.bias.fill_(-1.0)
+    cases = [synthetic_case(s) for s in (1, 2)]
+    rng = np.random.default_rng(0)
+    batch = collate([sample_patch(c, 20, rng, 1.0) for c in cases], [c.conditions for c in cases])
+    cond = ConditionNormalization().normalize(*batch["conditions"].T)
+    assert float(model(batch["inputs"], cond).max()) == 0.0  # dead: no output, and a ReLU passes no gradient
+    config = TrainConfig(steps=1, patch_size=20, margin=4, model=TINY, learning_rate=1e-2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    losses = [float(train_step(model, optimizer, batch, config, ConditionNormalization(), torch.device("cpu")))
+              for _ in range(30)]
+    assert losses[-1] < 0.2 * losses[0]
+    assert float(model(batch["inputs"], cond).max()) > 0  # the output opened again
+
+
 def test_resume_continues_exactly_like_an_uninterrupted_run(tmp_path):
     cases = [synthetic_case(s) for s in (1, 2, 3)]
     config = small_config()

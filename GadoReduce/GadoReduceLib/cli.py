@@ -11,6 +11,7 @@ import json
 import sys
 
 from . import DISCLAIMER, __version__
+from .inference.region_defaults import DEFAULT_TTA
 from .training.cli import add_parser as add_train_parser  # the train command sits in its stage
 
 
@@ -344,7 +345,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=args.tile,
         cache=False if args.no_cache else (args.cache or True), command=command,
-        zoom_cases=args.zoom_cases or 3)
+        zoom_cases=args.zoom_cases or 3, simulators=tuple(s for s in args.simulators.split(",") if s),
+        tta=args.tta)
     return 0
 
 
@@ -372,6 +374,11 @@ def _add_evaluate(sub) -> None:
     _add_backend(p, "elastix backend")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     p.add_argument("--tile", type=int, metavar="N", help="sliding-window tile edge in voxels; default whole volume")
+    p.add_argument("--simulators", default="signal-model,kspace", metavar="S,S",
+                   help="low-dose simulators for cases without a real low dose: signal-model (the physics training "
+                        "uses), kspace (built differently, validation only); default both")
+    p.add_argument("--tta", type=int, default=DEFAULT_TTA, metavar="N", help="flip test-time augmentation "
+                   "passes, 1 (none) to 8 (default %(default)s)")
     p.add_argument("--cache", metavar="DIR", help="preprocessed (case, dose) cache (default OUTPUT/cache); keep it "
                    "outside OUTPUT when the report is to be shared, since it holds image data")
     p.add_argument("--no-cache", action="store_true", help="do not keep preprocessed cases")

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import DISCLAIMER, __version__
-from .inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
+from .inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS, DEFAULT_TTA
 
 
 @dataclass(frozen=True)
@@ -127,13 +127,15 @@ class Pipeline:
     cuda, cuda:N or mps; tile: sliding-window tile edge in voxels (None: whole volume); precision: fp32, bf16
     or fp16 (CUDA); backend: registration backend (``registration.BACKENDS``); threads: elastix threads (None:
     all cores); threshold_sigmas / min_volume_mm3: enhancing regions above threshold_sigmas x the low-dose
-    subtraction's noise sigma, of at least min_volume_mm3 (mm^3). ValueError naming the parameter.
+    subtraction's noise sigma, of at least min_volume_mm3 (mm^3); tta: flip test-time augmentation, 1 (none)
+    to 8 passes averaged (``inference.predict.FLIPS``). ValueError naming the parameter.
     """
 
     def __init__(self, model=None, device="auto", tile: int | None = None, precision: str = "fp32",
                  backend: str = "auto", threads: int | None = None,
-                 threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3):
-        from .inference.predict import PRECISIONS, choose_device
+                 threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
+                 tta: int = DEFAULT_TTA):
+        from .inference.predict import FLIPS, PRECISIONS, choose_device
         from .model.files import LoadedModel, load_model, sha256_of
         from .preprocessing.registration import BACKENDS
         if precision not in PRECISIONS:
@@ -141,6 +143,9 @@ class Pipeline:
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         self.tile = _optional_int(tile, "tile", 1)
+        self.tta = _optional_int(tta, "tta", 1)
+        if self.tta is None or self.tta > len(FLIPS):
+            raise ValueError(f"tta must be a number of flips from 1 (none) to {len(FLIPS)}, got {tta!r}")
         self.threads = _optional_int(threads, "threads", 1)
         self.threshold_sigmas = _positive(threshold_sigmas, "threshold_sigmas")
         self.min_volume_mm3 = _positive(min_volume_mm3, "min_volume_mm3", allow_zero=True)
@@ -202,7 +207,7 @@ class Pipeline:
         with warnings.catch_warnings(record=True) as caught:  # voxel size, emulated bf16: kept in the record
             warnings.simplefilter("always")
             images = synthesize(self.loaded, prep, dose, field_strength, contrast_agent.name, tile=self.tile,
-                                precision=self.precision, device=self.device)
+                                precision=self.precision, device=self.device, tta=self.tta)
         timings["cnn"] = time.perf_counter() - start
 
         report(90, "Enhancing regions and statistics ...")
@@ -234,7 +239,7 @@ class Pipeline:
             "dose": dose, "field_strength": float(field_strength), "agent": contrast_agent.name,
             "relaxivity": float(relaxivity),
             "model_path": self.model_path, "model_name": self.model_name, "model_sha256": self.model_sha256,
-            "device": str(self.device), "precision": self.precision, "tile": self.tile,
+            "device": str(self.device), "precision": self.precision, "tile": self.tile, "tta": self.tta,
             "registration_backend": prep.low_dose.registration.backend,
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
@@ -316,6 +321,9 @@ def add_predict_arguments(parser) -> None:
                    help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default %(default)s)")
     p.add_argument("--tile", type=int, metavar="SIZE", help="sliding-window tile edge in voxels (bounded "
                    "memory); default: whole volume")
+    p.add_argument("--tta", type=int, default=DEFAULT_TTA, metavar="N",
+                   help="flip test-time augmentation: mean of N flipped passes, 1 (none) to 8; N times the CNN "
+                        "time (default %(default)s)")
     p.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="elastix backend (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
@@ -334,7 +342,7 @@ def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
     check_outputs_spare_inputs(output_files(args.output), {"--pre": args.pre, "--low": args.low}, args.output)
     pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
                         backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
-                        min_volume_mm3=args.min_volume)
+                        min_volume_mm3=args.min_volume, tta=args.tta)
     result = pipeline.predict_case(read_image(args.pre), read_image(args.low), args.dose, args.field_strength,
                                    args.agent)
     return pipeline, result, write(result, args.output)

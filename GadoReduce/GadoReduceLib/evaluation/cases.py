@@ -63,14 +63,27 @@ def phantom_cases(count: int, seed: int, size: str, doses) -> list[CaseSpec]:
     return [phantom_spec(PhantomConfig(seed=int(seed) + i, doses=low or (0.5,), size=size)) for i in range(int(count))]
 
 
-def low_dose_for(case: Case, dose: float) -> tuple[sitk.Image, bool]:
-    """(low-dose image, real): the case's real scan at ``dose`` (same percent), else a synthetic one
-    (``lowdose.synthesize_low_dose``, seed :func:`low_dose_seed`) on the pre-contrast grid."""
+SIMULATORS = ("signal-model", "kspace")
+"""Low-dose simulators for cases without a real low dose: "signal-model" (``lowdose.synthesize_low_dose``, the
+simulator's physics that training uses) and "kspace" (``lowdose_kspace``, built differently, validation only)."""
+
+
+def has_real_low_dose(case: Case, dose: float) -> bool:
+    return any(dose_name(d) == dose_name(dose) for d in case.low_doses)
+
+
+def low_dose_for(case: Case, dose: float, simulator: str = "signal-model") -> tuple[sitk.Image, bool]:
+    """(low-dose image, real): the case's real scan at ``dose`` (same percent), else a synthetic one made by
+    ``simulator`` (:data:`SIMULATORS`, seed :func:`low_dose_seed`) on the pre-contrast grid."""
     for d, image in case.low_doses.items():
         if dose_name(d) == dose_name(dose):
             return image, True
+    if simulator not in SIMULATORS:
+        raise ValueError(f"unknown low-dose simulator {simulator!r}; use one of {', '.join(SIMULATORS)}")
     from ..io.regrid import to_grid
     from ..physics.lowdose import synthesize_low_dose
+    from ..physics.lowdose_kspace import synthesize_low_dose_kspace
+    synthesize_low_dose = synthesize_low_dose if simulator == "signal-model" else synthesize_low_dose_kspace
     pre = sitk.Cast(case.pre_contrast, sitk.sitkFloat32)
     sd = sitk.Cast(case.standard_dose, sitk.sitkFloat32)
     if not same_grid(sd, pre):

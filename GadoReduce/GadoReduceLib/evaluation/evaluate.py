@@ -97,11 +97,11 @@ def reference_lesions(labels: np.ndarray, pre: np.ndarray, standard: np.ndarray,
     return out
 
 
-def preprocess_case(case, dose: float, backend: str = "auto") -> CaseArrays:
-    """Preprocess one case at one dose (real or synthetic low dose) into :class:`CaseArrays`."""
+def preprocess_case(case, dose: float, backend: str = "auto", simulator: str = "signal-model") -> CaseArrays:
+    """Preprocess one case at one dose (real or synthetic low dose from ``simulator``) into :class:`CaseArrays`."""
     from .cases import low_dose_for
     from ..preprocessing.preprocess import preprocess
-    low, real = low_dose_for(case, dose)
+    low, real = low_dose_for(case, dose, simulator)
     # warn=False: QC warnings stay in result.qc
     result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
                         require_enhancement=real, warn=False)
@@ -130,27 +130,34 @@ def _load_case(spec, backend: str):
     return case
 
 
-def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None) -> tuple[CaseArrays, bool]:
+def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None, simulator: str = "signal-model"
+                  ) -> tuple[CaseArrays, bool]:
     """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dNNN_<key>.npz``
     (``io.cases.cache_file``). ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a
-    case once for all doses)."""
+    case once for all doses); simulator: of synthetic low doses (``cases.SIMULATORS``)."""
     load = load or spec.load
-    path = cache_file(cache_dir, f"{spec.name}_d{dose_digits(dose)}", "evaluate",
-                      {"case": spec.identity, "dose": dose_name(dose), "backend": backend})
-    return cached(path, lambda: preprocess_case(load(), dose, backend), CaseArrays.load)
+    identity = {"case": spec.identity, "dose": dose_name(dose), "backend": backend}
+    if simulator != "signal-model":
+        identity["simulator"] = simulator
+    path = cache_file(cache_dir, f"{spec.name}_d{dose_digits(dose)}", "evaluate", identity)
+    return cached(path, lambda: preprocess_case(load(), dose, backend, simulator), CaseArrays.load)
 
 
 # ----------------------------------------------------------------------------- methods
 
 def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
-                   tile: int | None = None, device=None, fixed_conditions: dict | None = None) -> np.ndarray:
+                   tile: int | None = None, device=None, fixed_conditions: dict | None = None,
+                   tta: int = 1) -> np.ndarray:
     """Model contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] on the working grid, normalized units: the
     function ``inference.predict.synthesize`` uses before mapping back to the input grid
     (``predict.model_contrast_signal``). ``fixed_conditions``: {"dose", "field_strength", "relaxivity",
-    "noise_sigma"} replacing the case's conditions (fixed-condition ablation)."""
+    "noise_sigma"} replacing the case's conditions (fixed-condition ablation); zero outside the tissue
+    (``inference.tissue``) as in ``synthesize``; tta: flip test-time augmentation passes."""
     from ..inference.predict import model_contrast_signal
+    from ..inference.tissue import tissue_array
     return model_contrast_signal(loaded, arrays.z_ld, arrays.low, arrays.s_ld, arrays.noise_sigma_ld, dose,
-                                 field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions)
+                                 field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions,
+                                 tta=tta, tissue=tissue_array(arrays.pre, arrays.brain, arrays.spacing))
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -230,59 +237,74 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
 # ----------------------------------------------------------------------------- the run
 
 def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile=None, device=None,
-             log=print, on_images=None) -> dict:
+             log=print, on_images=None, simulators=("signal-model",), tta: int = 1) -> dict:
     """Run every method on every (case, dose); returns {"cases": [...], "lesions": [...], "timings": {...}}.
 
     specs: ``io.cases.CaseSpec`` list; loaded / ablation: ``model.files.LoadedModel`` (ablation optional);
+    simulators: for cases without a real low dose, each (case, dose) is evaluated with the low dose of every
+    simulator in this list (``cases.SIMULATORS``); rows of a simulator other than the first carry the case name
+    "NAME (SIMULATOR)" and every row a "simulator" column ("real" for real low doses); tta: flip passes;
     on_images: called as ``on_images(case_name, dose, arrays, images)`` while a case's images are in memory
     (figures), so that only one case is held at a time.
     """
     doses = check_doses(doses)
     if not specs:
         raise ValueError("no cases to evaluate; give --cases DIR and/or --phantoms N")
+    from .cases import SIMULATORS, has_real_low_dose
+    simulators = tuple(simulators)
+    if not simulators or any(s not in SIMULATORS for s in simulators):
+        raise ValueError(f"--simulators {','.join(simulators)}: use one or more of {', '.join(SIMULATORS)}")
     case_rows, lesion_rows, timings = [], [], {}
-    for spec in specs:
-        load = functools.cache(lambda spec=spec: _load_case(spec, backend))  # once for all doses, only on a miss
-        for dose in doses:
-            start = time.perf_counter()
-            arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load)
-            t_pre = time.perf_counter() - start
-            meta = {"field_strength": arrays.field_strength, "agent": arrays.agent,
-                    "assumed": arrays.assumed_metadata}
-            start = time.perf_counter()
-            contrasts = {"gadoreduce": model_contrast(loaded, arrays, dose, meta["field_strength"], meta["agent"],
-                                                      tile, device)}
-            if ablation is not None:
-                contrasts["gadoreduce_fixed_condition"] = model_contrast(
-                    ablation, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
-                    ablation.metadata.get("fixed_conditions"))
-            t_model = time.perf_counter() - start
-            images = method_images(arrays, dose, contrasts)
-            start = time.perf_counter()
-            threshold = ENHANCING_SIGMAS * arrays.noise_sigma_sd
-            common = {"case": spec.name, "source": spec.source, "dose": dose,
-                      "low_dose_kind": "real" if arrays.real_low_dose else "synthetic",
-                      "field_strength": meta["field_strength"], "agent": meta["agent"],
-                      "assumed_metadata": int(meta["assumed"])}
-            for method, image in images.items():
-                row, lesions = image_metrics(image, arrays, threshold)
-                case_rows.append({**common, "method": method, **row})
-                lesion_rows += [{"case": spec.name, "dose": dose, "method": method, **r} for r in lesions]
-            timings[f"{spec.name}|{dose:g}"] = {"preprocess_s": round(t_pre, 3), "cached": hit,
-                                                 "model_s": round(t_model, 3),
-                                                 "metrics_s": round(time.perf_counter() - start, 3)}
-            log(f"{spec.name} dose {dose:g}: {'cached' if hit else 'preprocessed'} ({t_pre:.1f} s), "
-                f"model {t_model:.1f} s, {len(np.unique(arrays.lesions[arrays.lesions > 0]))} lesions")
-            if on_images is not None:
-                on_images(spec.name, dose, arrays, images)
+    runs = [(spec, dose, simulator) for spec in specs for simulator in simulators for dose in doses]
+    load, loaded_name = None, None
+    for spec, dose, simulator in runs:
+        if spec.name != loaded_name:  # one case in memory at a time, loaded once for all its runs (on a miss)
+            load, loaded_name = functools.cache(lambda spec=spec: _load_case(spec, backend)), spec.name
+        if simulator != simulators[0] and (spec.source == "phantom" or (
+                spec.source == "folder" and has_real_low_dose(load(), dose))):
+            continue  # a real low dose is evaluated once
+        start = time.perf_counter()
+        arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load, simulator)
+        kind = "real" if arrays.real_low_dose else simulator
+        name = spec.name if kind in ("real", simulators[0]) else f"{spec.name} ({simulator})"
+        t_pre = time.perf_counter() - start
+        meta = {"field_strength": arrays.field_strength, "agent": arrays.agent,
+                "assumed": arrays.assumed_metadata}
+        start = time.perf_counter()
+        contrasts = {"gadoreduce": model_contrast(loaded, arrays, dose, meta["field_strength"], meta["agent"],
+                                                  tile, device, tta=tta)}
+        if ablation is not None:
+            contrasts["gadoreduce_fixed_condition"] = model_contrast(
+                ablation, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
+                ablation.metadata.get("fixed_conditions"), tta=tta)
+        t_model = time.perf_counter() - start
+        images = method_images(arrays, dose, contrasts)
+        start = time.perf_counter()
+        threshold = ENHANCING_SIGMAS * arrays.noise_sigma_sd
+        common = {"case": name, "source": spec.source, "dose": dose,
+                  "low_dose_kind": "real" if arrays.real_low_dose else "synthetic", "simulator": kind,
+                  "field_strength": meta["field_strength"], "agent": meta["agent"],
+                  "assumed_metadata": int(meta["assumed"])}
+        for method, image in images.items():
+            row, lesions = image_metrics(image, arrays, threshold)
+            case_rows.append({**common, "method": method, **row})
+            lesion_rows += [{"case": name, "dose": dose, "method": method, **r} for r in lesions]
+        timings[f"{name}|{dose:g}"] = {"preprocess_s": round(t_pre, 3), "cached": hit, "model_s": round(t_model, 3),
+                                       "metrics_s": round(time.perf_counter() - start, 3)}
+        log(f"{name} dose {dose:g}: {'cached' if hit else 'preprocessed'} ({t_pre:.1f} s), "
+            f"model {t_model:.1f} s, {len(np.unique(arrays.lesions[arrays.lesions > 0]))} lesions")
+        if on_images is not None:
+            on_images(name, dose, arrays, images)
     return {"cases": case_rows, "lesions": lesion_rows, "timings": timings}
 
 
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
         doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile=None,
-        cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print) -> dict:
+        cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print,
+        simulators=("signal-model", "kspace"), tta: int = 1) -> dict:
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
 
+    simulators: low-dose simulators of cases without a real low dose (:func:`evaluate`); tta: flip passes.
     model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
     cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False);
     command: the command line, quoted in the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
@@ -326,13 +348,13 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
 
     cache_dir = (output / "cache" if cache is True else Path(cache)) if cache else None
     result = evaluate(specs, doses, loaded, ablation, backend, cache_dir, tile, device,
-                      log, on_images)
+                      log, on_images, simulators, tta)
     figures = sorted(write_figures(result, methods, doses, output) + zooms)
     describe = lambda lm: {"name": lm.metadata.get("name", lm.path.stem), "file": lm.path.name,  # noqa: E731
                            "sha256": sha256_of(lm.path)}
     info = {"command": command, "model_name": describe(loaded)["name"], "model_file": loaded.path.name,
             "model_sha256": sha256_of(loaded.path), "ablation": describe(ablation) if ablation else None,
-            "figures": figures}
+            "figures": figures, "simulators": list(simulators), "tta": tta}
     paths = write_report(result, methods, doses, output, info)
     log(f"wrote {', '.join(p.name for p in paths.values())} and {len(figures)} figures to {output}")
     return {**paths, "figures": [output / f for f in figures], "result": result}

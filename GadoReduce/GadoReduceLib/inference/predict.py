@@ -33,6 +33,8 @@ from ..physics.lowdose import check_dose
 from ..model.network import ConditionalUNet, input_tensor
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+FLIPS = ((), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2))
+"""Flip test-time augmentation: the axes (k, j, i) flipped by each of up to 8 passes, in the order used."""
 GAUSSIAN_SIGMA_SCALE = 0.125
 """Sigma of the blending Gaussian as a fraction of the tile edge (as MONAI's sliding window)."""
 
@@ -139,15 +141,18 @@ def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, devi
 
 def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray,
                      conditions: torch.Tensor, tile: int | None = None, overlap: int | None = None,
-                     precision: str = "fp32", device: str | torch.device | None = None) -> np.ndarray:
+                     precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1) -> np.ndarray:
     """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
 
     z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std);
     conditions: [1, 4] normalized condition vector (``ConditionNormalization.normalize``);
     tile: tile edge in voxels (rounded up to the alignment), None = whole volume; overlap: voxels
     shared by neighbouring tiles (default tile // 4; margins of overlap // 2 are discarded);
-    precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes.
+    precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes;
+    tta: flip test-time augmentation, the mean over the first ``tta`` (1-8) flips of :data:`FLIPS` (1 = none).
     """
+    if not isinstance(tta, int) or not 1 <= tta <= len(FLIPS):
+        raise ValueError(f"test-time augmentation takes 1 to {len(FLIPS)} flips, got {tta!r}")
     dev = next(model.parameters()).device if device is None else choose_device(device)
     if precision == "bf16" and not native_bf16(dev):
         warnings.warn(f"bf16 is emulated on this {dev.type.upper()} (no AVX512-BF16/AMX or CUDA bf16): much "
@@ -162,9 +167,17 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
         model.to(memory_format=torch.channels_last_3d)
     try:
         with torch.inference_mode():
-            if tile is None:
-                return _run(model, x, conditions, dev, precision).numpy()
-            return _predict_tiled(model, x, conditions, tile, overlap, precision, dev, shape)
+            total = None
+            for axes in FLIPS[:tta]:
+                dims = [a + 2 for a in axes]
+                xf = torch.flip(x, dims) if axes else x
+                if tile is None:
+                    y = _run(model, xf, conditions, dev, precision)
+                else:
+                    y = torch.from_numpy(_predict_tiled(model, xf, conditions, tile, overlap, precision, dev, shape))
+                y = torch.flip(y, list(axes)) if axes else y
+                total = y if total is None else total + y
+            return (total / tta).numpy() if tta > 1 else total.numpy()
     finally:
         model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
@@ -241,14 +254,16 @@ def check_voxel_size(loaded, spacing) -> str | None:
 def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, noise_sigma_ld: float,
                           dose: float, field_strength: float, agent: str, tile: int | None = None,
                           overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
-                          fixed_conditions: dict | None = None) -> np.ndarray:
+                          fixed_conditions: dict | None = None, tta: int = 1,
+                          tissue: np.ndarray | None = None) -> np.ndarray:
     """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units.
 
     z_ld, x_ld, s_ld: normalized subtraction, registered low dose and local noise std [k, j, i] (working grid);
     noise_sigma_ld: noise sigma of the low-dose subtraction (normalized units); dose: fraction of the standard
     dose in (0, 1]; field_strength: tesla; agent: ``agents.get_agent`` name (its relaxivity at field_strength is a
     condition); fixed_conditions: {"dose", "field_strength", "relaxivity", "noise_sigma"} replacing the case's
-    conditions (fixed-condition ablation). tile, overlap, precision, device: as :func:`predict_contrast`.
+    conditions (fixed-condition ablation); tissue: boolean mask [k, j, i] (``inference.tissue``) outside which
+    the contrast signal is exactly 0. tile, overlap, precision, device, tta: as :func:`predict_contrast`.
     """
     dose = check_dose(dose)
     conditions = {"dose": dose, "field_strength": field_strength,
@@ -258,13 +273,17 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
     normalized = loaded.normalization.normalize(conditions["dose"], conditions["field_strength"],
                                                 conditions["relaxivity"], conditions["noise_sigma"])
     y_hat = predict_contrast(loaded.model, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap,
-                             precision=precision, device=device)
-    return revert_normalization(y_hat, s_ld, loaded.gamma, noise_sigma_ld)
+                             precision=precision, device=device, tta=tta)
+    y_tilde = revert_normalization(y_hat, s_ld, loaded.gamma, noise_sigma_ld)
+    if tissue is not None:
+        y_tilde[~np.asarray(tissue, bool)] = 0.0
+    return y_tilde
 
 
 def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
                tile: int | None = None, overlap: int | None = None, precision: str = "fp32",
-               device: str | torch.device | None = None, intensity: str = "input") -> dict[str, sitk.Image]:
+               device: str | torch.device | None = None, intensity: str = "input", tta: int = 1
+               ) -> dict[str, sitk.Image]:
     """Synthetic images from a preprocessed case (``preprocess.preprocess``) and a loaded model.
 
     dose: low-dose fraction of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent
@@ -273,6 +292,8 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~. intensity "input": in the
     pre-contrast scan's input units (normalized values times the pre-contrast's 95th brain percentile,
     ``preprocess_result.pre_percentile``); "normalized": in the preprocessing's units (that percentile = 1).
+    The contrast signal is 0 outside the tissue (``inference.tissue``): there, in input units, the synthetic
+    standard dose is the pre-contrast input exactly. tta: flip test-time augmentation (:func:`predict_contrast`).
     """
     from ..io.regrid import back_to_grid
     dose = check_dose(dose)
@@ -280,20 +301,34 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
         raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")
     get_agent(agent).relaxivity(field_strength)  # unknown agents and field strengths fail before the CNN
     check_voxel_size(loaded, preprocess_result.pre_contrast.GetSpacing())
+    from .tissue import tissue_mask
     low = preprocess_result.low_dose
+    reference = preprocess_result.pre_contrast  # working grid
+    tissue_image = tissue_mask(reference, preprocess_result.brain_mask)
+    tissue = sitk.GetArrayFromImage(tissue_image) > 0
     y_tilde = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
                                     _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
-                                    agent, tile=tile, overlap=overlap, precision=precision, device=device)
+                                    agent, tile=tile, overlap=overlap, precision=precision, device=device, tta=tta,
+                                    tissue=tissue)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
-    reference = preprocess_result.pre_contrast  # working grid
-    arrays = {"synthetic_standard_dose": _array(preprocess_result.pre_contrast) + y_tilde,
-              "beyond_standard_dose": _array(low.registered) + y_tilde,
-              "contrast_signal": y_tilde}
-    out = {}
-    for name, array in arrays.items():
+    source = preprocess_result.pre_contrast_input
+
+    def on_input_grid(array: np.ndarray) -> np.ndarray:
         image = sitk.GetImageFromArray((array * scale).astype(np.float32))
         image.CopyInformation(reference)
-        out[name] = back_to_grid(image, preprocess_result.pre_contrast_input, sitk.sitkBSpline)
+        return sitk.GetArrayFromImage(back_to_grid(image, source, sitk.sitkBSpline))
+    tissue_in = sitk.GetArrayFromImage(back_to_grid(tissue_image, source, sitk.sitkNearestNeighbor)) > 0
+    contrast = np.where(tissue_in, on_input_grid(y_tilde), np.float32(0)).astype(np.float32)
+    pre_in = (sitk.GetArrayFromImage(sitk.Cast(source, sitk.sitkFloat32)) if intensity == "input"
+              else on_input_grid(_array(reference)))
+    arrays = {"synthetic_standard_dose": pre_in + contrast,
+              "beyond_standard_dose": on_input_grid(_array(low.registered)) + contrast,
+              "contrast_signal": contrast}
+    out = {}
+    for name, array in arrays.items():
+        image = sitk.GetImageFromArray(array.astype(np.float32))
+        image.CopyInformation(source)
+        out[name] = image
     return out
 
 

@@ -1,8 +1,11 @@
-"""Defaults of the enhancing-region analysis (``regions``), in a module without heavy imports so that the
-Slicer module's parameter node can use them at import time. Research software, not for diagnosis."""
+"""Defaults of the enhancing-region analysis (``regions``) and of inference, in a module without heavy imports
+so that the Slicer module's parameter node can use them at import time. Research software, not for diagnosis."""
 
 DEFAULT_THRESHOLD_SIGMAS = 4.0
 """Region threshold in noise sigmas: the paper's contrast mask p = sigmoid(w z + b) is fitted to reach 0.99 at
 4 sigma_LD (``noise.contrast_mask_parameters``), so above 4 sigma a voxel counts as enhancing."""
 DEFAULT_MIN_VOLUME_MM3 = 10.0
 """Smallest enhancing region kept (mm^3)."""
+DEFAULT_TTA = 1
+"""Flip test-time augmentation passes by default (1 = none; ``inference.predict.FLIPS``): see the model card for
+the measured gain and cost."""

@@ -319,3 +319,12 @@ def _format_name(path: Path) -> str:
 def _first_line(error: Exception) -> str:
     text = str(error).strip().splitlines()
     return text[-1].strip() if text else type(error).__name__
+
+
+ZERO_BACKGROUND_FRACTION = 0.05
+"""An image with more than this fraction of voxels exactly 0 has a zeroed (e.g. skull-stripped) background."""
+
+
+def zero_background(array) -> bool:
+    """True when more than ``ZERO_BACKGROUND_FRACTION`` of ``array`` is exactly 0 (skull-stripped data)."""
+    return float(np.mean(np.asarray(array) == 0)) > ZERO_BACKGROUND_FRACTION

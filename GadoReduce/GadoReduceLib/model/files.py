@@ -231,9 +231,15 @@ def model_card(header: dict) -> str:
         lines += ["", "## Evaluation per held-out case", "", meta.get("evaluation_note", ""), "",
                   "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in rows]
+    ablation = meta.get("ablation")
+    if isinstance(ablation, list) and ablation and all(isinstance(r, dict) for r in ablation):
+        columns = list(dict.fromkeys(k for r in ablation for k in r))
+        lines += ["", "## Ablation", "", meta.get("ablation_note", ""), "",
+                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in ablation]
     others = {k: v for k, v in meta.items()
               if k not in ("name", "description", "training_data", "validation_metrics", "evaluation",
-                           "evaluation_note")}
+                           "evaluation_note", "ablation", "ablation_note")}
     if others:
         lines += ["", "## Other information", ""] + [f"- **{k}**: {_format_value(v)}" for k, v in others.items()]
     lines += ["", "## Intended use and limits", "",

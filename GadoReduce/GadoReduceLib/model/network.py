@@ -245,7 +245,9 @@ class ConditionalUNet(nn.Module):
         for fusion in self.fusions:
             fusion.at_coarse_scale = bool(enabled)
 
-    def forward(self, x: Tensor, conditions: Tensor) -> Tensor:
+    def forward(self, x: Tensor, conditions: Tensor, rectify: bool = True) -> Tensor:
+        """y^ = ReLU(head(...)); ``rectify=False`` returns the head's output before the ReLU (training: the loss on
+        it bounds the loss of the rectified output, since targets are >= 0, and its gradient never vanishes)."""
         c = self.config
         if x.ndim != 5 or x.shape[1] != c.in_channels:
             raise ValueError(f"network input must be [B, {c.in_channels}, D, H, W], got {tuple(x.shape)}")
@@ -271,5 +273,6 @@ class ConditionalUNet(nn.Module):
             for block in self.up_blocks[s]:
                 h = block(h, emb)
         with torch.autocast(device_type=h.device.type, enabled=False):
-            y = F.relu(self.head(F.silu(h.float())))
+            y = self.head(F.silu(h.float()))
+            y = F.relu(y) if rectify else y
         return y[:, :, :size[0], :size[1], :size[2]]

@@ -43,7 +43,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from .agents import DEFAULT_AGENT, get_agent, native_t1
-from ..io.imageio import Geometry, check_3d
+from ..io.imageio import Geometry, check_3d, zero_background
 from ..preprocessing.noise_estimate import estimate_noise_sigma
 from .signal import Sequence, default_sequence, r1_from_signal_ratio, signal
 
@@ -63,7 +63,7 @@ def check_dose(dose: float) -> float:
     return d
 
 
-def _check_same_grid(pre: sitk.Image, other: sitk.Image, name: str) -> None:
+def check_same_grid(pre: sitk.Image, other: sitk.Image, name: str) -> None:
     check_3d(other, name)
     g_pre, g_other = Geometry.from_image(pre), Geometry.from_image(other)
     if not g_pre.is_close(g_other, atol=1e-3):
@@ -76,13 +76,13 @@ def _check_same_grid(pre: sitk.Image, other: sitk.Image, name: str) -> None:
 def default_brain_mask(pre: np.ndarray, post: np.ndarray) -> np.ndarray:
     """Boolean brain/foreground mask [k, j, i]: non-zero in both images if more than 5 % of the voxels are
     exactly zero (skull-stripped data), otherwise Otsu's threshold of the pre-contrast image."""
-    if np.mean((pre == 0) | (post == 0)) > 0.05:
+    if zero_background(pre * post):
         return (pre > 0) & (post > 0)
     otsu = sitk.OtsuThreshold(sitk.GetImageFromArray(pre.astype(np.float32)), 0, 1)
     return sitk.GetArrayFromImage(otsu).astype(bool)
 
 
-def _histogram_mode(values: np.ndarray, bins: int = 256) -> float:
+def histogram_mode(values: np.ndarray, bins: int = 256) -> float:
     """Peak of a lightly smoothed histogram of ``values`` (robust location of the dominant population)."""
     lo, hi = np.percentile(values, [0.5, 99.5])
     if hi <= lo:
@@ -93,6 +93,15 @@ def _histogram_mode(values: np.ndarray, bins: int = 256) -> float:
     return float(0.5 * (edges[centre] + edges[centre + 1]))
 
 
+def white_matter_level(pre: np.ndarray, brain: np.ndarray) -> float:
+    """White-matter intensity of a T1w image (array [k, j, i], brain mask): histogram mode of the brain voxels
+    brighter than the brain median."""
+    values = pre[(brain > 0) & (pre > 0)]
+    if values.size < 100:
+        raise ValueError("the brain mask holds almost no positive pre-contrast voxels; check the brain mask")
+    return histogram_mode(values[values > np.median(values)])
+
+
 def intensity_scale(pre: np.ndarray, post: np.ndarray, mask: np.ndarray) -> float:
     """Factor k with post ~ k pre in non-enhancing brain: mode of log(post/pre) over the mask voxels
     brighter than the 20th brain percentile of both images."""
@@ -101,7 +110,7 @@ def intensity_scale(pre: np.ndarray, post: np.ndarray, mask: np.ndarray) -> floa
         raise ValueError("too few brain voxels with positive intensity in both images to normalize them; "
                          "check the brain mask and that the images are magnitude T1w scans")
     sel &= (pre > np.percentile(pre[sel], 20)) & (post > np.percentile(post[sel], 20))
-    return float(np.exp(_histogram_mode(np.log(post[sel] / pre[sel]), bins=400)))
+    return float(np.exp(histogram_mode(np.log(post[sel] / pre[sel]), bins=400)))
 
 
 def synthesize_low_dose(pre_contrast: sitk.Image, standard_dose: sitk.Image, dose: float,
@@ -118,7 +127,7 @@ def synthesize_low_dose(pre_contrast: sitk.Image, standard_dose: sitk.Image, dos
     """
     dose = check_dose(dose)
     check_3d(pre_contrast, "pre-contrast image")
-    _check_same_grid(pre_contrast, standard_dose, "standard-dose image")
+    check_same_grid(pre_contrast, standard_dose, "standard-dose image")
     agent_obj = get_agent(agent)
     sequence = sequence or default_sequence(field_strength)
     relaxivity = agent_obj.relaxivity(field_strength)
@@ -127,7 +136,7 @@ def synthesize_low_dose(pre_contrast: sitk.Image, standard_dose: sitk.Image, dos
     pre = sitk.GetArrayFromImage(pre_contrast).astype(np.float64)
     post = sitk.GetArrayFromImage(standard_dose).astype(np.float64)
     if brain_mask is not None:
-        _check_same_grid(pre_contrast, brain_mask, "brain mask")
+        check_same_grid(pre_contrast, brain_mask, "brain mask")
         mask = sitk.GetArrayFromImage(brain_mask) > 0
     else:
         mask = default_brain_mask(pre, post)
@@ -138,8 +147,7 @@ def synthesize_low_dose(pre_contrast: sitk.Image, standard_dose: sitk.Image, dos
     pre_s = pre * k
     sigma_sd = estimate_noise_sigma(post - pre_s, mask)
 
-    brain_pre = pre_s[mask & (pre_s > 0)]
-    wm_level = _histogram_mode(brain_pre[brain_pre > np.median(brain_pre)])
+    wm_level = white_matter_level(pre_s, mask)
     valid = (pre_s > 3.0 * sigma_sd) & (post > 0)
     # The model is evaluated only where it is defined (1D arrays over the valid voxels, for speed).
     r1_pre = r1_from_signal_ratio(pre_s[valid] / wm_level, 1.0 / t1_wm, sequence)

@@ -29,6 +29,9 @@ __all__ = ["Sequence", "default_sequence", "r1_with_agent", "spgr_signal", "mpra
 R1_RANGE_PER_S = (1e-3, 200.0)
 """Bounds (1/s) to which R1 values recovered from signal ratios are clipped (T1 5 ms ... 1000 s)."""
 
+MPRAGE_MIN_R1_PER_S = 0.1
+"""Smallest R1 (1/s; T1 10 s, beyond CSF's ~4.3 s) recovered by the MPRAGE inversion."""
+
 SEQUENCE_KINDS = ("spgr", "mprage")
 
 
@@ -211,7 +214,8 @@ def r1_from_signal_ratio(ratio, r1_pre, sequence: Sequence):
     E = (1 - y) / (1 - y cos(a)) and R1 = -ln(E) / TR. f is at most 1 (R1 -> infinity), so ratios with
     y >= 1 (more enhancement than the model allows) and y <= 0 give R1 clipped to R1_RANGE_PER_S.
     MPRAGE: the signed signal (monotone in R1) is inverted on log R1 by table lookup plus Newton steps
-    within R1_RANGE_PER_S;
+    within MPRAGE_MIN_R1_PER_S .. R1_RANGE_PER_S[1] (below, T1 beyond 10 s, some protocols' signal is flat
+    to rounding and not monotone);
     valid where the pre-contrast signal is positive (T1 shorter than the inversion null).
     Arrays broadcast; NaN in gives NaN out.
     """
@@ -230,7 +234,7 @@ def r1_from_signal_ratio(ratio, r1_pre, sequence: Sequence):
         return np.where(np.isnan(ratio) | np.isnan(r1_pre), np.nan, _clip_r1(r1))
     if sequence.kind == "mprage":
         target = np.broadcast_to(ratio * _mprage_signed(r1_pre, sequence), np.broadcast(ratio, r1_pre).shape)
-        lo, hi = np.log(R1_RANGE_PER_S[0]), np.log(R1_RANGE_PER_S[1])
+        lo, hi = np.log(MPRAGE_MIN_R1_PER_S), np.log(R1_RANGE_PER_S[1])
         grid = np.linspace(lo, hi, 8192)
         table = _mprage_signed(np.exp(grid), sequence)
         if np.any(np.diff(table) <= 0):

@@ -46,12 +46,16 @@ def noise_sigma(subtraction: sitk.Image | np.ndarray, mask) -> float:
 
 
 def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
-                     kernel_sigma_mm: float = KERNEL_SIGMA_MM, clip: float = CLIP_SIGMAS
+                     kernel_sigma_mm: float = KERNEL_SIGMA_MM, clip: float = CLIP_SIGMAS, shrink: int = 1
                      ) -> tuple[sitk.Image, sitk.Image]:
     """Local mean m and local noise std s (float32 images on the subtraction's grid).
 
     Computed everywhere; far from the brain (where the kernel sees no brain voxel) they fall back
-    to the global values of the clipped brain voxels.
+    to the global values of the clipped brain voxels. ``shrink`` > 1: the three weighted sums are
+    added up over blocks of shrink^3 voxels, smoothed on that coarse grid and m, s interpolated back
+    (linear); with the 16-mm kernel at 1 mm and shrink 4 this changes s by about 1 % at one kernel
+    sigma or more inside the image border (a few % at the border) for 64 times less smoothing work (the
+    on-the-fly training sampler, whose patches lie 32 mm inside their windows).
     """
     if not sigma > 0:
         raise ValueError(f"noise sigma must be positive, got {sigma}")
@@ -60,11 +64,18 @@ def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
     if inside.sum() < 100:
         raise ValueError("Too few brain voxels within +-2 noise sigmas for the local noise statistics; "
                          "check the brain mask and the registration.")
-    geometry_ref = subtraction
     weight = inside.astype(np.float32)
+    shrink = max(1, int(shrink))
+    fine_shape = z.shape
+    if shrink > 1:
+        geometry_ref = _coarse_grid(subtraction, shrink)
+        block = lambda a: _block_sum(a, shrink)  # noqa: E731
+    else:
+        geometry_ref = subtraction
+        block = lambda a: a  # noqa: E731
 
     def smooth(array: np.ndarray) -> np.ndarray:
-        image = sitk.GetImageFromArray(array)
+        image = sitk.GetImageFromArray(block(array))
         image.CopyInformation(geometry_ref)
         return sitk.GetArrayFromImage(sitk.SmoothingRecursiveGaussian(image, kernel_sigma_mm))
 
@@ -81,9 +92,33 @@ def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
     out = []
     for array in (mean, std):
         image = sitk.GetImageFromArray(array.astype(np.float32))
-        image.CopyInformation(subtraction)
+        image.CopyInformation(geometry_ref)
+        if shrink > 1:
+            image = sitk.Resample(image, subtraction, sitk.Transform(), sitk.sitkLinear, 0.0, sitk.sitkFloat32,
+                                  True)  # extrapolate: the fine grid reaches half a block beyond the coarse
+            assert image.GetSize()[::-1] == fine_shape
         out.append(image)
     return out[0], out[1]
+
+
+def _block_sum(array: np.ndarray, shrink: int) -> np.ndarray:
+    """Means over blocks of shrink^3 voxels (the last block of an axis may be partial: zero padded)."""
+    pad = [(0, (-n) % shrink) for n in array.shape]
+    a = np.pad(array, pad) if any(p for _, p in pad) else array
+    k, j, i = (n // shrink for n in a.shape)
+    return a.reshape(k, shrink, j, shrink, i, shrink).mean(axis=(1, 3, 5), dtype=np.float32)
+
+
+def _coarse_grid(image: sitk.Image, shrink: int) -> sitk.Image:
+    """An empty image on the grid of blocks of shrink^3 voxels of ``image`` (block centres)."""
+    size = [-(-n // shrink) for n in image.GetSize()]
+    coarse = sitk.Image(size, sitk.sitkFloat32)
+    spacing = np.array(image.GetSpacing())
+    direction = np.array(image.GetDirection()).reshape(3, 3)
+    coarse.SetSpacing(tuple(spacing * shrink))
+    coarse.SetDirection(image.GetDirection())
+    coarse.SetOrigin(tuple(np.array(image.GetOrigin()) + direction @ (spacing * (shrink - 1) / 2)))
+    return coarse
 
 
 def normalize_subtraction(subtraction: sitk.Image, local_mean: sitk.Image, local_std: sitk.Image,

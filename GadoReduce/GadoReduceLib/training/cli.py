@@ -20,7 +20,9 @@ TRAIN_OPTIONS = {"cases": ("data", "case_dirs"), "phantoms": ("data", "phantoms"
                  "phantom_size": ("data", "phantom_size"), "dose_range": ("data", "dose_range"),
                  "cache": ("data", "cache_dir"), "backend": ("data", "backend"),
                  "checkpoint_every": ("train", "checkpoint_every"), "validate_every": ("train", "validate_every"),
-                 "threads": ("train", "threads")}
+                 "threads": ("train", "threads"), "low_doses": ("data", "low_doses"),
+                 "precision": ("train", "precision"), "channels_last": ("train", "channels_last"),
+                 "init": ("train", "init"), "max_minutes": ("train", "max_minutes")}
 """Option (command line and --config key) -> (where its default is defined, parameter name there): "train"
 ``TrainConfig``, "model" ``ModelConfig``, "data" ``training_sets``."""
 
@@ -139,6 +141,17 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-every", type=int, metavar="N", help="steps between checkpoints")
     p.add_argument("--validate-every", type=int, metavar="N", help="steps between validations")
     p.add_argument("--threads", type=int, metavar="N", help="torch CPU threads per process")
+    p.add_argument("--low-doses", choices=("on-the-fly", "fixed"),
+                   help="on-the-fly: every sample synthesizes its own low dose (dose 5-50 %%, field strength, agent and "
+                        "simulator parameters drawn per sample) from the pre-contrast/standard-dose pair; fixed: one "
+                        "low dose per case")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="forward-pass precision (bf16: autocast, fast on "
+                   "CPUs with AVX-512 bf16 and on GPUs)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, help="channels_last_3d memory format")
+    p.add_argument("--init", metavar="MODEL", help="start from the weights of this model file or checkpoint (warm "
+                   "restart: new optimizer and schedule, same network options)")
+    p.add_argument("--max-minutes", type=float, metavar="M", help="wall-time budget of the steps: the step count "
+                   "and the learning-rate schedule are cut to what fits (measured over the first steps)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=run_train)
     return p

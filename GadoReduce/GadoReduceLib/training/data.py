@@ -107,6 +107,9 @@ def scale_ratio(b: np.ndarray, s_sd: np.ndarray, s_ld: np.ndarray) -> float:
 
 def compute_gamma(cases) -> float:
     """gamma = (1/N) sum_i <b_i, s_SD,i> / <b_i, s_LD,i> over the training cases (paper 001, section 3.4)."""
+    if len({type(c).__name__ for c in cases}) > 1:
+        raise ValueError("the training set mixes cases with fixed low doses and pairs for low doses made on the "
+                         "fly; their targets have different units: use one kind (--low-doses)")
     ratios = [c.scale_ratio for c in cases]
     if not ratios:
         raise ValueError("no training cases: gamma is a mean over the training set")
@@ -228,17 +231,28 @@ def _case_folders(path) -> list[Path]:
     return folders
 
 
+LOW_DOSE_SOURCES = ("on-the-fly", "fixed")
+
+
 def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, seed: int = 0,
                   phantom_size: str = "full", dose_range=DOSE_RANGE, cache_dir=None, backend: str = "auto",
-                  log=None) -> tuple[list[TrainingCase], list[TrainingCase]]:
-    """(training cases, validation cases) from case folders, ``phantoms`` phantoms generated on the fly
-    (dose from ``dose_range``, field strength and agent varied) and BraTS pairs with a synthetic low dose
-    (one dose per subject). Validation: the last ``holdout`` BraTS subjects (sorted by name), or without
-    BraTS the last ``holdout`` case folders. All choices are seeded by ``seed``."""
+                  low_doses: str = "on-the-fly", log=None) -> tuple[list, list]:
+    """(training cases, validation cases) from case folders, ``phantoms`` phantoms generated on the fly and
+    BraTS pairs. Validation: the last ``holdout`` BraTS subjects (sorted by name), or without BraTS the last
+    ``holdout`` case folders. All choices are seeded by ``seed``.
+
+    low_doses "on-the-fly": :class:`training.simulate.PairCase` s (pre-contrast and standard dose only; every
+    sample makes its own low dose, :func:`pair_sets`); "fixed": TrainingCases with one low dose each (a
+    case folder's real ones; phantoms and BraTS pairs one synthetic dose from ``dose_range``, field
+    strength and agent varied for phantoms)."""
     from ..phantom.generate import PhantomConfig
     if not case_dirs and not phantoms and brats is None:
         raise ValueError("no training data: give case folders (--cases), phantoms (--phantoms N) or BraTS pairs "
                          "(--brats DIR)")
+    if low_doses not in LOW_DOSE_SOURCES:
+        raise ValueError(f"--low-doses {low_doses!r}: use one of {', '.join(LOW_DOSE_SOURCES)}")
+    if low_doses == "on-the-fly":
+        return pair_sets(case_dirs, phantoms, brats, holdout, seed, phantom_size, cache_dir, backend, log)
     lo, hi = (float(d) for d in dose_range)
     if not 0 < lo <= hi < 1:
         raise ValueError(f"dose range {dose_range} must lie in (0, 1), e.g. 0.1-0.33")
@@ -278,3 +292,42 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
 def held_out(index: int, count: int, holdout: int) -> bool:
     """Whether the BraTS subject at ``index`` of ``count`` (sorted by name) is held out for validation."""
     return index >= count - holdout
+
+
+def pair_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, seed: int = 0,
+              phantom_size: str = "full", cache_dir=None, backend: str = "auto", log=None) -> tuple[list, list]:
+    """(training, validation) :class:`training.simulate.PairCase` s: one per case folder (its pre-contrast and
+    standard dose), phantom (field strength and agent varied, seeded by ``seed``) and BraTS subject, each
+    preprocessed once and cached. Held out as in :func:`training_sets`."""
+    from ..phantom.generate import PhantomConfig
+    from .simulate import PairCase, pair_from_case
+    rng = np.random.default_rng([seed, 424242])
+    specs, held = [], []
+    folders = [f for d in case_dirs for f in _case_folders(d)]
+    for index, folder in enumerate(folders):
+        specs.append(folder_spec(folder))
+        held.append(brats is None and bool(holdout) and len(folders) > holdout and index >= len(folders) - holdout)
+    for i in range(int(phantoms)):
+        config = PhantomConfig(seed=seed * 100_000 + i, doses=(), size=phantom_size,
+                               field_strength=float(rng.choice(PHANTOM_FIELD_STRENGTHS)),
+                               agent=str(rng.choice(PHANTOM_AGENTS)))
+        specs.append(phantom_spec(config))
+        held.append(False)
+    if brats is not None:
+        pairs = find_brats_pairs(brats)
+        if holdout >= len(pairs):
+            raise ValueError(f"holding out {holdout} of {len(pairs)} BraTS subjects leaves none for training; "
+                             "lower --holdout")
+        for index, (subject, t1, t1ce, seg) in enumerate(pairs):
+            specs.append(brats_spec(subject, t1, t1ce, seg))
+            held.append(held_out(index, len(pairs), holdout))
+    train, val = [], []
+    for spec, is_held in zip(specs, held):
+        def build(spec=spec):
+            if log:
+                log(f"preprocessing the pair of {spec.name} (cached afterwards) ...")
+            return pair_from_case(spec.name, spec.load(), backend, {"source": spec.source})
+        identity = {**spec.identity, "backend": backend}
+        case = cached(cache_file(cache_dir, spec.name, f"pair-{spec.source}", identity), build, PairCase.load)[0]
+        (val if is_held else train).append(case)
+    return train, val

@@ -28,6 +28,9 @@ from .data import compute_gamma
 from .patches import (ENHANCING_THRESHOLD, HUBER_EPSILON, LAMBDA1, LAMBDA2, LOSS_MARGIN, augment,
                                check_patch, collate, sample_patch, weighted_huber_loss)
 
+PRECISIONS = ("fp32", "bf16")
+TIMING_STEPS = 10
+"""Steps timed before a ``max_minutes`` budget fixes the number of steps."""
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
 
@@ -39,7 +42,12 @@ class TrainConfig:
     steps: optimizer steps; patch_size: cubic patch edge (voxels); batch_size: patches per process
     and step; checkpoint_every / validate_every / log_every: in steps (the last step always
     checkpoints and validates); validation_patches: fixed patches per validation case; threads:
-    torch CPU threads (None: torch's default)."""
+    torch CPU threads (None: torch's default); precision: "fp32" or "bf16" (autocast of the forward pass;
+    weights, optimizer and loss in fp32); channels_last: channels_last_3d memory format; init: a model file
+    (``model.files``) or checkpoint whose weights start the run (a warm restart: new optimizer and cosine
+    schedule over ``steps``, so that several runs add up); max_minutes: a wall-time budget for the steps: after
+    ``TIMING_STEPS`` steps the step count (and the cosine schedule) is cut to what fits, and the run ends with
+    its model (the GPU recipe, ``scripts/train_gpu.py``)."""
 
     steps: int = 200_000
     patch_size: int = 96
@@ -59,6 +67,10 @@ class TrainConfig:
     validation_patches: int = 2
     log_every: int = 10
     threads: int | None = None
+    precision: str = "fp32"
+    channels_last: bool = False
+    init: str | None = None
+    max_minutes: float | None = None
 
     def __post_init__(self):
         if isinstance(self.model, dict):
@@ -70,6 +82,10 @@ class TrainConfig:
                 raise ValueError(f"training option {name} must be a positive integer, got {value!r}")
         if not 0 < self.final_learning_rate <= self.learning_rate:
             raise ValueError("learning rates must satisfy 0 < final_learning_rate <= learning_rate")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"--max-minutes must be positive, got {self.max_minutes!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"training precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.patch_size <= 2 * self.margin:
             raise ValueError(f"patch size {self.patch_size} leaves no voxels inside the {self.margin}-voxel loss "
                              f"margin; use a patch larger than {2 * self.margin}")
@@ -160,44 +176,97 @@ def _duration(seconds: float) -> str:
 # ----------------------------------------------------------------------------- validation
 
 def validation_patches(cases, config: TrainConfig) -> list[tuple]:
-    """Fixed (case, patch) pairs: per case ``validation_patches`` patches, half centred on enhancement."""
-    fixed = []
-    for index, case in enumerate(cases):
+    """Fixed (group, patch, conditions): for TrainingCases ``validation_patches`` patches per case, half centred
+    on enhancement (group "fixed"); for PairCases both simulators at 10 % and 33 % (``simulate.validation_samples``)."""
+    from .simulate import PairCase, validation_samples
+    pairs = [c for c in cases if isinstance(c, PairCase)]
+    fixed = validation_samples(pairs, config.patch_size, config.seed, per_case=config.validation_patches)
+    for index, case in enumerate(c for c in cases if not isinstance(c, PairCase)):
         check_patch(config.patch_size, case.shape, case.case_id)
         for j in range(config.validation_patches):
             rng = np.random.default_rng([config.seed, 7919, index, j])
             fraction = 1.0 if j % 2 == 0 else 0.0
-            fixed.append((case, sample_patch(case, config.patch_size, rng, fraction, with_lesions=True)))
+            fixed.append(("fixed", sample_patch(case, config.patch_size, rng, fraction, with_lesions=True),
+                          case.conditions))
     return fixed
 
 
 @torch.no_grad()
 def validate(model, fixed: list[tuple], config: TrainConfig, normalization: ConditionNormalization,
              device) -> dict:
-    """Mean weighted loss, MAE in lesion voxels (lesion labels, else p > 0.5) and MAE in the brain over
-    the interior (margin excluded) of the fixed validation patches; noise-normalized units."""
+    """Per group of ``fixed`` (and over all): mean weighted loss, MAE in lesion voxels (lesion labels, else
+    p > 0.5) and MAE in the brain over the interior (margin excluded) of the fixed validation patches;
+    noise-normalized units. Keys "loss", "lesion_mae", ... (all) and "GROUP/loss", ... per group."""
     if not fixed:
         return {}
-    losses, lesion_err, lesion_n, brain_err, brain_n = [], 0.0, 0, 0.0, 0
     m = config.margin
     inner = (slice(m, -m),) * 3 if m > 0 else (slice(None),) * 3
-    for case, patch in fixed:
-        batch = collate([patch], [case.conditions])
+    sums: dict[str, list] = {}
+    for group, patch, conditions in fixed:
+        batch = collate([patch], [conditions])
         pred = model(batch["inputs"].to(device), normalization.normalize(*batch["conditions"].T).to(device)).cpu()
-        losses.append(float(weighted_huber_loss(pred, batch["y"], batch["b"], batch["p"], m, config.huber_epsilon,
-                                                config.lambda1, config.lambda2)))
+        loss = float(weighted_huber_loss(pred, batch["y"], batch["b"], batch["p"], m, config.huber_epsilon,
+                                         config.lambda1, config.lambda2))
         err = (pred[0, 0] - batch["y"][0, 0]).abs().numpy()[inner]
         lesion = patch.get("lesions")
-        region = (lesion > 0) if lesion is not None else (patch["p"] > ENHANCING_THRESHOLD)
-        region = region[inner]
+        region = ((lesion > 0) if lesion is not None and lesion.any() else (patch["p"] > ENHANCING_THRESHOLD))[inner]
         brain = patch["b"][inner] > 0
-        lesion_err += float(err[region].sum())
-        lesion_n += int(region.sum())
-        brain_err += float(err[brain].sum())
-        brain_n += int(brain.sum())
-    return {"loss": float(np.mean(losses)),
-            "lesion_mae": lesion_err / lesion_n if lesion_n else None, "lesion_voxels": lesion_n,
-            "brain_mae": brain_err / brain_n if brain_n else None}
+        for key in ("", f"{group}/") if group != "fixed" else ("",):
+            acc = sums.setdefault(key, [[], 0.0, 0, 0.0, 0])
+            acc[0].append(loss)
+            acc[1] += float(err[region].sum())
+            acc[2] += int(region.sum())
+            acc[3] += float(err[brain].sum())
+            acc[4] += int(brain.sum())
+    out = {}
+    for key, (losses, le, ln, be, bn) in sums.items():
+        out.update({f"{key}loss": float(np.mean(losses)), f"{key}lesion_mae": le / ln if ln else None,
+                    f"{key}lesion_voxels": ln, f"{key}brain_mae": be / bn if bn else None})
+    return out
+
+
+def draw_sample(case, config: TrainConfig, rng: np.random.Generator) -> tuple[dict, tuple]:
+    """(patch, conditions) of one training sample: a low dose made on the fly for a PairCase
+    (``simulate.simulate_sample``), a patch of the fixed low dose for a TrainingCase."""
+    from .simulate import PairCase, simulate_sample
+    if isinstance(case, PairCase):
+        return simulate_sample(case, rng, config.patch_size, config.enhancing_fraction)
+    return sample_patch(case, config.patch_size, rng, config.enhancing_fraction), case.conditions
+
+
+def train_step(net, optimizer, batch: dict, config: TrainConfig, normalization: ConditionNormalization,
+               device) -> torch.Tensor:
+    """One optimizer step on ``batch`` (``patches.collate``); returns the loss (detached)."""
+    inputs = batch["inputs"].to(device)
+    if config.channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d)
+    cond = normalization.normalize(*batch["conditions"].T).to(device)
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.precision == "bf16"):
+        prediction = net(inputs, cond, rectify=False)  # the loss on the pre-ReLU output: no dead output layer
+    loss = weighted_huber_loss(prediction.float(), batch["y"].to(device), batch["b"].to(device),
+                               batch["p"].to(device), config.margin, config.huber_epsilon, config.lambda1,
+                               config.lambda2)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
+def init_weights(model, path) -> None:
+    """Load the weights of a model file or checkpoint at ``path`` into ``model`` (same configuration)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"--init {path}: no such model file or checkpoint")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    if "state_dict" in state:  # a model file (``model.files``)
+        import json
+        weights, config = state["state_dict"], json.loads(state["metadata"])["config"]
+    else:  # a checkpoint
+        weights, config = state["model"], state["config"]["model"]
+    if ModelConfig.from_dict(config) != model.config:
+        raise ValueError(f"--init {path} holds a {ModelConfig.from_dict(config)} network, not the requested "
+                         f"{model.config}; give the same --base-features and model options")
+    model.load_state_dict(weights)
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -248,7 +317,14 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
     gamma = compute_gamma(cases)
 
     torch.manual_seed(config.seed)
-    model = ConditionalUNet(config.model).to(device)
+    model = ConditionalUNet(config.model)
+    if config.init and not resume:
+        init_weights(model, config.init)
+        log(f"starting from the weights of {config.init} (warm restart)")
+
+    model = model.to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate, betas=(0.9, 0.999))
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.steps,
                                                            eta_min=config.final_learning_rate)
@@ -277,24 +353,28 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
         f"({len(validation_cases)} for validation), {world} process(es), steps {start + 1}-{end} of {config.steps}, "
         f"patch {config.patch_size}^3, batch {config.batch_size} per process, gamma {gamma:.4f}")
     bar = Progress(config.steps, start, config.log_every, enabled=progress and rank == 0)
+    began = time.perf_counter()
 
     for step in range(start, end):
+        if config.max_minutes and step == start + TIMING_STEPS:
+            per_step = (time.perf_counter() - began) / TIMING_STEPS
+            budget = int(_mean_over_ranks(config.max_minutes * 60 / per_step, world))
+            fitted = max(step + 1, min(config.steps, start + budget))
+            if fitted < config.steps:
+                log(f"{per_step:.2f} s per step: {fitted} steps fit into {config.max_minutes:g} minutes")
+                config.steps = end = fitted
+                scheduler.T_max = fitted
+                bar.total = fitted
+        if step >= end:
+            break
         rng = np.random.default_rng([config.seed, rank, step])
         patches, conditions = [], []
         for _ in range(config.batch_size):
-            case = cases[int(rng.integers(0, len(cases)))]
-            patch = sample_patch(case, config.patch_size, rng, config.enhancing_fraction)
+            patch, condition = draw_sample(cases[int(rng.integers(0, len(cases)))], config, rng)
             patches.append(augment(patch, rng) if config.augment else patch)
-            conditions.append(case.conditions)
-        batch = collate(patches, conditions)
-        cond = normalization.normalize(*batch["conditions"].T).to(device)
-        prediction = net(batch["inputs"].to(device), cond)
-        loss = weighted_huber_loss(prediction, batch["y"].to(device), batch["b"].to(device), batch["p"].to(device),
-                                   config.margin, config.huber_epsilon, config.lambda1, config.lambda2)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+            conditions.append(condition)
         lr = optimizer.param_groups[0]["lr"]
+        loss = train_step(net, optimizer, collate(patches, conditions), config, normalization, device)
         scheduler.step()
         value = _mean_over_ranks(float(loss.detach()), world)
         if not math.isfinite(value):
@@ -307,7 +387,8 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
             metrics = validate(model, fixed, config, normalization, device)
             history["validation"].append({"step": step + 1, **metrics})
             log(f"validation at step {step + 1}: " + ", ".join(
-                f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()))
+                f"{k} {v:.5f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items()
+                if "/" not in k or k.endswith("lesion_mae")))
         if rank == 0 and ((step + 1) % config.checkpoint_every == 0 or last):
             save_checkpoint(checkpoint_path, model, optimizer, scheduler, step + 1, history, config, normalization,
                             gamma)

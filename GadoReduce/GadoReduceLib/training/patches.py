@@ -67,9 +67,9 @@ def sample_patch(case, patch_size: int, rng: np.random.Generator, enhancing_frac
     check_patch(patch_size, shape, case.case_id)
     centre = None
     if rng.random() < enhancing_fraction:
-        centre = _random_voxel(rng, (case.p > ENHANCING_THRESHOLD) & (case.b > 0))
+        centre = random_voxel(rng, (case.p > ENHANCING_THRESHOLD) & (case.b > 0))
     if centre is None:
-        centre = _random_voxel(rng, case.b > 0)
+        centre = random_voxel(rng, case.b > 0)
     if centre is None:
         centre = [int(rng.integers(0, n)) for n in shape]
     start = [int(np.clip(c - patch_size // 2, 0, n - patch_size)) for c, n in zip(centre, shape)]
@@ -85,7 +85,7 @@ def patch_at(case, start, patch_size: int, with_lesions: bool = False) -> dict:
     return {name: np.ascontiguousarray(getattr(case, name)[window], dtype=np.float32) for name in names}
 
 
-def _random_voxel(rng: np.random.Generator, mask: np.ndarray):
+def random_voxel(rng: np.random.Generator, mask: np.ndarray):
     flat = np.flatnonzero(mask)
     if flat.size == 0:
         return None
