@@ -1,6 +1,7 @@
 """Package a trained model as GadoReduce's shipped default model, with its evaluation and ablation in the model card.
 
-Usage (the steps that made Resources/Models/gadoreduce_default.pt; see its model card and the README):
+Usage (the steps for a model trained with low doses made on the fly; the shipped v1 was packaged with the
+same script at its earlier version, see its model card and the README):
   gadoreduce train --brats ../shared/data --phantoms 8 --holdout 3 --output runs/otf16 --base-features 16 \\
       --patch 64 --batch 1 --steps 4000 --lr 2e-4 --precision bf16 --channels-last --threads 2
   gadoreduce evaluate --cases ../shared/data --subjects <the 3 held-out subjects> --doses 0.1,0.33 \\

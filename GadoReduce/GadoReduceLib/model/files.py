@@ -191,6 +191,15 @@ def _format_value(value) -> str:
     return str(value)
 
 
+def _table(rows, title: str, note: str) -> list[str]:
+    """Markdown lines of a titled table of ``rows`` (a list of dicts; [] when it is not one)."""
+    if not (isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows)):
+        return []
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    lines = ["", f"## {title}", "", note, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    return lines + ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in rows]
+
+
 def model_card(header: dict) -> str:
     """Markdown model card from a model file's metadata header (as stored by :func:`save_model`)."""
     meta = header.get("metadata", {})
@@ -225,18 +234,8 @@ def model_card(header: dict) -> str:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {_format_value(v)} |" for k, v in metrics.items()]
     else:
         lines.append("None recorded.")
-    rows = meta.get("evaluation")
-    if isinstance(rows, list) and rows and all(isinstance(r, dict) for r in rows):
-        columns = list(dict.fromkeys(k for r in rows for k in r))
-        lines += ["", "## Evaluation per held-out case", "", meta.get("evaluation_note", ""), "",
-                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in rows]
-    ablation = meta.get("ablation")
-    if isinstance(ablation, list) and ablation and all(isinstance(r, dict) for r in ablation):
-        columns = list(dict.fromkeys(k for r in ablation for k in r))
-        lines += ["", "## Ablation", "", meta.get("ablation_note", ""), "",
-                  "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_format_value(r.get(c, "")) for c in columns) + " |" for r in ablation]
+    lines += _table(meta.get("evaluation"), "Evaluation per held-out case", meta.get("evaluation_note", ""))
+    lines += _table(meta.get("ablation"), "Ablation", meta.get("ablation_note", ""))
     others = {k: v for k, v in meta.items()
               if k not in ("name", "description", "training_data", "validation_metrics", "evaluation",
                            "evaluation_note", "ablation", "ablation_note")}

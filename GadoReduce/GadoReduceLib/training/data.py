@@ -245,7 +245,6 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
     sample makes its own low dose, :func:`pair_sets`); "fixed": TrainingCases with one low dose each (a
     case folder's real ones; phantoms and BraTS pairs one synthetic dose from ``dose_range``, field
     strength and agent varied for phantoms)."""
-    from ..phantom.generate import PhantomConfig
     if not case_dirs and not phantoms and brats is None:
         raise ValueError("no training data: give case folders (--cases), phantoms (--phantoms N) or BraTS pairs "
                          "(--brats DIR)")
@@ -267,15 +266,9 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
         train += cases_from_folder(folder, cache_dir, backend, log)
     for i in range(int(phantoms)):
         dose = round(float(rng.uniform(lo, hi)), 2)
-        config = PhantomConfig(seed=seed * 100_000 + i, doses=(dose,), size=phantom_size,
-                               field_strength=float(rng.choice(PHANTOM_FIELD_STRENGTHS)),
-                               agent=str(rng.choice(PHANTOM_AGENTS)))
-        train.append(case_from_phantom(config, cache_dir, backend, log))
+        train.append(case_from_phantom(_phantom_config(seed, i, rng, phantom_size, (dose,)), cache_dir, backend, log))
     if brats is not None:
-        pairs = find_brats_pairs(brats)
-        if holdout >= len(pairs):
-            raise ValueError(f"holding out {holdout} of {len(pairs)} BraTS subjects leaves none for training; "
-                             "lower --holdout")
+        pairs = _brats_pairs(brats, holdout)
         for index, (subject, t1, t1ce, seg) in enumerate(pairs):
             dose = round(float(rng.uniform(lo, hi)), 3)
             try:
@@ -289,6 +282,21 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
     return train, val
 
 
+def _phantom_config(seed: int, index: int, rng: np.random.Generator, size: str, doses: tuple):
+    """The ``index``-th training phantom of ``seed``: field strength and agent drawn from ``rng``."""
+    from ..phantom.generate import PhantomConfig
+    return PhantomConfig(seed=seed * 100_000 + index, doses=doses, size=size,
+                         field_strength=float(rng.choice(PHANTOM_FIELD_STRENGTHS)), agent=str(rng.choice(PHANTOM_AGENTS)))
+
+
+def _brats_pairs(brats, holdout: int) -> list:
+    pairs = find_brats_pairs(brats)
+    if holdout >= len(pairs):
+        raise ValueError(f"holding out {holdout} of {len(pairs)} BraTS subjects leaves none for training; "
+                         "lower --holdout")
+    return pairs
+
+
 def held_out(index: int, count: int, holdout: int) -> bool:
     """Whether the BraTS subject at ``index`` of ``count`` (sorted by name) is held out for validation."""
     return index >= count - holdout
@@ -299,7 +307,6 @@ def pair_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, see
     """(training, validation) :class:`training.simulate.PairCase` s: one per case folder (its pre-contrast and
     standard dose), phantom (field strength and agent varied, seeded by ``seed``) and BraTS subject, each
     preprocessed once and cached. Held out as in :func:`training_sets`."""
-    from ..phantom.generate import PhantomConfig
     from .simulate import PairCase, pair_from_case
     rng = np.random.default_rng([seed, 424242])
     specs, held = [], []
@@ -308,16 +315,10 @@ def pair_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, see
         specs.append(folder_spec(folder))
         held.append(brats is None and bool(holdout) and len(folders) > holdout and index >= len(folders) - holdout)
     for i in range(int(phantoms)):
-        config = PhantomConfig(seed=seed * 100_000 + i, doses=(), size=phantom_size,
-                               field_strength=float(rng.choice(PHANTOM_FIELD_STRENGTHS)),
-                               agent=str(rng.choice(PHANTOM_AGENTS)))
-        specs.append(phantom_spec(config))
+        specs.append(phantom_spec(_phantom_config(seed, i, rng, phantom_size, ())))
         held.append(False)
     if brats is not None:
-        pairs = find_brats_pairs(brats)
-        if holdout >= len(pairs):
-            raise ValueError(f"holding out {holdout} of {len(pairs)} BraTS subjects leaves none for training; "
-                             "lower --holdout")
+        pairs = _brats_pairs(brats, holdout)
         for index, (subject, t1, t1ce, seg) in enumerate(pairs):
             specs.append(brats_spec(subject, t1, t1ce, seg))
             held.append(held_out(index, len(pairs), holdout))
