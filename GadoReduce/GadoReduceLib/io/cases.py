@@ -449,6 +449,19 @@ def save_npz(path, **arrays) -> Path:
     return Path(path)
 
 
+def save_case_npz(path, arrays: dict, lesions, scalars: dict) -> Path:
+    """A cached training case: its ``arrays``, optional ``lesions`` and JSON-able ``scalars`` (``save_npz``)."""
+    arrays = dict(arrays, **({"lesions": lesions} if lesions is not None else {}))
+    return save_npz(path, meta=np.array(json.dumps(scalars)), **arrays)
+
+
+def load_case_npz(path, names) -> tuple[dict, np.ndarray | None, dict]:
+    """(arrays ``names``, lesions or None, scalars) of a file written by :func:`save_case_npz`."""
+    with np.load(path, allow_pickle=False) as data:
+        return ({name: data[name] for name in names}, data["lesions"] if "lesions" in data else None,
+                json.loads(str(data["meta"])))
+
+
 def cached(path: Path | None, build: Callable, load: Callable) -> tuple[object, bool]:
     """(value, from_cache): ``load(path)`` when the file exists, else ``build()`` saved with its ``save(path)``."""
     if path is None:

@@ -18,15 +18,14 @@ Synthetic data for research and testing, not clinical evidence.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..io.cases import (DEFAULT_FIELD_STRENGTH_T, brats_spec, cache_file, cached, case_files, case_folders,
-                        dose_digits, find_brats_pairs, folder_spec, image_stem, phantom_spec, read_case_folder,
-                        read_case_metadata, save_npz, working_arrays)
+                        dose_digits, find_brats_pairs, folder_spec, image_stem, load_case_npz, phantom_spec,
+                        read_case_folder, read_case_metadata, save_case_npz, working_arrays)
 from ..physics.agents import DEFAULT_AGENT, get_agent
 
 TRAINING_NEEDS = "each training case needs pre_contrast, low_dose and standard_dose"
@@ -74,21 +73,15 @@ class TrainingCase:
         return (self.dose, self.field_strength, self.relaxivity, self.noise_sigma)
 
     def save(self, path: Path) -> Path:
-        """Atomic npz write (``io.cases.save_npz``)."""
-        arrays = {name: getattr(self, name) for name in self.ARRAYS}
-        if self.lesions is not None:
-            arrays["lesions"] = self.lesions
+        """Atomic npz write (``io.cases.save_case_npz``)."""
         scalars = {"case_id": self.case_id, "dose": self.dose, "field_strength": self.field_strength,
                    "relaxivity": self.relaxivity, "noise_sigma": self.noise_sigma, "scale_ratio": self.scale_ratio,
                    "spacing": list(self.spacing), "metadata": self.metadata}
-        return save_npz(path, meta=np.array(json.dumps(scalars)), **arrays)
+        return save_case_npz(path, {name: getattr(self, name) for name in self.ARRAYS}, self.lesions, scalars)
 
     @classmethod
     def load(cls, path: Path) -> "TrainingCase":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in cls.ARRAYS}
-            lesions = data["lesions"] if "lesions" in data else None
+        arrays, lesions, meta = load_case_npz(path, cls.ARRAYS)
         return cls(meta["case_id"], **arrays, dose=meta["dose"], field_strength=meta["field_strength"],
                    relaxivity=meta["relaxivity"], noise_sigma=meta["noise_sigma"], scale_ratio=meta["scale_ratio"],
                    lesions=lesions, spacing=tuple(meta["spacing"]), metadata=meta["metadata"])

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -254,18 +254,19 @@ def train_step(net, optimizer, batch: dict, config: TrainConfig, normalization: 
 
 def init_weights(model, path) -> None:
     """Load the weights of a model file or checkpoint at ``path`` into ``model`` (same configuration)."""
+    from ..model.files import checksum_path, load_model
     path = Path(path)
     if not path.exists():
         raise ValueError(f"--init {path}: no such model file or checkpoint")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if "state_dict" in state:  # a model file (``model.files``)
-        import json
-        weights, config = state["state_dict"], json.loads(state["metadata"])["config"]
-    else:  # a checkpoint
-        weights, config = state["model"], state["config"]["model"]
-    if ModelConfig.from_dict(config) != model.config:
-        raise ValueError(f"--init {path} holds a {ModelConfig.from_dict(config)} network, not the requested "
-                         f"{model.config}; give the same --base-features and model options")
+    if checksum_path(path).exists():  # a model file: verified and read by ``model.files``
+        loaded = load_model(path)
+        config, weights = loaded.config, loaded.model.state_dict()
+    else:  # a checkpoint of a run
+        state = load_checkpoint(path)
+        config, weights = ModelConfig.from_dict(state["config"]["model"]), state["model"]
+    if config != model.config:
+        raise ValueError(f"--init {path} holds a {config} network, not the requested {model.config}; give the "
+                         "same --base-features and model options")
     model.load_state_dict(weights)
 
 
@@ -301,6 +302,7 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
     for tests). Returns {"history", "gamma", "step", "model" (the trained module), "paths"}.
     """
     cases, validation_cases = list(cases), list(validation_cases or [])
+    config = replace(config)  # a time budget changes the step count of this run only
     if not cases:
         raise ValueError("no training cases: give --cases, --phantoms or --brats")
     for case in cases:

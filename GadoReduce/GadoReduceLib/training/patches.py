@@ -65,15 +65,20 @@ def sample_patch(case, patch_size: int, rng: np.random.Generator, enhancing_frac
     when asked for and the case has them), one random patch."""
     shape = case.shape
     check_patch(patch_size, shape, case.case_id)
+    centre = patch_centre(case, rng, enhancing_fraction)
+    start = [int(np.clip(c - patch_size // 2, 0, n - patch_size)) for c, n in zip(centre, shape)]
+    return patch_at(case, start, patch_size, with_lesions)
+
+
+def patch_centre(case, rng: np.random.Generator, enhancing_fraction: float):
+    """A patch centre (k, j, i): with probability ``enhancing_fraction`` a random contrast-enhancing brain voxel
+    (p > ENHANCING_THRESHOLD), otherwise (or when there is none) a random brain voxel, else any voxel."""
     centre = None
     if rng.random() < enhancing_fraction:
         centre = random_voxel(rng, (case.p > ENHANCING_THRESHOLD) & (case.b > 0))
     if centre is None:
         centre = random_voxel(rng, case.b > 0)
-    if centre is None:
-        centre = [int(rng.integers(0, n)) for n in shape]
-    start = [int(np.clip(c - patch_size // 2, 0, n - patch_size)) for c, n in zip(centre, shape)]
-    return patch_at(case, start, patch_size, with_lesions)
+    return centre if centre is not None else [int(rng.integers(0, n)) for n in case.shape]
 
 
 def patch_at(case, start, patch_size: int, with_lesions: bool = False) -> dict:

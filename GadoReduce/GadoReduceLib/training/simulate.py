@@ -28,19 +28,19 @@ Synthetic low doses for training and testing, not clinical evidence.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
 
+from ..io.cases import load_case_npz, save_case_npz
 from ..physics.agents import AGENTS, get_agent, native_t1
 from ..physics.lowdose import white_matter_level
 from ..physics.signal import Sequence, r1_from_signal_ratio, signal
 from ..preprocessing.noise import local_statistics
 from ..preprocessing.noise_estimate import estimate_noise_sigma
-from .patches import ENHANCING_THRESHOLD, INPUT_CHANNELS, TARGET_CHANNELS, check_patch, random_voxel
+from .patches import INPUT_CHANNELS, TARGET_CHANNELS, check_patch, patch_centre
 
 SIMULATOR_RANGES = {
     "dose": (0.05, 0.5),                 # fraction of the standard dose, uniform
@@ -96,20 +96,15 @@ class PairCase:
         return tuple(int(n) for n in self.pre.shape)
 
     def save(self, path: Path) -> Path:
-        from ..io.cases import save_npz
-        arrays = {name: getattr(self, name) for name in self.ARRAYS}
-        if self.lesions is not None:
-            arrays["lesions"] = self.lesions
+        """Atomic npz write (``io.cases.save_case_npz``)."""
         scalars = {k: getattr(self, k) for k in ("case_id", "sigma_sd", "wm_level", "field_strength", "agent",
                                                    "metadata")}
-        return save_npz(path, meta=np.array(json.dumps({**scalars, "spacing": list(self.spacing)})), **arrays)
+        return save_case_npz(path, {name: getattr(self, name) for name in self.ARRAYS}, self.lesions,
+                             {**scalars, "spacing": list(self.spacing)})
 
     @classmethod
     def load(cls, path: Path) -> "PairCase":
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"]))
-            arrays = {name: data[name] for name in cls.ARRAYS}
-            lesions = data["lesions"] if "lesions" in data else None
+        arrays, lesions, meta = load_case_npz(path, cls.ARRAYS)
         spacing = tuple(meta.pop("spacing"))
         return cls(**meta, **arrays, lesions=lesions, spacing=spacing)
 
@@ -275,15 +270,6 @@ def _windows(case: PairCase, centre, patch_size: int, margin: int):
     return tuple(window), tuple(inner)
 
 
-def _centre(case: PairCase, rng: np.random.Generator, enhancing_fraction: float):
-    centre = None
-    if rng.random() < enhancing_fraction:
-        centre = random_voxel(rng, (case.p > ENHANCING_THRESHOLD) & (case.b > 0))
-    if centre is None:
-        centre = random_voxel(rng, case.b > 0)
-    return centre if centre is not None else [int(rng.integers(0, n)) for n in case.shape]
-
-
 def margin_voxels(case: PairCase, margin_mm: float = MARGIN_MM) -> int:
     return int(np.ceil(margin_mm / min(case.spacing)))
 
@@ -321,7 +307,7 @@ def simulate_sample(case: PairCase, rng: np.random.Generator, patch_size: int, e
     (dose, field strength, relaxivity, noise sigma)) of one on-the-fly sample; ``draw`` default: random."""
     check_patch(patch_size, case.shape, case.case_id)
     draw = draw_parameters(rng) if draw is None else draw
-    window, inner = _windows(case, _centre(case, rng, enhancing_fraction), patch_size,
+    window, inner = _windows(case, patch_centre(case, rng, enhancing_fraction), patch_size,
                              margin_voxels(case) if margin is None else margin)
     full = simulate_window(case, window, draw, rng)
     patch = {name: np.ascontiguousarray(full[name][inner]) for name in INPUT_CHANNELS + TARGET_CHANNELS}
@@ -353,7 +339,7 @@ def validation_samples(cases, patch_size: int, seed: int = 0, doses=VALIDATION_D
                                      case.field_strength, seed=seed + index) * (case.coverage > 0)
             for j in range(per_case):
                 rng = np.random.default_rng([seed, 7919, index, j])
-                window, inner = _windows(case, _centre(case, rng, 1.0 if j % 2 == 0 else 0.0), patch_size, margin)
+                window, inner = _windows(case, patch_centre(case, rng, 1.0 if j % 2 == 0 else 0.0), patch_size, margin)
                 for simulator in SIMULATORS:
                     low = None if simulator == "signal-model" else kspace[window]
                     full = simulate_window(case, window, draw, np.random.default_rng([seed, index, j, 3]), low)
