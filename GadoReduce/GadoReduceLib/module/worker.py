@@ -10,7 +10,8 @@ Run as ``python -m GadoReduceLib.module.worker JOB_FOLDER`` (Slicer starts it wi
 The computation is :class:`GadoReduceLib.pipeline.Pipeline`'s, as for ``gadoreduce predict``. Outputs
 (``pipeline.OUTPUT_IMAGES``, all on the pre-contrast grid, intensities in the pre-contrast's input units) are written
 atomically into ``JOB_FOLDER/out/`` as ``<name>.nrrd``; ``result.json`` is written last, so its presence means
-the job finished completely. Research software, not for diagnosis.
+the job finished completely; it holds the seconds and peak memory per stage ("stages",
+``io.profiling``). Research software, not for diagnosis.
 """
 
 from __future__ import annotations
@@ -51,24 +52,29 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     job = json.loads((folder / "job.json").read_text())
     out = folder / "out"
     out.mkdir(exist_ok=True)
-    report(2, "Loading the model ...")
-    pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile"),
-                        backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
-                        min_volume_mm3=job["min_volume_mm3"])
-    report(5, "Reading the volumes ...")
-    inputs = {name: read_image(folder / job["inputs"][name]) if job["inputs"].get(name) else None
-              for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")}
-    result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"], job["field_strength"],
-                                   job["agent"], standard_dose=inputs["standard_dose"],
-                                   lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
-                                   progress=report)
-    report(95, "Writing the results ...")
-    paths = write_images(result, out, ".nrrd")
+    from ..io.profiling import record as profile
+    with profile() as stages:
+        report(2, "Loading the model ...")
+        with stages.stage("model loading"):
+            pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
+                                backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
+                                min_volume_mm3=job["min_volume_mm3"])
+        report(5, "Reading the volumes ...")
+        with stages.stage("reading"):
+            inputs = {name: read_image(folder / job["inputs"][name]) if job["inputs"].get(name) else None
+                      for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")}
+        result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"],
+                                       job["field_strength"], job["agent"], standard_dose=inputs["standard_dose"],
+                                       lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
+                                       progress=report)
+        report(95, "Writing the results ...")
+        with stages.stage("writing"):
+            paths = write_images(result, out, ".nrrd")
     r = result.record
     record = {"regions": result.regions, "lesions": result.lesions, "noise_sigma": r["noise_sigma"],
               "noise_sigma_normalized": r["noise_sigma_normalized"], "pre_percentile": r["pre_percentile"],
               "registration_backend": r["registration_backend"], "warnings": r["warnings"], "model": r["model_path"],
-              "images": {name: f"out/{path.name}" for name, path in paths.items()}}
+              "images": {name: f"out/{path.name}" for name, path in paths.items()}, "stages": stages.as_record()}
     write_json(folder / RESULT_FILE, record, indent=1, allow_nan=True)
     report(100, "Done.")
     return record
@@ -79,8 +85,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("ERROR usage: python -m GadoReduceLib.module.worker JOB_FOLDER", flush=True)
         return 2
+    from ..io.memory import command_allocator
     try:
-        run_job(argv[0])
+        with command_allocator():
+            run_job(argv[0])
     except ValueError as error:  # user errors: one line
         print(f"ERROR {' '.join(str(error).split())}", flush=True)
         return 2

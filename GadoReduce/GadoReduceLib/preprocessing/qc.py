@@ -50,26 +50,31 @@ def output_files(folder, standard_dose: bool, qc_png=None) -> list[Path]:
 
 
 def write_outputs(result: PreprocessResult, folder, qc_png=None) -> dict[str, Path]:
-    """Write every output (on the pre-contrast grid) as NIfTI, ``qc.json``, the transforms (.tfm) and,
-    when ``qc_png`` is given, the QC montage. Returns name -> path."""
+    """Write every output (on the pre-contrast grid) as NIfTI, the transforms (.tfm), when ``qc_png`` is given
+    the QC montage, and last ``qc.json`` (with "stages" inside an ``io.profiling.record`` block). Returns
+    name -> path."""
+    from ..io.profiling import active, stage
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in result.outputs().items()}
-    scans = [("low_dose", result.low_dose)] + ([("standard_dose", result.standard_dose)]
-                                                if result.standard_dose is not None else [])
-    for name, scan in scans:
-        tfm = folder / f"{name}_to_pre_contrast.tfm"
-        with atomic_path(tfm) as partial:
-            sitk.WriteTransform(scan.registration.transform, str(partial))
-        paths[tfm.stem] = tfm
+    with stage("writing"):
+        paths = {name: write_image(image, folder / f"{name}.nii.gz") for name, image in result.outputs().items()}
+        scans = [("low_dose", result.low_dose)] + ([("standard_dose", result.standard_dose)]
+                                                    if result.standard_dose is not None else [])
+        for name, scan in scans:
+            tfm = folder / f"{name}_to_pre_contrast.tfm"
+            with atomic_path(tfm) as partial:
+                sitk.WriteTransform(scan.registration.transform, str(partial))
+            paths[tfm.stem] = tfm
+        if qc_png:
+            paths["qc_png"] = qc_montage(result, qc_png)
     record = {"disclaimer": DISCLAIMER,
               "transform_convention": "each .tfm maps pre-contrast (fixed) LPS points to the post-contrast "
                                       "(moving) scan's LPS points, the ITK/elastix resampling direction",
               "intensity_unit": "95th percentile of the pre-contrast intensities inside the brain mask",
               **result.qc}
+    if active() is not None:  # seconds and peak memory per stage (``io.profiling``), writing included
+        record["stages"] = active().as_record()
     qc_file = folder / QC_FILE
     write_json(qc_file, record, indent=1, default=float)
     paths["qc"] = qc_file
-    if qc_png:
-        paths["qc_png"] = qc_montage(result, qc_png)
     return paths
