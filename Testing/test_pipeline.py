@@ -88,7 +88,17 @@ def test_predict_writes_regions_matching_the_label_image(tmp_path, capsys):
     assert cli.main(["predict", "--pre", str(pre), "--low", str(low), "--dose", "0.25", "--field-strength", "3",
                      "--output", str(out), "--model", str(model), "--device", "cpu", "--backend", "itk",
                      "--threshold-sigmas", "1.6", "--min-volume", "16"]) == 0
-    assert "enhancing regions above 1.6 noise sigmas" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "enhancing regions above 1.6 noise sigmas" in printed
+    record = json.loads((out / RECORD_FILE).read_text())
+    stages = record["stages"]  # seconds and peak memory per stage (issue 14), printed as a table too
+    for name in ("model loading", "reading", "brain mask", "registration", "normalization", "noise statistics",
+                 "preprocessing", "network", "regions", "writing"):
+        assert stages[name]["seconds"] >= 0 and stages[name]["peak_memory_mb"] > 50, name
+        assert any(line.startswith(name) for line in printed.splitlines()), f"{name} not printed"
+    assert stages["preprocessing"]["seconds"] >= stages["registration"]["seconds"] + stages["brain mask"]["seconds"]
+    assert stages["preprocessing"]["peak_memory_mb"] >= stages["registration"]["peak_memory_mb"]
+    assert record["tile"] is None and record["tile_setting"] == "auto", "a small case runs as one volume"
     for image in OUTPUT_IMAGES:
         assert (out / f"{image.name}.nii.gz").is_file() != image.needs_standard_dose, image.name
     labels_image = read_image(out / "enhancing_labels.nii.gz")
@@ -147,9 +157,11 @@ def test_cli_predict_and_module_process_give_identical_images(harness, tmp_path)
     low = write_image(case.low_dose[SAMPLE_DOSE], tmp_path / "low.nii.gz")
     threshold = 8.0
     out = tmp_path / "cli"
+    from GadoReduceLib.preprocessing.registration import choose_backend
+    backend = choose_backend("auto")  # the module's: the elastix executable where found, else itk-elastix
     assert cli.main(["predict", "--pre", str(pre), "--low", str(low), "--dose", str(SAMPLE_DOSE),
                      "--field-strength", "3", "--agent", "gadobutrol", "--output", str(out), "--model", model,
-                     "--device", "cpu", "--backend", "itk", "--threshold-sigmas", str(threshold)]) == 0
+                     "--device", "cpu", "--backend", backend, "--threshold-sigmas", str(threshold)]) == 0
 
     import GadoReduce
     module = importlib.reload(GadoReduce)
@@ -158,7 +170,7 @@ def test_cli_predict_and_module_process_give_identical_images(harness, tmp_path)
     params = logic.getParameterNode()
     nodes = logic.process(params, preContrast=pre_node, lowDose=low_node, dose=SAMPLE_DOSE, fieldStrength=3.0,
                           agent="gadobutrol", modelPath=model, device="cpu", thresholdSigmas=threshold)
-    assert nodes["record"]["registration_backend"] == "itk"
+    assert nodes["record"]["registration_backend"] == backend
     for name, parameter in (("synthetic_standard_dose", "syntheticStandardDose"),
                             ("contrast_signal", "contrastSignal")):
         from_cli = sitk.GetArrayFromImage(read_image(out / f"{name}.nii.gz"))

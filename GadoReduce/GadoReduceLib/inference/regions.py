@@ -102,29 +102,31 @@ def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference
                         ("pre_contrast", pre_contrast)):
         if image is not None:
             _check_same_grid(labels, image, name)
-            extras[name] = sitk.GetArrayViewFromImage(image).astype(np.float64)
+            extras[name] = sitk.GetArrayViewFromImage(image)
     lab = sitk.GetArrayViewFromImage(labels).astype(np.int64)
     if lab.min(initial=0) < 0:
         raise ValueError("labels has negative values; give a label image with 0 as background.")
-    y = sitk.GetArrayViewFromImage(contrast_signal).astype(np.float64)
+    y = sitk.GetArrayViewFromImage(contrast_signal)
     voxel_volume = float(np.prod(labels.GetSpacing()))
     rows = []
+    boxes = ndimage.find_objects(lab)  # each label's bounding box: the work per region is its box, not the volume
     for label in np.unique(lab[lab > 0]):
-        region = lab == label
-        kji = np.argwhere(region)
+        box = boxes[label - 1]
+        region = lab[box] == label
+        kji = np.argwhere(region) + [b.start for b in box]
         mean_ijk = kji.mean(axis=0)[::-1]
         lps = labels.TransformContinuousIndexToPhysicalPoint([float(v) for v in mean_ijk])
-        values = y[region]
+        values = y[box][region].astype(np.float64)
         row = {"label": int(label), "voxels": int(region.sum()), "volume_mm3": float(region.sum() * voxel_volume),
                "centroid_ras": (-float(lps[0]), -float(lps[1]), float(lps[2])),
                "mean_contrast_signal": float(values.mean()), "max_contrast_signal": float(values.max())}
         if "reference_contrast" in extras:
-            ref = extras["reference_contrast"][region]
+            ref = extras["reference_contrast"][box][region].astype(np.float64)
             row["c_bar"] = float(values.sum() / ref.sum()) if ref.sum() > 0 else float("nan")
             row["c_hat"] = float(values.max() / ref.max()) if ref.max() > 0 else float("nan")
         for name in ("low_dose", "pre_contrast"):
             if name in extras:
-                row[f"mean_{name}"] = float(extras[name][region].mean())
+                row[f"mean_{name}"] = float(extras[name][box][region].astype(np.float64).mean())
         rows.append(row)
     return rows
 

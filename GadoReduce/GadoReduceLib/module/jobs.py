@@ -178,7 +178,7 @@ def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
     """(registration backend, environment) for the worker process. Inside Slicer with SlicerElastix and
     backend "auto" or "slicer": SlicerElastix's bundled elastix executable (its bin folder first on PATH,
     its library environment), because the worker is a plain PythonSlicer process without ElastixLogic.
-    Otherwise the backend as given (the worker resolves "auto": itk-elastix, else elastix on PATH)."""
+    Otherwise the backend as given (the worker resolves "auto": elastix on PATH, else itk-elastix)."""
     from ..preprocessing.registration import slicer_elastix_available
     if backend not in ("auto", "slicer") or not slicer_elastix_available():
         return backend, None
@@ -192,7 +192,7 @@ def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
 def job_settings(parameters) -> dict:
     """The worker's settings (``job.json``) from the module's parameter node."""
     return {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
-            "model": parameters.modelPath or None, "device": parameters.device, "tile": None,
+            "model": parameters.modelPath or None, "device": parameters.device, "tile": "auto",
             "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
 
 

@@ -26,6 +26,7 @@ from . import brainmask as bm
 from . import noise, normalization
 from ..io import regrid
 from ..io.imageio import check_3d, same_grid
+from ..io.profiling import stage
 from .registration import RIGID_PARAMETER_FILE, RegistrationResult, register
 
 MAX_SPACING_MM = 7.0
@@ -210,19 +211,24 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
                    mask_native: sitk.Image, mask_work: sitk.Image, registration_mask: sitk.Image,
                    backend: str, threads: int | None, sigma_ld: float | None,
                    require_enhancement: bool = True) -> ScanPreprocessing:
-    before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
-    reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
-                   threads=threads, reference=pre_work)
-    coverage = field_of_view_mask(post, pre_work, reg.transform)
-    valid = sitk.And(mask_work, coverage)
-    covered = float(sitk.GetArrayViewFromImage(valid).sum() / max(sitk.GetArrayViewFromImage(mask_work).sum(), 1))
-    registered, q = normalization.percentile_normalize(reg.resampled, valid)
-    scale = normalization.radiometric_scale(pre_work, registered, valid)
-    registered = sitk.Cast(registered * float(scale), sitk.sitkFloat32)
-    # outside the scan's field of view the subtraction is unknown: 0 there
-    subtraction = sitk.Cast(sitk.Cast(registered - sitk.Cast(pre_work, sitk.sitkFloat32), sitk.sitkFloat32)
-                            * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
-    after = correlation_in_mask(pre_work, registered, valid)
+    with stage("quality control"):
+        before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
+    with stage("registration"):
+        reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
+                       threads=threads, reference=pre_work)
+    with stage("normalization"):
+        coverage = field_of_view_mask(post, pre_work, reg.transform)
+        valid = sitk.And(mask_work, coverage)
+        covered = float(sitk.GetArrayViewFromImage(valid).sum()
+                        / max(sitk.GetArrayViewFromImage(mask_work).sum(), 1))
+        registered, q = normalization.percentile_normalize(reg.resampled, valid)
+        scale = normalization.radiometric_scale(pre_work, registered, valid)
+        registered = sitk.Cast(registered * float(scale), sitk.sitkFloat32)
+        # outside the scan's field of view the subtraction is unknown: 0 there
+        subtraction = sitk.Cast(sitk.Cast(registered - sitk.Cast(pre_work, sitk.sitkFloat32), sitk.sitkFloat32)
+                                * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    with stage("quality control"):
+        after = correlation_in_mask(pre_work, registered, valid)
     qc = {"registration_backend": reg.backend, "registration_seconds": round(reg.seconds, 2),
           "registration_metric": reg.metric, "correlation_before": before, "correlation_after": after,
           "percentile_95": q, "radiometric_scale": scale, "brain_coverage": covered, "warnings": []}
@@ -251,9 +257,10 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
         qc["warnings"].append(str(error))
         warnings.warn(str(error), RegistrationWarning, stacklevel=4)
     qc["noise_sigma"] = sigma
-    mean, std = noise.local_statistics(subtraction, valid, sigma)
-    z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
-    z = sitk.Cast(z * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
+    with stage("noise statistics"):
+        mean, std = noise.local_statistics(subtraction, valid, sigma)
+        z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
+        z = sitk.Cast(z * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
     return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, coverage, qc)
 
 
@@ -289,7 +296,8 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
     else:
         pre_work = pre_native
     if brain is None:
-        brain = bm.brain_mask(pre_native, backend=backend, threads=threads)
+        with stage("brain mask"):
+            brain = bm.brain_mask(pre_native, backend=backend, threads=threads)
     if isinstance(brain, sitk.Image):
         check_3d(brain, "brain mask")
         if not same_grid(brain, pre_native, atol=1e-3):  # NIfTI stores the grid in float32
@@ -306,7 +314,8 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
     radius = [max(1, int(round(REGISTRATION_MASK_MARGIN_MM / s))) for s in mask_native.GetSpacing()]
     registration_mask = sitk.BinaryDilate(mask_native, radius)
 
-    pre_normalized, pre_q = normalization.percentile_normalize(pre_work, mask_work)
+    with stage("normalization"):
+        pre_normalized, pre_q = normalization.percentile_normalize(pre_work, mask_work)
     low = _post_contrast(low_dose, "low-dose image", pre_native, pre_normalized, mask_native, mask_work,
                          registration_mask, backend, threads, None, require_enhancement)
     sigma_ld = low.noise_sigma
