@@ -82,6 +82,25 @@ def test_tiled_equals_whole_when_the_margin_covers_the_receptive_field(rng):
     assert relative_small > relative and relative_small < 1e-2
 
 
+def test_the_cpu_default_equals_pytorch_fp32_in_the_plain_format(rng, monkeypatch):
+    """The CPU default (channels_last_3d, blocks in place, fusions in slabs) gives the plain PyTorch fp32 forward
+    pass's output within 1e-4 relative, with the shipped model on a volume whose fusions run in slabs."""
+    from GadoReduceLib.inference.predict import channels_last
+    from GadoReduceLib.model import network
+    from GadoReduceLib.model.files import load_model
+    loaded = load_model(None)
+    assert channels_last(torch.device("cpu"), "fp32")
+    monkeypatch.setattr(network, "FUSION_SLAB_VOXELS", 40 * 40 * 6)  # slabs of 6 slices at the finest scale
+    z, x, s = _arrays(rng, (40, 40, 40))
+    z[10:20, 10:20, 10:20] += 8.0  # an enhancing block: the output is not just the background level
+    c = loaded.normalization.normalize(0.2, 3.0, 4.6, 0.03)
+    default = predict_contrast(loaded.model, z, x, s, c)
+    with torch.enable_grad():  # the plain path: default memory format, no in-place blocks, no slabs
+        plain = loaded.model(network.input_tensor(z, x, s), c).detach()[0, 0].numpy()
+    assert np.abs(plain).max() > 0.1
+    assert np.abs(default - plain).max() <= 1e-4 * np.abs(plain).max()
+
+
 def test_tiling_refuses_bad_sizes(rng):
     arrays = _arrays(rng, (16, 16, 16))
     with pytest.raises(ValueError, match="tile size 2 is too small"):

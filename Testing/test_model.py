@@ -129,6 +129,36 @@ def test_fusion_at_coarse_scale_equals_fusion_after_upsampling(rng):
     assert float((coarse - fine).abs().max()) <= 1e-5 * scale
 
 
+def test_inference_in_slabs_and_in_place_equals_the_training_path(rng, monkeypatch):
+    """At inference (no autograd) the CRBs work in place and large gated fusions run in slabs along D; the output
+    equals that of the autograd path, for slabs of 2 slices (the smallest) and with the volume's faces inside
+    slabs of every position."""
+    from GadoReduceLib.model import network
+    model = _model(ModelConfig(base_features=4, scales=3, blocks_per_scale=1))
+    x = _inputs(rng, (22, 20, 18))
+    c = ConditionNormalization().normalize(0.2, 3.0, 4.6, 0.02)
+    with torch.enable_grad():
+        reference = model(x, c).detach()
+    scale = float(reference.abs().max())
+    assert scale > 0
+    plane = 20 * 20  # H x W of the finest scale (the input padded to the alignment of 4)
+    for slab_voxels in (1 << 30, 2 * plane, 3 * plane, 7 * plane):  # whole volume; 2, 2 and 6 slices per slab
+        monkeypatch.setattr(network, "FUSION_SLAB_VOXELS", slab_voxels)
+        with torch.inference_mode():
+            out = model(x, c)
+        assert float((out - reference).abs().max()) <= 1e-6 * scale, slab_voxels
+    calls, original = [], network.GatedFusion.fuse_slab
+    monkeypatch.setattr(network.GatedFusion, "fuse_slab",
+                        lambda self, u, skip, a, b: calls.append((a, b)) or original(self, u, skip, a, b))
+    with torch.inference_mode():
+        model(x, c)
+    assert len(calls) > 1, "the large fusions ran in slabs at inference"
+    calls.clear()
+    with torch.enable_grad():
+        model(x, c)
+    assert not calls, "slabs must not run under autograd (training)"
+
+
 def test_receptive_field_radius_bounds_the_influence(rng):
     """A change of one input voxel leaves outputs beyond the radius untouched (and changes nearer ones)."""
     config = ModelConfig(base_features=4, scales=2, blocks_per_scale=1)

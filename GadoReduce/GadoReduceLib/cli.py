@@ -49,11 +49,17 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
     from .preprocessing.qc import output_files, write_outputs
     check_outputs_spare_inputs(output_files(args.output, bool(args.standard), args.qc),
                                {"--pre": args.pre, "--low": args.low, "--standard": args.standard}, args.output)
-    pre = read_image(args.pre)
-    low = read_image(args.low)
-    standard = read_image(args.standard) if args.standard else None
-    result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads, warn=False)  # printed below
-    paths = write_outputs(result, args.output, args.qc)
+    from .io.profiling import record as profile
+    with profile() as stages:
+        with stages.stage("total"):
+            with stages.stage("reading"):
+                pre = read_image(args.pre)
+                low = read_image(args.low)
+                standard = read_image(args.standard) if args.standard else None
+            with stages.stage("preprocessing"):
+                result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads,
+                                    warn=False)  # printed below
+            paths = write_outputs(result, args.output, args.qc)
     qc = result.qc
     kind = "skull-stripped input" if qc["skull_stripped_input"] else "head"
     print(f"brain mask: {qc['brain_volume_ml']:.0f} ml ({kind})")
@@ -65,6 +71,7 @@ def _cmd_preprocess(args: argparse.Namespace) -> int:
                   f"radiometric scale {s['radiometric_scale']:.4f}, noise sigma {s['noise_sigma']:.4f}")
     for message in qc["warnings"]:
         print(f"WARNING: {message}", file=sys.stderr)
+    _print_stages(stages)
     print(f"wrote {len(paths)} files to {args.output}" + (f"; QC montage {args.qc}" if args.qc else ""))
     return 0
 
@@ -80,7 +87,7 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
     p.add_argument("--standard", metavar="SD", help="standard-dose image (for training targets)")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
-    _add_backend(p, "elastix backend; auto: itk-elastix when installed, else the elastix executable")
+    _add_backend(p, "elastix backend; auto: the elastix executable when found, else itk-elastix")
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
     p.add_argument("--qc", metavar="PNG", help="write the QC montage to this .png file")
     p.set_defaults(func=_cmd_preprocess)
@@ -309,9 +316,16 @@ def _add_demo(sub) -> None:
 
 
 
+def _print_stages(stages) -> None:
+    print(stages.table(total="total"))
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
+    from .io.profiling import record as profile
     from .pipeline import predict_from_arguments
-    pipeline, result, paths = predict_from_arguments(args)
+    with profile() as stages:
+        with stages.stage("total"):
+            pipeline, result, paths = predict_from_arguments(args)
     record = result.record
     for message in record["warnings"]:
         print(f"WARNING: {message}", file=sys.stderr)
@@ -319,7 +333,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
           "intensities in the pre-contrast's units")
     print(f"{record['n_regions']} enhancing regions above {record['threshold_sigmas']:g} noise sigmas "
           f"({record['threshold']:.4g}) and {record['min_volume_mm3']:g} mm^3")
-    print(f"wrote {len(paths)} files to {args.output}")
+    _print_stages(stages)
+    print(f"wrote {len(paths)} files to {args.output}; seconds and peak memory per stage in {paths['record'].name}")
     return 0
 
 
@@ -339,11 +354,12 @@ def _add_predict(sub) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
     from .evaluation.evaluate import run
+    from .inference.predict import parse_tile
     doses = _numbers(args.doses, "--doses")
     command = "gadoreduce " + shlex.join(args.argv)
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,
         phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
-        ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=args.tile,
+        ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=parse_tile(args.tile),
         cache=False if args.no_cache else (args.cache or True), command=command,
         zoom_cases=args.zoom_cases or 3, simulators=tuple(s for s in args.simulators.split(",") if s),
         tta=args.tta)
@@ -373,7 +389,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--ablation-model", metavar="PATH", help="fixed-condition ablation model file (optional)")
     _add_backend(p, "elastix backend")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
-    p.add_argument("--tile", type=int, metavar="N", help="sliding-window tile edge in voxels; default whole volume")
+    p.add_argument("--tile", default="auto", metavar="N",
+                   help="network tiles: auto (whole volume when it fits into the free memory), whole, or a tile "
+                        "edge in voxels (default %(default)s)")
     p.add_argument("--simulators", default="signal-model,kspace", metavar="S,S",
                    help="low-dose simulators for cases without a real low dose: signal-model (the physics training "
                         "uses), kspace (built differently, validation only); default both")
@@ -414,7 +432,9 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        from .io.memory import command_allocator
+        with command_allocator():
+            return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except (ValueError, FileNotFoundError, OSError) as error:

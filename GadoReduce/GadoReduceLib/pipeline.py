@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import math
-import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,7 +74,8 @@ class CaseResult:
     regions: one row per enhancing region (``regions.region_statistics``; c_bar / c_hat with a standard dose);
     lesions: one row per lesion label (CNR, LBR, CEP; [] without ``lesion_labels``); preprocessing: the
     ``preprocess.PreprocessResult``; record: JSON-able settings and figures (noise sigma in input and
-    normalized units, pre_percentile, registration backend, QC warnings, model, device, thresholds, timings).
+    normalized units, pre_percentile, registration backend, QC warnings, model, device, thresholds, and "stages":
+    seconds and peak memory per stage, ``io.profiling``).
     """
 
     images: dict
@@ -124,25 +124,28 @@ class Pipeline:
     """Preprocessing, CNN, enhancing regions and lesion metrics with one loaded model.
 
     model: None (the shipped model), a model file path or a ``model.files.LoadedModel``; device: auto, cpu,
-    cuda, cuda:N or mps; tile: sliding-window tile edge in voxels (None: whole volume); precision: fp32, bf16
-    or fp16 (CUDA); backend: registration backend (``registration.BACKENDS``); threads: elastix threads (None:
+    cuda, cuda:N or mps; tile: sliding-window tile edge in voxels, None (whole volume) or "auto" (whole volume
+    when it fits into the free memory, else tiles that do: ``inference.predict.auto_tile``); memory_limit_gb:
+    the memory one forward pass of the network may take with tile "auto" (default: a share of the free memory,
+    ``predict.MEMORY_FRACTION``); precision: fp32, bf16 or fp16 (CUDA); backend: registration backend (``registration.BACKENDS``); threads: elastix threads (None:
     all cores); threshold_sigmas / min_volume_mm3: enhancing regions above threshold_sigmas x the low-dose
     subtraction's noise sigma, of at least min_volume_mm3 (mm^3); tta: flip test-time augmentation, 1 (none)
     to 8 passes averaged (``inference.predict.FLIPS``). ValueError naming the parameter.
     """
 
-    def __init__(self, model=None, device="auto", tile: int | None = None, precision: str = "fp32",
+    def __init__(self, model=None, device="auto", tile: int | str | None = "auto", precision: str = "fp32",
                  backend: str = "auto", threads: int | None = None,
                  threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
-                 tta: int = DEFAULT_TTA):
-        from .inference.predict import FLIPS, PRECISIONS, choose_device
+                 tta: int = DEFAULT_TTA, memory_limit_gb: float | None = None):
+        from .inference.predict import FLIPS, PRECISIONS, choose_device, parse_tile
         from .model.files import LoadedModel, load_model, sha256_of
         from .preprocessing.registration import BACKENDS
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
-        self.tile = _optional_int(tile, "tile", 1)
+        self.tile = parse_tile(tile)
+        self.memory_limit_gb = None if memory_limit_gb is None else _positive(memory_limit_gb, "memory_limit_gb")
         self.tta = _optional_int(tta, "tta", 1)
         if self.tta is None or self.tta > len(FLIPS):
             raise ValueError(f"tta must be a number of flips from 1 (none) to {len(FLIPS)}, got {tta!r}")
@@ -160,7 +163,7 @@ class Pipeline:
         else:
             raise ValueError(f"model must be None, a model file path or a LoadedModel, not {type(model).__name__}")
         alignment = self.loaded.config.alignment
-        if self.tile is not None and self.tile < 2 * alignment:
+        if isinstance(self.tile, int) and self.tile < 2 * alignment:
             raise ValueError(f"tile {self.tile} is too small for this model; use at least {2 * alignment} voxels")
         self.model_path = str(self.loaded.path) if self.loaded.path else None
         self.model_name = str(self.loaded.metadata.get("name", self.loaded.path.name if self.loaded.path else "model"))
@@ -178,7 +181,7 @@ class Pipeline:
         """
         import SimpleITK as sitk
 
-        from .inference.predict import lesion_metrics, synthesize
+        from .inference.predict import auto_tile, lesion_metrics, synthesize
         from .inference.regions import enhancing_regions, region_statistics
         from .io.imageio import same_grid
         from .physics.agents import get_agent
@@ -197,49 +200,54 @@ class Pipeline:
             raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
                              f"(size {pre_contrast.GetSize()}); resample the segmentation onto it first")
 
-        start = time.perf_counter()
-        report(10, "Registration, brain mask, intensity and noise normalization ...")
-        prep = preprocess(pre_contrast, low_dose, standard_dose, backend=self.backend, threads=self.threads,
-                          warn=False)
-        timings = {"preprocess": time.perf_counter() - start}
-        report(60, "Predicting the contrast signal with the CNN ...")
-        start = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught:  # voxel size, emulated bf16: kept in the record
-            warnings.simplefilter("always")
-            images = synthesize(self.loaded, prep, dose, field_strength, contrast_agent.name, tile=self.tile,
-                                precision=self.precision, device=self.device, tta=self.tta)
-        timings["cnn"] = time.perf_counter() - start
-
-        report(90, "Enhancing regions and statistics ...")
-        start = time.perf_counter()
-        mapped = prep.outputs()
-        scale = float(prep.pre_percentile)
-        noise_sigma = float(prep.noise_sigma_ld) * scale  # in the contrast signal's (input) units
-        brain = mapped["brain_mask"]
-        images["low_dose_registered"] = mapped["low_dose_registered"] * scale
-        if standard_dose is not None:
-            images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
-        labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
-                                   threshold_sigmas=self.threshold_sigmas, min_volume_mm3=self.min_volume_mm3)
-        reference = mapped["subtraction_sd"] * scale if standard_dose is not None else None
-        regions = region_statistics(labels, images["contrast_signal"], reference_contrast=reference)
-        lesions = []
-        if lesion_labels is not None:
-            compared = {"low_dose": images["low_dose_registered"],
-                        "synthetic_standard_dose": images["synthetic_standard_dose"]}
-            if standard_dose is not None:
-                compared["standard_dose"] = images["standard_dose_registered"]
-            lesions = lesion_metrics(sitk.Cast(lesion_labels, sitk.sitkUInt16), compared, pre_contrast, brain,
-                                     lesion_names)
-        images.update({"enhancing_labels": labels, "normalized_subtraction": mapped["normalized_subtraction_ld"]})
-        timings["regions"] = time.perf_counter() - start
+        from .io.memory import release_free_memory, returned_when_freed
+        from .io.profiling import active, record as profile
+        with profile(active()) as stages:  # continues the caller's record (reading, writing) when there is one
+            report(10, "Registration, brain mask, intensity and noise normalization ...")
+            with stages.stage("preprocessing"):
+                prep = preprocess(pre_contrast, low_dose, standard_dose, backend=self.backend,
+                                  threads=self.threads, warn=False)
+            release_free_memory()  # what preprocessing freed goes back before the network's peak
+            report(60, "Predicting the contrast signal with the CNN ...")
+            with stages.stage("network"), returned_when_freed(), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")  # voxel size, emulated bf16: kept in the record
+                tile = self.tile
+                if tile == "auto":
+                    budget = None if self.memory_limit_gb is None else self.memory_limit_gb * 2 ** 30
+                    tile = auto_tile(prep.pre_contrast.GetSize()[::-1], self.loaded.config, self.device, budget)
+                images = synthesize(self.loaded, prep, dose, field_strength, contrast_agent.name, tile=tile,
+                                    precision=self.precision, device=self.device, tta=self.tta)
+            report(90, "Enhancing regions and statistics ...")
+            with stages.stage("regions"):
+                mapped = prep.outputs()
+                scale = float(prep.pre_percentile)
+                noise_sigma = float(prep.noise_sigma_ld) * scale  # in the contrast signal's (input) units
+                brain = mapped["brain_mask"]
+                images["low_dose_registered"] = mapped["low_dose_registered"] * scale
+                if standard_dose is not None:
+                    images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
+                labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
+                                           threshold_sigmas=self.threshold_sigmas, min_volume_mm3=self.min_volume_mm3)
+                reference = mapped["subtraction_sd"] * scale if standard_dose is not None else None
+                regions = region_statistics(labels, images["contrast_signal"], reference_contrast=reference)
+                lesions = []
+                if lesion_labels is not None:
+                    compared = {"low_dose": images["low_dose_registered"],
+                                "synthetic_standard_dose": images["synthetic_standard_dose"]}
+                    if standard_dose is not None:
+                        compared["standard_dose"] = images["standard_dose_registered"]
+                    lesions = lesion_metrics(sitk.Cast(lesion_labels, sitk.sitkUInt16), compared, pre_contrast,
+                                             brain, lesion_names)
+                images.update({"enhancing_labels": labels,
+                               "normalized_subtraction": mapped["normalized_subtraction_ld"]})
 
         record = {
             "gadoreduce_version": __version__, "disclaimer": DISCLAIMER,
             "dose": dose, "field_strength": float(field_strength), "agent": contrast_agent.name,
             "relaxivity": float(relaxivity),
             "model_path": self.model_path, "model_name": self.model_name, "model_sha256": self.model_sha256,
-            "device": str(self.device), "precision": self.precision, "tile": self.tile, "tta": self.tta,
+            "device": str(self.device), "precision": self.precision, "tile": tile, "tile_setting": self.tile,
+            "tta": self.tta,
             "registration_backend": prep.low_dose.registration.backend,
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
@@ -247,7 +255,7 @@ class Pipeline:
             "warnings": list(prep.qc.get("warnings", [])) + _kept_warnings(caught),
             "units": "images in the pre-contrast's input units (normalized_subtraction: 95th brain percentile "
                      "of the pre-contrast = 1); noise_sigma and threshold in input units",
-            "timings_s": timings,
+            "stages": stages.as_record(),
             "qc": json.loads(json.dumps(prep.qc, default=float)),
         }
         ordered = {name: images[name] for name in OUTPUT_NAMES if name in images}
@@ -270,29 +278,35 @@ def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
 
 def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | None = None) -> dict:
     """Write the images (:func:`write_images`), ``enhancing_regions.csv``, ``lesion_metrics.csv`` (with lesion
-    rows), ``record.json`` and the montage ``prediction.png`` (mid slices of pre-contrast, synthetic standard
-    dose, beyond standard dose and contrast signal) into ``folder``, every file atomically; returns name -> path."""
+    rows), the montage ``prediction.png`` (mid slices of pre-contrast, synthetic standard dose, beyond standard
+    dose and contrast signal) and last ``record.json`` into ``folder``, every file atomically; returns name ->
+    path. Inside an ``io.profiling.record`` block the record's "stages" include this writing."""
     import numpy as np
     import SimpleITK as sitk
 
     from .io.atomic import write_json, write_text
     from .io.tables import csv_text
     from .io.preview import montage
+    from .io.profiling import active, stage
     folder = Path(folder)
-    paths = write_images(result, folder, suffix)
-    paths["enhancing_regions"] = write_text(folder / REGIONS_FILE, csv_text(result.regions, REGION_COLUMNS))
-    if result.lesions:
-        paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
+    with stage("writing"):
+        paths = write_images(result, folder, suffix)
+        paths["enhancing_regions"] = write_text(folder / REGIONS_FILE, csv_text(result.regions, REGION_COLUMNS))
+        if result.lesions:
+            paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
+        r = result.record
+        footer = footer or (f"{r['model_name']}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
+                            "Synthetic images: research only, not for diagnosis.")
+        pre = result.preprocessing.pre_contrast_input
+        arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
+        arrays += [sitk.GetArrayFromImage(result.images[name]) for name in CNN_OUTPUT_NAMES]
+        titles = ["pre-contrast"] + [image.title for image in OUTPUT_IMAGES if image.source == "cnn"]
+        paths["montage"] = montage(arrays, titles, folder / MONTAGE_FILE, spacing=pre.GetSpacing(), footer=footer)
+    stages = active()
+    if stages is not None:  # the record holds every stage of this run, writing included
+        result.record["stages"] = stages.as_record()
     files = {name: path.name for name, path in paths.items()}
     paths["record"] = write_json(folder / RECORD_FILE, {**result.record, "files": files}, default=float)
-    r = result.record
-    footer = footer or (f"{r['model_name']}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
-                        "Synthetic images: research only, not for diagnosis.")
-    pre = result.preprocessing.pre_contrast_input
-    arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
-    arrays += [sitk.GetArrayFromImage(result.images[name]) for name in CNN_OUTPUT_NAMES]
-    titles = ["pre-contrast"] + [image.title for image in OUTPUT_IMAGES if image.source == "cnn"]
-    paths["montage"] = montage(arrays, titles, folder / MONTAGE_FILE, spacing=pre.GetSpacing(), footer=footer)
     return paths
 
 
@@ -319,8 +333,11 @@ def add_predict_arguments(parser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                    help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default %(default)s)")
-    p.add_argument("--tile", type=int, metavar="SIZE", help="sliding-window tile edge in voxels (bounded "
-                   "memory); default: whole volume")
+    p.add_argument("--tile", default="auto", metavar="SIZE",
+                   help="network tiles: auto (the whole volume when it fits into the free memory, else tiles that "
+                        "do), whole, or a tile edge in voxels (default %(default)s)")
+    p.add_argument("--memory-limit", type=float, metavar="GB",
+                   help="memory the network may take with --tile auto (default: 60 %% of the free memory)")
     p.add_argument("--tta", type=int, default=DEFAULT_TTA, metavar="N",
                    help="flip test-time augmentation: mean of N flipped passes, 1 (none) to 8; N times the CNN "
                         "time (default %(default)s)")
@@ -336,13 +353,18 @@ def add_predict_arguments(parser) -> None:
 
 def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
     """``gadoreduce predict`` (options of :func:`add_predict_arguments`): model loaded first (fail fast), the
-    case predicted and written (:func:`write`) into ``args.output``; returns (pipeline, result, paths)."""
+    case predicted and written (:func:`write`) into ``args.output``; returns (pipeline, result, paths). Inside an
+    ``io.profiling.record`` block (the CLI's) the stages include model loading and reading."""
     from .io.atomic import check_outputs_spare_inputs
     from .io.imageio import read_image
+    from .io.profiling import stage
     check_outputs_spare_inputs(output_files(args.output), {"--pre": args.pre, "--low": args.low}, args.output)
-    pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
-                        backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
-                        min_volume_mm3=args.min_volume, tta=args.tta)
-    result = pipeline.predict_case(read_image(args.pre), read_image(args.low), args.dose, args.field_strength,
-                                   args.agent)
+    with stage("model loading"):
+        pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
+                            memory_limit_gb=args.memory_limit,
+                            backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
+                            min_volume_mm3=args.min_volume, tta=args.tta)
+    with stage("reading"):
+        pre, low = read_image(args.pre), read_image(args.low)
+    result = pipeline.predict_case(pre, low, args.dose, args.field_strength, args.agent)
     return pipeline, result, write(result, args.output)

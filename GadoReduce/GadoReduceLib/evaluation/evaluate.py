@@ -146,7 +146,7 @@ def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None, simulat
 # ----------------------------------------------------------------------------- methods
 
 def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
-                   tile: int | None = None, device=None, fixed_conditions: dict | None = None,
+                   tile: int | str | None = "auto", device=None, fixed_conditions: dict | None = None,
                    tta: int = 1) -> np.ndarray:
     """Model contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] on the working grid, normalized units: the
     function ``inference.predict.synthesize`` uses before mapping back to the input grid
@@ -236,7 +236,7 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
 
 # ----------------------------------------------------------------------------- the run
 
-def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile=None, device=None,
+def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile="auto", device=None,
              log=print, on_images=None, simulators=("signal-model",), tta: int = 1) -> dict:
     """Run every method on every (case, dose); returns {"cases": [...], "lesions": [...], "timings": {...}}.
 
@@ -299,7 +299,7 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
 
 
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
-        doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile=None,
+        doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile="auto",
         cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print,
         simulators=("signal-model", "kspace"), tta: int = 1) -> dict:
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.

@@ -9,7 +9,13 @@ margin is at least :func:`model.receptive_field_radius` (150 voxels for the pape
 ``base_features=4, scales=2, blocks_per_scale=1``), tiled and whole-volume inference agree up to floating
 point rounding. With smaller margins (the default overlap is tile // 4) the difference is small but not
 zero: the far receptive field carries little weight. Memory stays bounded by the tile size: only one
-tile is in the network at a time, plus two float32 accumulators of the volume's size.
+tile is in the network at a time, plus two float32 accumulators of the volume's size. ``tile="auto"`` (the
+default) runs the whole volume when its forward pass (:func:`network_memory_bytes`) fits into a share of the
+free memory, else the largest tile that fits (:func:`auto_tile`).
+
+Memory format: on the CPU and CUDA the network runs in channels_last_3d, fp32 included (:func:`channels_last`).
+Measured on a 2-core Xeon for the shipped model on 155x240x240 (``benchmarks/bench_inference.py``), it was the
+fastest fp32 option; ONNX Runtime, OpenVINO and ``torch.compile`` were not faster, so PyTorch stays the runtime.
 
 Precision: "fp32", "bf16" (autocast, CPU or CUDA) or "fp16" (autocast, CUDA only); with reduced
 precision the model runs in channels-last-3d memory format. bf16 changes the contrast signal by about
@@ -30,13 +36,20 @@ import torch
 
 from ..physics.agents import get_agent
 from ..physics.lowdose import check_dose
-from ..model.network import ConditionalUNet, input_tensor
+from ..model.network import ConditionalUNet, input_tensor, network_arrays
 
 PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 FLIPS = ((), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2))
 """Flip test-time augmentation: the axes (k, j, i) flipped by each of up to 8 passes, in the order used."""
 GAUSSIAN_SIGMA_SCALE = 0.125
 """Sigma of the blending Gaussian as a fraction of the tile edge (as MONAI's sliding window)."""
+BYTES_PER_VOXEL_FEATURE = 40
+"""Peak memory of one forward pass, bytes per voxel and per finest-scale feature (inference: blocks in place,
+fusions in slabs); measured 27-34 on the CPU (``benchmarks/bench_inference.py``), rounded up for margin."""
+FIXED_NETWORK_BYTES = 256 << 20
+"""Memory of a forward pass that does not grow with the volume (weights, oneDNN buffers), with margin."""
+MEMORY_FRACTION = 0.6
+"""Share of the free memory (RAM, or the GPU's) that ``tile="auto"`` lets one forward pass take."""
 
 
 def _mps_works() -> bool:
@@ -106,6 +119,59 @@ def _autocast(device: torch.device, precision: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def parse_tile(value) -> int | str | None:
+    """A tile setting from a user: "auto" (the default), None / "whole" / "none" (the whole volume at once) or a
+    tile edge in voxels (a positive integer, also as text); ValueError naming the choices otherwise."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("whole", "none")):
+        return None
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    try:
+        number = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else None
+    except (TypeError, ValueError):
+        number = None
+    if number is None or number < 1:
+        raise ValueError(f"tile must be 'auto', 'whole' or a tile edge in voxels (e.g. 128), got {value!r}")
+    return number
+
+
+def free_memory_bytes(device: torch.device) -> int:
+    """Free memory of ``device`` in bytes: the GPU's (CUDA), else the system's available RAM (Linux
+    MemAvailable, elsewhere physical pages; 4 GiB when unknown)."""
+    if device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+        return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
+    except (ValueError, OSError, AttributeError):
+        return 4 << 30
+
+
+def network_memory_bytes(config, shape) -> int:
+    """Estimated peak memory (bytes) of one forward pass of a network of ``config`` on a [k, j, i] ``shape``."""
+    voxels = math.prod(math.ceil(n / config.alignment) * config.alignment for n in shape)
+    return FIXED_NETWORK_BYTES + BYTES_PER_VOXEL_FEATURE * config.features(0) * voxels
+
+
+def auto_tile(shape, config, device: torch.device, budget_bytes: float | None = None) -> int | None:
+    """Tile edge for ``tile="auto"``: None (the whole volume at once) when its forward pass fits into
+    ``budget_bytes`` (default :data:`MEMORY_FRACTION` of the free memory), else the largest cubic tile (a
+    multiple of the alignment, at least twice it) whose forward pass fits."""
+    budget = MEMORY_FRACTION * free_memory_bytes(device) if budget_bytes is None else float(budget_bytes)
+    if network_memory_bytes(config, shape) <= budget:
+        return None
+    per_voxel = BYTES_PER_VOXEL_FEATURE * config.features(0)
+    edge = ((max(budget - FIXED_NETWORK_BYTES, 0.0)) / per_voxel) ** (1 / 3)
+    return max(2 * config.alignment, int(edge // config.alignment) * config.alignment)
+
+
 def tile_starts(size: int, tile: int, step: int) -> list[int]:
     """Start indices of tiles of edge ``tile`` covering [0, size) with spacing ``step`` (the last one
     ends at ``size``). ``size``, ``tile`` and ``step`` are multiples of the network's alignment."""
@@ -129,10 +195,17 @@ def blend_weights(tile: int, start: int, size: int, margin: int) -> np.ndarray:
     return w.astype(np.float32)
 
 
+def channels_last(device: torch.device, precision: str) -> bool:
+    """Whether inference runs in channels_last_3d memory format: on the CPU and CUDA always (fp32 included: on
+    the CPU 1.3x faster and 10 % less memory than the default format, equal to it within 2e-7 relative,
+    ``benchmarks/bench_inference.py``), elsewhere with reduced precision only."""
+    return device.type in ("cpu", "cuda") or precision != "fp32"
+
+
 def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, device: torch.device,
          precision: str) -> torch.Tensor:
     x = x.to(device)
-    if precision != "fp32":
+    if channels_last(device, precision):
         x = x.contiguous(memory_format=torch.channels_last_3d)
     with _autocast(device, precision):
         y = model(x, conditions.to(device))
@@ -140,41 +213,49 @@ def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, devi
 
 
 def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray,
-                     conditions: torch.Tensor, tile: int | None = None, overlap: int | None = None,
-                     precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1) -> np.ndarray:
+                     conditions: torch.Tensor, tile: int | str | None = "auto", overlap: int | None = None,
+                     precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1,
+                     memory_budget: float | None = None) -> np.ndarray:
     """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
 
     z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std);
     conditions: [1, 4] normalized condition vector (``ConditionNormalization.normalize``);
-    tile: tile edge in voxels (rounded up to the alignment), None = whole volume; overlap: voxels
-    shared by neighbouring tiles (default tile // 4; margins of overlap // 2 are discarded);
+    tile: tile edge in voxels (rounded up to the alignment), None = whole volume, "auto" = the whole volume
+    when its forward pass fits into ``memory_budget`` bytes (default: :data:`MEMORY_FRACTION` of the free
+    memory), else the largest tile that fits (:func:`auto_tile`); overlap: voxels shared by neighbouring tiles
+    (default tile // 4; margins of overlap // 2 are discarded);
     precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes;
     tta: flip test-time augmentation, the mean over the first ``tta`` (1-8) flips of :data:`FLIPS` (1 = none).
     """
     if not isinstance(tta, int) or not 1 <= tta <= len(FLIPS):
         raise ValueError(f"test-time augmentation takes 1 to {len(FLIPS)} flips, got {tta!r}")
+    if isinstance(tile, str) and tile != "auto":
+        raise ValueError(f"tile must be a number of voxels, None (whole volume) or 'auto', got {tile!r}")
     dev = next(model.parameters()).device if device is None else choose_device(device)
     if precision == "bf16" and not native_bf16(dev):
         warnings.warn(f"bf16 is emulated on this {dev.type.upper()} (no AVX512-BF16/AMX or CUDA bf16): much "
                       "slower than fp32; use precision fp32", RuntimeWarning, stacklevel=2)
     if conditions.ndim != 2 or conditions.shape[0] != 1:
         raise ValueError(f"conditions must be [1, {model.config.condition_dim}], got {tuple(conditions.shape)}")
-    x = input_tensor(z_ld, x_ld, s_ld)
-    shape = x.shape[2:]
+    arrays = network_arrays(z_ld, x_ld, s_ld)
+    shape = arrays[0].shape
+    layout = channels_last(dev, precision)
     was_training = model.training
     model.eval().to(dev)
-    if precision != "fp32":
+    if layout:
         model.to(memory_format=torch.channels_last_3d)
+    if tile == "auto":
+        tile = auto_tile(shape, model.config, dev, memory_budget)
     try:
         with torch.inference_mode():
             total = None
             for axes in FLIPS[:tta]:
-                dims = [a + 2 for a in axes]
-                xf = torch.flip(x, dims) if axes else x
+                views = [np.flip(a, axes) if axes else a for a in arrays]  # views: each tile copies its part
                 if tile is None:
-                    y = _run(model, xf, conditions, dev, precision)
+                    y = _run(model, input_tensor(*views, channels_last=layout), conditions, dev, precision)
                 else:
-                    y = torch.from_numpy(_predict_tiled(model, xf, conditions, tile, overlap, precision, dev, shape))
+                    y = torch.from_numpy(_predict_tiled(model, views, conditions, tile, overlap, precision, dev,
+                                                        layout))
                 y = torch.flip(y, list(axes)) if axes else y
                 total = y if total is None else total + y
             return (total / tta).numpy() if tta > 1 else total.numpy()
@@ -183,7 +264,10 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
         model.train(was_training)
 
 
-def _predict_tiled(model, x, conditions, tile, overlap, precision, dev, shape) -> np.ndarray:
+def _predict_tiled(model, arrays, conditions, tile, overlap, precision, dev, layout: bool) -> np.ndarray:
+    """Gaussian-blended tiles (module docstring) over the three input ``arrays`` [k, j, i]; each tile's input is
+    copied from the arrays (zero beyond them, up to the alignment), so no volume-sized input tensor exists."""
+    shape = arrays[0].shape
     align = model.config.alignment
     tile = int(tile)
     if tile < 2 * align:
@@ -195,29 +279,42 @@ def _predict_tiled(model, x, conditions, tile, overlap, precision, dev, shape) -
     if overlap < 0 or step < align:
         raise ValueError(f"overlap {overlap} leaves no tile interior for tile size {tile}; use an overlap of at most "
                          f"{tile - align} voxels")
-    pad = [(-n) % align for n in shape]
-    padded = [n + p for n, p in zip(shape, pad)]
-    if any(pad):
-        x = torch.nn.functional.pad(x, (0, pad[2], 0, pad[1], 0, pad[0]))
+    padded = [n + (-n) % align for n in shape]
     total = torch.zeros(padded, dtype=torch.float32)
-    weight = torch.zeros(padded, dtype=torch.float32)
     starts = [tile_starts(n, tile, step) for n in padded]
+    # the tiles form a grid and their weights are products of 1D weights, so the summed weight is the product
+    # of the 1D sums: no volume-sized weight accumulator
+    sums = [torch.zeros(n, dtype=torch.float64) for n in padded]
+    for axis, (axis_starts, n) in enumerate(zip(starts, padded)):
+        for s in axis_starts:
+            sums[axis][s:s + min(tile, n)] += torch.from_numpy(blend_weights(tile, s, n, margin)).double()
+    if not all(bool((w > 0).all()) for w in sums):
+        raise RuntimeError("tiling left voxels uncovered; this is a bug in the tiler")
     for a in starts[0]:
         for b in starts[1]:
             for c in starts[2]:
                 sl = tuple(slice(s, s + min(tile, n)) for s, n in zip((a, b, c), padded))
-                y = _run(model, x[(slice(None), slice(None)) + sl], conditions, dev, precision)
+                region = tuple(slice(r.start, min(r.stop, n)) for r, n in zip(sl, shape))
+                x = input_tensor(*arrays, channels_last=layout, region=region,
+                                 size=tuple(r.stop - r.start for r in sl))
+                y = _run(model, x, conditions, dev, precision)
                 w = [torch.from_numpy(blend_weights(tile, s, n, margin)) for s, n in zip((a, b, c), padded)]
-                w3 = w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :]
-                total[sl] += w3 * y
-                weight[sl] += w3
-    if not bool((weight > 0).all()):
-        raise RuntimeError("tiling left voxels uncovered; this is a bug in the tiler")
-    out = total / weight
-    return out[:shape[0], :shape[1], :shape[2]].numpy()
+                y *= w[0][:, None, None] * w[1][None, :, None] * w[2][None, None, :]
+                total[sl] += y
+    plane = (1.0 / (sums[1][:, None] * sums[2][None, :])).float()
+    inverse_k = (1.0 / sums[0]).float()
+    for k in range(shape[0]):  # one plane at a time: no volume-sized temporary
+        total[k] *= plane * inverse_k[k]
+    return total[:shape[0], :shape[1], :shape[2]].numpy()
 
 
 def _array(image: sitk.Image) -> np.ndarray:
+    """The voxels [k, j, i] as float32: a read-only view of a float32 image (no copy; the image must outlive
+    it), else a converted copy."""
+    if image.GetPixelID() == sitk.sitkFloat32:
+        view = sitk.GetArrayViewFromImage(image)
+        view.flags.writeable = False
+        return view
     return sitk.GetArrayFromImage(image).astype(np.float32)
 
 
@@ -252,7 +349,7 @@ def check_voxel_size(loaded, spacing) -> str | None:
 
 
 def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, noise_sigma_ld: float,
-                          dose: float, field_strength: float, agent: str, tile: int | None = None,
+                          dose: float, field_strength: float, agent: str, tile: int | str | None = "auto",
                           overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
                           fixed_conditions: dict | None = None, tta: int = 1,
                           tissue: np.ndarray | None = None) -> np.ndarray:
@@ -281,7 +378,7 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
 
 
 def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
-               tile: int | None = None, overlap: int | None = None, precision: str = "fp32",
+               tile: int | str | None = "auto", overlap: int | None = None, precision: str = "fp32",
                device: str | torch.device | None = None, intensity: str = "input", tta: int = 1
                ) -> dict[str, sitk.Image]:
     """Synthetic images from a preprocessed case (``preprocess.preprocess``) and a loaded model.

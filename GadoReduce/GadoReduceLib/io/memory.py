@@ -6,6 +6,12 @@ array-heavy code (the phantom) spends up to half its time in those faults. Insid
 ``large_arrays()`` freed blocks are kept for reuse; on leaving, the free memory goes back to the
 system (``malloc_trim``) and the thresholds are set to 32 MiB (mmap) and 64 MiB (trim): the
 values that glibc's own adaptive thresholds reach in a process that has freed large arrays.
+
+Every command runs inside ``large_arrays()`` (:func:`command_allocator`), chosen by measurement on a 240x240x155
+BraTS pair (``benchmarks/bench_pipeline.py --allocators default,glibc,jemalloc``, README performance section):
+glibc's defaults cost about 2 s in the network's page faults, reusing every block let the network's activations
+add up to 0.8 GB more than those alive at once, preloading jemalloc was no faster. So the CNN runs inside
+:func:`returned_when_freed`, and :func:`release_free_memory` hands what preprocessing freed back before it.
 """
 
 from __future__ import annotations
@@ -55,3 +61,39 @@ def large_arrays():
                 libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP_BYTES)
                 libc.mallopt(_M_TRIM_THRESHOLD, _AFTER_TRIM_BYTES)
                 libc.malloc_trim(0)
+
+
+@contextmanager
+def returned_when_freed():
+    """Within this block (inside :func:`large_arrays`) new blocks above 32 MiB go back to the system when freed,
+    as with glibc's defaults: the CNN's volume-sized activations then never take more memory than those alive
+    at once (reused from the heap they added up to 0.8 GB more on a 240x240x155 case, README performance
+    section), at the price of page faults (about 2 s there). The earlier setting returns on leaving."""
+    libc = _libc()
+    with _lock:
+        active = libc is not None and _depth > 0
+        if active:
+            libc.mallopt(_M_MMAP_THRESHOLD, _AFTER_MMAP_BYTES)
+    try:
+        yield
+    finally:
+        with _lock:
+            if active and _depth > 0:
+                libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)
+
+
+def release_free_memory() -> None:
+    """Give the free heap memory back to the system now (glibc ``malloc_trim``; elsewhere nothing): between
+    stages, so that what one stage freed inside :func:`large_arrays` does not add to the next stage's peak."""
+    libc = _libc()
+    if libc is not None:
+        libc.malloc_trim(0)
+
+
+def command_allocator():
+    """The allocator setting of every command and of the module's worker: :func:`large_arrays` (the pipeline
+    switches to :func:`returned_when_freed` for the CNN). ``GADOREDUCE_ALLOCATOR=glibc`` keeps glibc's
+    defaults instead, to measure what the setting gives (``benchmarks/bench_pipeline.py --allocators``)."""
+    import contextlib
+    import os
+    return contextlib.nullcontext() if os.environ.get("GADOREDUCE_ALLOCATOR") == "glibc" else large_arrays()

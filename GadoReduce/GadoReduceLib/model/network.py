@@ -35,6 +35,8 @@ relaxivity: r1 of the agent at that field strength, L/(mmol s); noise_sigma: of 
 normalized intensity units)."""
 
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
+FUSION_SLAB_VOXELS = 1 << 21
+"""At inference, gated fusions at more voxels than this run in slabs of about this many (``GatedFusion``)."""
 
 
 @dataclass(frozen=True)
@@ -133,15 +135,37 @@ class ConditionNormalization:
         return cls(tuple(data["mean"]), tuple(data["std"]))
 
 
-def input_tensor(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray) -> Tensor:
-    """Network input [1, 3, D, H, W] float32 from three arrays [k, j, i] of equal shape."""
+def network_arrays(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray) -> list[np.ndarray]:
+    """The three input arrays [k, j, i] as float32 (views where they are float32 already), checked: 3D, one
+    shape, finite. ValueError otherwise."""
     arrays = [np.asarray(a, dtype=np.float32) for a in (z_ld, x_ld, s_ld)]
     if any(a.ndim != 3 for a in arrays) or len({a.shape for a in arrays}) != 1:
         raise ValueError(f"z_LD, x_LD and s_LD must be 3D arrays of one shape, got "
                          f"{[a.shape for a in arrays]}")
     if not all(np.isfinite(a).all() for a in arrays):
         raise ValueError("network inputs contain NaN or infinite values; check the preprocessing")
-    return torch.from_numpy(np.stack(arrays)[None].copy())
+    return arrays
+
+
+def input_tensor(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, channels_last: bool = False,
+                 region: tuple | None = None, size: tuple | None = None) -> Tensor:
+    """Network input [1, 3, D, H, W] float32 from three arrays [k, j, i] of equal shape, written once into its
+    memory (``channels_last``: in channels_last_3d format, as inference runs on the CPU). ``region``: a tuple of
+    three slices, the part of the arrays to take (a tile); ``size``: the (D, H, W) of the tensor, zero beyond the
+    arrays (a tile reaching into the padding at the volume's end)."""
+    arrays = network_arrays(z_ld, x_ld, s_ld) if region is None else [np.asarray(a, np.float32) for a in
+                                                                      (z_ld, x_ld, s_ld)]
+    if region is not None:
+        arrays = [a[region] for a in arrays]
+    shape = arrays[0].shape
+    size = tuple(size) if size is not None else shape
+    inside = tuple(slice(0, n) for n in shape)
+    new = torch.zeros if size != shape else torch.empty
+    out = new((1,) + size + (3,) if channels_last else (1, 3) + size, dtype=torch.float32)
+    target = out.numpy()  # numpy writes the (possibly read-only or flipped) arrays into the tensor's memory
+    for c, a in enumerate(arrays):
+        target[(0,) + inside + (c,) if channels_last else (0, c) + inside] = a
+    return out.permute(0, 4, 1, 2, 3) if channels_last else out
 
 
 def _conv3(cin: int, cout: int) -> nn.Conv3d:
@@ -163,8 +187,15 @@ class ConditionalResidualBlock(nn.Module):
         self.skip = _conv1(cin, cout) if cin != cout else nn.Identity()
 
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
+        bias = self.projection(F.silu(embedding))[:, :, None, None, None]
+        if not torch.is_grad_enabled():  # inference: in place, two volume-sized temporaries fewer
+            h = self.conv1(F.silu(x))
+            h += bias.to(h.dtype)
+            h = self.conv2(F.silu(h, inplace=True))
+            h += self.skip(x)
+            return h
         h = self.conv1(F.silu(x))
-        h = h + self.projection(F.silu(embedding))[:, :, None, None, None].to(h.dtype)
+        h = h + bias.to(h.dtype)
         h = self.conv2(F.silu(h))
         return self.skip(x) + h
 
@@ -202,6 +233,9 @@ class GatedFusion(nn.Module):
 
     def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
         size = skip.shape[2:]
+        if (self.at_coarse_scale and not torch.is_grad_enabled() and skip[0, 0].numel() > FUSION_SLAB_VOXELS
+                and all(n == 2 * m for n, m in zip(size, coarse.shape[2:]))):
+            return self._forward_slabs(coarse, skip)
         if self.at_coarse_scale:
             u = F.interpolate(self.up(coarse), size=size, mode="trilinear", align_corners=False)
         else:
@@ -210,6 +244,41 @@ class GatedFusion(nn.Module):
         gates = gates_u + self.gate_skip(skip)
         g1, g2 = gates[:, :self.fine], gates[:, self.fine:]
         return torch.sigmoid(g1) * w1_fu + torch.sigmoid(g2) * self.w2(skip)
+
+    def _forward_slabs(self, coarse: Tensor, skip: Tensor) -> Tensor:
+        """Inference in slabs along D (equal to :meth:`forward` up to rounding): the upsampled gates and W1 fu
+        exist for one slab at a time instead of the whole volume (3 x ``fine`` channels at the fine size)."""
+        u_coarse = self.up(coarse)
+        depth = skip.shape[2]
+        step = slab_depth(skip)
+        out = torch.empty_like(skip)
+        for a in range(0, depth, step):
+            b = min(depth, a + step)
+            out[:, :, a:b] = self.fuse_slab(u_coarse, skip, a, b)
+        return out
+
+    def fuse_slab(self, u_coarse: Tensor, skip: Tensor, a: int, b: int) -> Tensor:
+        """The fusion's output for the fine slices [a, b) along D, from ``u_coarse = self.up(coarse)`` (inference;
+        fine size twice the coarse). The slab upsamples its coarse slices plus one on each side, so the trilinear
+        weights, and the clamping at the volume's faces, are those of the whole volume."""
+        c0, c1 = max(0, a // 2 - 1), min(u_coarse.shape[2], (b + 1) // 2 + 1)
+        u = F.interpolate(u_coarse[:, :, c0:c1], size=(2 * (c1 - c0),) + tuple(skip.shape[3:]),
+                          mode="trilinear", align_corners=False)[:, :, a - 2 * c0:b - 2 * c0]
+        s = skip[:, :, a:b]
+        gates = self.gate_skip(s)
+        gates += u[:, self.fine:]
+        o = self.w2(s)
+        o *= torch.sigmoid_(gates[:, self.fine:])
+        g1 = torch.sigmoid_(gates[:, :self.fine])
+        g1 *= u[:, :self.fine]
+        o += g1
+        return o
+
+
+def slab_depth(volume: Tensor) -> int:
+    """Slices per slab (even, at least 2) so that a slab of ``volume`` [B, C, D, H, W] has about
+    :data:`FUSION_SLAB_VOXELS` voxels per channel."""
+    return max(2, FUSION_SLAB_VOXELS // max(volume[0, 0, 0].numel(), 1) // 2 * 2)
 
 
 class ConditionalUNet(nn.Module):
