@@ -153,10 +153,10 @@ def input_tensor(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, channels_
     memory (``channels_last``: in channels_last_3d format, as inference runs on the CPU). ``region``: a tuple of
     three slices, the part of the arrays to take (a tile); ``size``: the (D, H, W) of the tensor, zero beyond the
     arrays (a tile reaching into the padding at the volume's end)."""
-    arrays = network_arrays(z_ld, x_ld, s_ld) if region is None else [np.asarray(a, np.float32) for a in
-                                                                      (z_ld, x_ld, s_ld)]
-    if region is not None:
-        arrays = [a[region] for a in arrays]
+    if region is None:
+        arrays = network_arrays(z_ld, x_ld, s_ld)
+    else:  # a tile of arrays that the caller has checked with network_arrays
+        arrays = [np.asarray(a, np.float32)[region] for a in (z_ld, x_ld, s_ld)]
     shape = arrays[0].shape
     size = tuple(size) if size is not None else shape
     inside = tuple(slice(0, n) for n in shape)
