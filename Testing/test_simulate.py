@@ -112,6 +112,12 @@ def test_parameter_draws_stay_in_their_physical_ranges():
     assert shifts.max() <= SIMULATOR_RANGES["shift_mm"] + 1e-9 and shifts.max() > 0.8
     assert {d.sequence.kind for d in draws} == {"spgr", "mprage"}
     assert len({d.agent for d in draws}) >= 5
+    doses = np.array([d.dose for d in draws])
+    core_lo, core_hi = SIMULATOR_RANGES["dose_core"]
+    core = np.mean((doses >= core_lo) & (doses <= core_hi))
+    share = SIMULATOR_RANGES["dose_core_probability"]
+    expected = share + (1 - share) * (core_hi - core_lo) / (SIMULATOR_RANGES["dose"][1] - SIMULATOR_RANGES["dose"][0])
+    assert abs(core - expected) < 0.08  # the draws are weighted toward the doses users scan with
 
 
 def test_subvoxel_shift_is_trilinear_interpolation():

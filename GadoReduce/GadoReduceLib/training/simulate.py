@@ -5,7 +5,7 @@ A :class:`PairCase` is preprocessed once (registration, brain mask, normalizatio
 noise statistics; cached like every training case). :func:`simulate_sample` then, per sample:
 
 1. draws a :class:`SimulatorDraw` (``draw_parameters``; ranges in :data:`SIMULATOR_RANGES`): dose 5-50 % of
-   the standard dose, field strength 1.5-3 T, one of the agents, sequence (SPGR or MPRAGE) with TR / echo
+   the standard dose (70 % of the draws in the 10-33 % users scan with), field strength 1.5-3 T, one of the agents, sequence (SPGR or MPRAGE) with TR / echo
    spacing, flip angle and TI, native white-matter T1 spread, noise level relative to the standard-dose
    subtraction and its smooth spatial variation, a smooth bias field and a residual translation up to 1 mm;
 2. cuts a window of the patch plus ``margin`` voxels (the Gaussian local statistics see about 2 kernel
@@ -43,7 +43,9 @@ from ..preprocessing.noise_estimate import estimate_noise_sigma
 from .patches import INPUT_CHANNELS, TARGET_CHANNELS, check_patch, patch_centre
 
 SIMULATOR_RANGES = {
-    "dose": (0.05, 0.5),                 # fraction of the standard dose, uniform
+    "dose": (0.05, 0.5),                 # fraction of the standard dose, all draws within
+    "dose_core": (0.1, 0.33),            # the doses users scan with: this share of draws is uniform here,
+    "dose_core_probability": 0.7,        # the rest uniform over "dose"
     "field_strength_t": (1.5, 3.0),      # uniform in tesla (the agents' tables interpolate)
     "mprage_probability": 0.5,
     "spgr_tr_s": (0.005, 0.012), "spgr_flip_deg": (8.0, 20.0),
@@ -168,7 +170,8 @@ class SimulatorDraw:
 def draw_parameters(rng: np.random.Generator, ranges: dict = SIMULATOR_RANGES) -> SimulatorDraw:
     """A random :class:`SimulatorDraw` within ``ranges``."""
     u = lambda key: float(rng.uniform(*ranges[key]))  # noqa: E731
-    dose, field_t = u("dose"), u("field_strength_t")
+    dose = u("dose_core") if rng.random() < ranges["dose_core_probability"] else u("dose")
+    field_t = u("field_strength_t")
     if rng.random() < ranges["mprage_probability"]:
         for _ in range(100):  # a few MPRAGE timings have a signal that is not monotone in R1: drawn again
             sequence = Sequence("mprage", u("mprage_echo_spacing_s"), 0.003, u("mprage_flip_deg"),
