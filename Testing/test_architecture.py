@@ -14,7 +14,7 @@ from conftest import MODULE_DIR
 PACKAGE = MODULE_DIR / "GadoReduceLib"
 MAX_LINES = 500
 STAGES = ("io", "physics", "phantom", "preprocessing", "model", "inference", "metrics", "training", "evaluation",
-          "module")
+          "module", "validation")
 TOP_LEVEL = {"__init__", "cli", "demo", "pipeline"}
 
 

@@ -23,9 +23,11 @@ def header():
 
 
 def test_default_model_is_small_verified_and_has_its_card(header):
+    from GadoReduceLib.model.checksums import SHIPPED_MODELS, check_model_file
     path = default_model_path()
     assert path.stat().st_size <= MAX_BYTES
-    assert len(verify_checksum(path)) == 64
+    assert verify_checksum(path) == SHIPPED_MODELS[path.name]  # the package knows the shipped file's digest
+    assert check_model_file(None).verified and check_model_file(path).warning is None
     assert card_path(path).read_text() == model_card(header)  # the committed card matches the file
 
 
@@ -76,7 +78,7 @@ def test_default_model_is_conditioned_and_positive(rng):
 
 
 def test_missing_default_model_names_the_fix(monkeypatch, tmp_path):
-    from GadoReduceLib.model import files as model_io
-    monkeypatch.setattr(model_io, "DEFAULT_MODEL", ("Models", "absent.pt"))
+    from GadoReduceLib.model import checksums
+    monkeypatch.setattr(checksums, "DEFAULT_MODEL", ("Models", "absent.pt"))
     with pytest.raises(ModelFileError, match="--model PATH"):
         load_model(None)

@@ -208,3 +208,47 @@ def test_outputs_without_a_standard_dose_leave_its_node_empty(module, harness):
             assert nodes[parameter] is getattr(params, parameter) and nodes[parameter].GetID() != pre.GetID()
     assert params.regionTable.GetNumberOfRows() == 1
     assert params.enhancingRegions.GetSegmentation().GetNumberOfSegments() == 1
+
+
+def _phantom_nodes(scene):
+    """The 2 mm phantom's pre-contrast and low dose as volume nodes (real MRML)."""
+    from GadoReduceLib.io.mrml import volume_node_from_image
+    from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom
+    case = generate_phantom(PhantomConfig(seed=3, doses=(0.25,), size="small"))
+    return (volume_node_from_image(scene, case.pre_contrast, "T1 pre"),
+            volume_node_from_image(scene, case.low_dose[0.25], "T1 low dose"), case)
+
+
+@pytest.mark.parametrize("problem", ["identical", "nan voxels", "swapped"])
+def test_image_problems_found_by_the_worker_name_the_volume(module, harness, problem):
+    """The worker's validation stage (the CLI's): each error names the volume node, inputs stay bit-identical and
+    no output node or job folder is left."""
+    import slicer
+    from GadoReduceLib.io.mrml import volume_node_from_image
+    pre, low, case = _phantom_nodes(harness.scene)
+    if problem == "identical":
+        low = volume_node_from_image(harness.scene, case.pre_contrast, "copy of pre")
+        expected = r"'copy of pre' \(lowDose\): The low-dose image is identical to the pre-contrast image"
+    elif problem == "nan voxels":
+        array = sitk.GetArrayFromImage(case.low_dose[0.25])
+        array[10, 20, 30:35] = np.nan
+        image = sitk.GetImageFromArray(array)
+        image.CopyInformation(case.low_dose[0.25])
+        low = volume_node_from_image(harness.scene, image, "with NaN")
+        expected = r"'with NaN' \(lowDose\): The low-dose image has 5 NaN or infinite voxels"
+    else:
+        pre, low = low, pre
+        expected = r"look swapped"
+    from GadoReduceLib.io.mrml import image_from_volume_node
+
+    def voxels(node):
+        return sitk.GetArrayFromImage(image_from_volume_node(node))
+    before = {n.GetName(): voxels(n) for n in (pre, low)}
+    logic = module.GadoReduceLogic()
+    count = harness.scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=expected):
+        logic.process(preContrast=pre, lowDose=low, dose=0.25, fieldStrength=3.0, device="cpu")
+    for node in (pre, low):
+        assert np.array_equal(voxels(node), before[node.GetName()], equal_nan=True)
+    assert harness.scene.GetNumberOfNodes() == count and not logic.busy
+    assert not list(Path(slicer.app.temporaryPath).glob("GadoReduce-*"))

@@ -88,12 +88,13 @@ def test_predict_writes_regions_matching_the_label_image(tmp_path, capsys):
     assert cli.main(["predict", "--pre", str(pre), "--low", str(low), "--dose", "0.25", "--field-strength", "3",
                      "--output", str(out), "--model", str(model), "--device", "cpu", "--backend", "itk",
                      "--threshold-sigmas", "1.6", "--min-volume", "16"]) == 0
-    printed = capsys.readouterr().out
+    captured = capsys.readouterr()
+    printed = captured.out
     assert "enhancing regions above 1.6 noise sigmas" in printed
     record = json.loads((out / RECORD_FILE).read_text())
     stages = record["stages"]  # seconds and peak memory per stage (issue 14), printed as a table too
-    for name in ("model loading", "reading", "brain mask", "registration", "normalization", "noise statistics",
-                 "preprocessing", "network", "regions", "writing"):
+    for name in ("validation", "model loading", "reading", "brain mask", "registration", "normalization",
+                 "noise statistics", "preprocessing", "network", "regions", "writing"):
         assert stages[name]["seconds"] >= 0 and stages[name]["peak_memory_mb"] > 50, name
         assert any(line.startswith(name) for line in printed.splitlines()), f"{name} not printed"
     assert stages["preprocessing"]["seconds"] >= stages["registration"]["seconds"] + stages["brain mask"]["seconds"]
@@ -133,6 +134,24 @@ def test_predict_writes_regions_matching_the_label_image(tmp_path, capsys):
     assert (out / "prediction.png").stat().st_size > 1000
     from GadoReduceLib.pipeline import output_files
     assert set(out.iterdir()) <= set(output_files(out)), "output_files lists every file predict writes"
+    # a model that is not a shipped one is named as unverified: in the record, on stderr and in the montage footer
+    assert record["model_verified"] is False and record["warnings"][0].startswith("unverified model: ")
+    assert "WARNING: unverified model" in captured.err and "[ 60 %] Predicting the contrast signal" in captured.err
+    # a second run into the same folder is refused; with --overwrite it replaces every output, and a stale output
+    # of the earlier run that this run does not write (lesion_metrics.csv) goes
+    argv = ["predict", "--pre", str(pre), "--low", str(low), "--dose", "0.33", "--field-strength", "3",
+            "--output", str(out), "--model", str(model), "--device", "cpu", "--backend", "itk",
+            "--threshold-sigmas", "1.6", "--min-volume", "16"]
+    (out / "lesion_metrics.csv").write_text("from an earlier run\n")
+    (out / "mine.txt").write_text("not an output\n")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert cli.main(argv) == 2
+    assert "already holds the outputs of an earlier run" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert cli.main(argv + ["--overwrite"]) == 0
+    assert json.loads((out / RECORD_FILE).read_text())["dose"] == 0.33
+    assert not (out / "lesion_metrics.csv").exists() and (out / "mine.txt").read_text() == "not an output\n"
+    assert not list(tmp_path.glob(".gadoreduce-partial*"))
 
 
 def _default_model() -> str:

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from GadoReduceLib.inference.predict import (BYTES_PER_VOXEL_FEATURE, auto_tile, network_memory_bytes, parse_tile,
-                                             predict_contrast)
+from GadoReduceLib.inference.predict import BYTES_PER_VOXEL_FEATURE, auto_tile, network_memory_bytes, predict_contrast
 from GadoReduceLib.io import profiling
+from GadoReduceLib.validation.arguments import MIN_TILE, parse_tile
 from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
 
 
@@ -56,6 +56,9 @@ def test_tile_settings_from_users():
     for bad in ("big", 0, -4, 2.5, "1e9x"):
         with pytest.raises(ValueError, match="tile must be 'auto', 'whole' or a tile edge"):
             parse_tile(bad)
+    for small in (4, MIN_TILE - 1):
+        with pytest.raises(ValueError, match=f"tile {small} is too small: a tile needs at least {MIN_TILE} voxels"):
+            parse_tile(small)
 
 
 def test_auto_tile_keeps_the_network_within_the_budget():
@@ -89,3 +92,22 @@ def test_auto_tiles_are_the_explicit_tiles_and_close_to_the_whole_volume():
     tiled_explicit = predict_contrast(model, z, x, s, c, tile=24, overlap=20)
     assert np.array_equal(tiled, tiled_explicit)
     assert np.abs(tiled - whole).max() <= 1e-3 * np.abs(whole).max()  # the cut margin (10) < the radius (18)
+
+
+def test_an_interrupt_that_a_library_swallowed_stops_the_run_at_the_next_stage():
+    import os
+    import signal
+    from GadoReduceLib.io.interrupts import interrupted, interrupts_handled
+    reached = []
+    with pytest.raises(KeyboardInterrupt):
+        with interrupts_handled():
+            try:  # a library that catches everything, as some do around their module loading
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(10 ** 6):  # the handler runs at the next bytecode
+                    pass
+            except BaseException:
+                pass
+            with profiling.stage("registration"):
+                reached.append("registration")
+    assert reached == [] and interrupted() == "SIGINT"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back

@@ -43,23 +43,33 @@ def _add_info(sub) -> None:
 
 
 def _cmd_preprocess(args: argparse.Namespace) -> int:
-    from .io.atomic import check_outputs_spare_inputs
-    from .io.imageio import read_image
+    from pathlib import Path
+
+    from .io.atomic import check_output_folder, check_outputs_spare_inputs, staged_folder
+    from .io.profiling import record as profile
     from .preprocessing.preprocess import preprocess
     from .preprocessing.qc import output_files, write_outputs
-    check_outputs_spare_inputs(output_files(args.output, bool(args.standard), args.qc),
-                               {"--pre": args.pre, "--low": args.low, "--standard": args.standard}, args.output)
-    from .io.profiling import record as profile
-    with profile() as stages:
+    from .validation.arguments import optional_int
+    from .validation.images import read_inputs
+    optional_int(args.threads, "--threads", 1)
+    outputs = output_files(args.output, bool(args.standard), args.qc)
+    check_outputs_spare_inputs(outputs, {"--pre": args.pre, "--low": args.low, "--standard": args.standard})
+    if args.qc and not str(args.qc).lower().endswith(".png"):
+        raise ValueError(f"--qc {args.qc}: the QC montage is a .png file; give a name ending in .png")
+    inside = [p.name for p in outputs if p.parent.absolute() == Path(args.output).absolute()]
+    check_output_folder(args.output, inside, overwrite=args.overwrite)
+    if args.qc and Path(args.qc).exists() and Path(args.qc).name not in inside and not args.overwrite:
+        raise ValueError(f"--qc {args.qc} already exists; give another name, or add --overwrite to replace it")
+    with profile() as stages, staged_folder(args.output, inside) as staging:
         with stages.stage("total"):
             with stages.stage("reading"):
-                pre = read_image(args.pre)
-                low = read_image(args.low)
-                standard = read_image(args.standard) if args.standard else None
+                images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low),
+                                      "standard_dose": ("--standard", args.standard)})
             with stages.stage("preprocessing"):
-                result = preprocess(pre, low, standard, backend=args.backend, threads=args.threads,
-                                    warn=False)  # printed below
-            paths = write_outputs(result, args.output, args.qc)
+                result = preprocess(images["pre_contrast"], images["low_dose"], images["standard_dose"],
+                                    backend=args.backend, threads=args.threads, warn=False)  # printed below
+            qc_png = args.qc and (staging / Path(args.qc).name if Path(args.qc).name in inside else Path(args.qc))
+            paths = write_outputs(result, staging, qc_png)
     qc = result.qc
     kind = "skull-stripped input" if qc["skull_stripped_input"] else "head"
     print(f"brain mask: {qc['brain_volume_ml']:.0f} ml ({kind})")
@@ -86,7 +96,9 @@ def _add_preprocess(sub) -> None:
     p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
     p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
     p.add_argument("--standard", metavar="SD", help="standard-dose image (for training targets)")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder (created; the outputs appear in "
+                   "it only when all are complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output")
     _add_backend(p, "elastix backend; auto: the elastix executable when found, else itk-elastix")
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
     p.add_argument("--qc", metavar="PNG", help="write the QC montage to this .png file")
@@ -323,6 +335,7 @@ def _print_stages(stages) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .io.profiling import record as profile
     from .pipeline import predict_from_arguments
+    args.progress = lambda percent, message: print(f"[{percent:3.0f} %] {message}", file=sys.stderr, flush=True)
     with profile() as stages:
         with stages.stage("total"):
             pipeline, result, paths = predict_from_arguments(args)
@@ -354,7 +367,7 @@ def _add_predict(sub) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
     from .evaluation.evaluate import run
-    from .inference.predict import parse_tile
+    from .validation.arguments import parse_tile
     doses = _numbers(args.doses, "--doses")
     command = "gadoreduce " + shlex.join(args.argv)
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,
@@ -431,18 +444,26 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from .io.interrupts import interrupted, interrupts_handled
     try:
         from .io.memory import command_allocator
-        with command_allocator():
+        with interrupts_handled(), command_allocator():
             return int(args.func(args) or 0)
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
+    except KeyboardInterrupt:
+        return _interrupted(args, interrupted())
     except (ValueError, FileNotFoundError, OSError) as error:
+        if interrupted():
+            return _interrupted(args, interrupted())
         if args.debug:
             raise
-        print(f"gadoreduce {args.command}: error: {error}", file=sys.stderr)
+        from .io.atomic import user_message
+        print(f"gadoreduce {args.command}: error: {user_message(error)}", file=sys.stderr)
         return 2
     except RuntimeError as error:  # ITK, elastix or torch failed on these inputs: one line, not a traceback
+        if interrupted():
+            return _interrupted(args, interrupted())
         if args.debug:
             raise
         first = next((line.strip() for line in str(error).splitlines() if "ERROR" in line), str(error).strip())
@@ -450,9 +471,17 @@ def main(argv: list[str] | None = None) -> int:
               "whole 3D T1w brain scans with ordinary intensities; run again with --debug to see the full traceback "
               "and report it if the inputs are fine.", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"gadoreduce {args.command}: interrupted; no partial outputs were kept.", file=sys.stderr)
-        return 130
+
+
+def _interrupted(args, signal_name: str | None) -> int:
+    from .io.interrupts import committed
+    how = "terminated" if signal_name == "SIGTERM" else "interrupted"
+    if committed:
+        state = f"the outputs had been written completely into {committed[-1]} just before"
+    else:
+        state = "the output folder was left as it was (this run's partial outputs were removed)"
+    print(f"gadoreduce {args.command}: {how}; {state}.", file=sys.stderr)
+    return 143 if signal_name == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

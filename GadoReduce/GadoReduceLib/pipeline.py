@@ -15,7 +15,6 @@ Research software: synthetic images are not for diagnosis.
 from __future__ import annotations
 
 import json
-import math
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,24 +89,6 @@ class CaseResult:
         return self.images["enhancing_labels"]
 
 
-def _positive(value, name: str, allow_zero: bool = False) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number < 0 or (number == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'zero or ' if allow_zero else ''}positive, got {value!r}")
-    return number
-
-
-def _optional_int(value, name: str, minimum: int) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer of at least {minimum} (or None), got {value!r}")
-    return int(value)
-
-
 def _kept_warnings(caught) -> list[str]:
     """Messages of the inference's own warnings (voxel size, emulated bf16); any other warning is re-issued."""
     from .inference.predict import VoxelSizeWarning
@@ -137,22 +118,22 @@ class Pipeline:
                  backend: str = "auto", threads: int | None = None,
                  threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
                  tta: int = DEFAULT_TTA, memory_limit_gb: float | None = None):
-        from .inference.predict import FLIPS, PRECISIONS, choose_device, parse_tile
-        from .model.files import LoadedModel, load_model, sha256_of
+        from .inference.predict import choose_device
+        from .model.files import LoadedModel, load_model
         from .preprocessing.registration import BACKENDS
-        if precision not in PRECISIONS:
-            raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+        from .validation.arguments import (check_device, check_precision, check_tta, optional_int, parse_tile,
+                                           positive)
         if backend not in BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        self.precision = check_precision(precision)
         self.tile = parse_tile(tile)
-        self.memory_limit_gb = None if memory_limit_gb is None else _positive(memory_limit_gb, "memory_limit_gb")
-        self.tta = _optional_int(tta, "tta", 1)
-        if self.tta is None or self.tta > len(FLIPS):
-            raise ValueError(f"tta must be a number of flips from 1 (none) to {len(FLIPS)}, got {tta!r}")
-        self.threads = _optional_int(threads, "threads", 1)
-        self.threshold_sigmas = _positive(threshold_sigmas, "threshold_sigmas")
-        self.min_volume_mm3 = _positive(min_volume_mm3, "min_volume_mm3", allow_zero=True)
-        self.precision, self.backend = precision, backend
+        self.memory_limit_gb = None if memory_limit_gb is None else positive(memory_limit_gb, "memory_limit_gb")
+        self.tta = check_tta(tta)
+        self.threads = optional_int(threads, "threads", 1)
+        self.threshold_sigmas = positive(threshold_sigmas, "threshold_sigmas")
+        self.min_volume_mm3 = positive(min_volume_mm3, "min_volume_mm3", allow_zero=True)
+        self.backend = backend
+        device = check_device(device) if isinstance(device, str) else device
         self.device = choose_device(device)
         if precision == "fp16" and self.device.type != "cuda":
             raise ValueError(f"precision fp16 needs a CUDA device, not {self.device}; use fp32 or bf16")
@@ -167,7 +148,11 @@ class Pipeline:
             raise ValueError(f"tile {self.tile} is too small for this model; use at least {2 * alignment} voxels")
         self.model_path = str(self.loaded.path) if self.loaded.path else None
         self.model_name = str(self.loaded.metadata.get("name", self.loaded.path.name if self.loaded.path else "model"))
-        self.model_sha256 = sha256_of(self.loaded.path) if self.loaded.path else None
+        check = self.loaded.check
+        self.model_sha256 = check.sha256 if check else None
+        self.model_verified = bool(check and check.verified)
+        self.model_warning = check.warning if check else (
+            "unverified model: a model given in memory, not one of GadoReduce's shipped model files")
 
     def predict_case(self, pre_contrast, low_dose, dose: float, field_strength: float, agent: str,
                      standard_dose=None, lesion_labels=None, lesion_names: dict | None = None,
@@ -184,18 +169,15 @@ class Pipeline:
         from .inference.predict import auto_tile, lesion_metrics, synthesize
         from .inference.regions import enhancing_regions, region_statistics
         from .io.imageio import same_grid
-        from .physics.agents import get_agent
-        from .physics.lowdose import check_dose
         from .preprocessing.preprocess import preprocess
+        from .validation.arguments import check_condition
         report = progress or (lambda percent, message: None)
         for name, image, required in (("pre_contrast", pre_contrast, True), ("low_dose", low_dose, True),
                                       ("standard_dose", standard_dose, False),
                                       ("lesion_labels", lesion_labels, False)):
             if (image is not None or required) and not isinstance(image, sitk.Image):
                 raise ValueError(f"{name} must be a SimpleITK image, not {type(image).__name__}")
-        dose = check_dose(dose)
-        contrast_agent = get_agent(agent)
-        relaxivity = contrast_agent.relaxivity(field_strength)  # checks the field strength too
+        dose, field_strength, agent_name, relaxivity = check_condition(dose, field_strength, agent)
         if lesion_labels is not None and not same_grid(lesion_labels, pre_contrast):
             raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
                              f"(size {pre_contrast.GetSize()}); resample the segmentation onto it first")
@@ -215,7 +197,7 @@ class Pipeline:
                 if tile == "auto":
                     budget = None if self.memory_limit_gb is None else self.memory_limit_gb * 2 ** 30
                     tile = auto_tile(prep.pre_contrast.GetSize()[::-1], self.loaded.config, self.device, budget)
-                images = synthesize(self.loaded, prep, dose, field_strength, contrast_agent.name, tile=tile,
+                images = synthesize(self.loaded, prep, dose, field_strength, agent_name, tile=tile,
                                     precision=self.precision, device=self.device, tta=self.tta)
             report(90, "Enhancing regions and statistics ...")
             with stages.stage("regions"):
@@ -243,16 +225,17 @@ class Pipeline:
 
         record = {
             "gadoreduce_version": __version__, "disclaimer": DISCLAIMER,
-            "dose": dose, "field_strength": float(field_strength), "agent": contrast_agent.name,
-            "relaxivity": float(relaxivity),
+            "dose": dose, "field_strength": field_strength, "agent": agent_name, "relaxivity": relaxivity,
             "model_path": self.model_path, "model_name": self.model_name, "model_sha256": self.model_sha256,
+            "model_verified": self.model_verified,
             "device": str(self.device), "precision": self.precision, "tile": tile, "tile_setting": self.tile,
             "tta": self.tta,
             "registration_backend": prep.low_dose.registration.backend,
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
             "threshold": self.threshold_sigmas * noise_sigma, "n_regions": len(regions), "n_lesions": len(lesions),
-            "warnings": list(prep.qc.get("warnings", [])) + _kept_warnings(caught),
+            "warnings": ([] if self.model_verified else [self.model_warning]) + list(prep.qc.get("warnings", []))
+                        + _kept_warnings(caught),
             "units": "images in the pre-contrast's input units (normalized_subtraction: 95th brain percentile "
                      "of the pre-contrast = 1); noise_sigma and threshold in input units",
             "stages": stages.as_record(),
@@ -295,7 +278,8 @@ def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | Non
         if result.lesions:
             paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
         r = result.record
-        footer = footer or (f"{r['model_name']}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
+        model = r["model_name"] if r.get("model_verified") else f"UNVERIFIED MODEL {r['model_name']}"
+        footer = footer or (f"{model}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
                             "Synthetic images: research only, not for diagnosis.")
         pre = result.preprocessing.pre_contrast_input
         arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
@@ -327,9 +311,13 @@ def add_predict_arguments(parser) -> None:
     p.add_argument("--field-strength", required=True, type=float, metavar="B", help="tesla, e.g. 1.5 or 3")
     p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
                    help="contrast agent, generic or brand name (default %(default)s)")
-    p.add_argument("--output", required=True, metavar="DIR", help="output folder")
+    p.add_argument("--output", required=True, metavar="DIR", help="output folder (created; the outputs appear in "
+                   "it only when all are complete)")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output "
+                   "(without it such a folder is refused)")
     p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it; default: the "
-                   "shipped model, Resources/Models/gadoreduce_default.pt)")
+                   "shipped model, Resources/Models/gadoreduce_default.pt, verified against the checksum this "
+                   "GadoReduce knows; any other file is reported as unverified)")
     p.add_argument("--device", default="auto", help="auto (CUDA, else CPU), cpu, cuda, cuda:N or mps")
     p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"),
                    help="bf16 is faster only on GPUs and CPUs with AVX512-BF16/AMX (default %(default)s)")
@@ -351,20 +339,55 @@ def add_predict_arguments(parser) -> None:
                    help="smallest enhancing region kept, mm^3 (default %(default)g)")
 
 
+def check_predict_arguments(args) -> dict:
+    """The validation stage of ``gadoreduce predict``: every check that needs only the arguments (condition, device,
+    tile, test-time augmentation, precision, thresholds, model file, outputs) before torch is loaded or an image is
+    read. Returns {"condition": (dose, field, agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError
+    naming the option and the fix."""
+    from .io.atomic import check_output_folder, check_outputs_spare_inputs
+    from .model.checksums import check_model_file
+    from .validation.arguments import (check_condition, check_device, check_tta, optional_int, parse_tile,
+                                       positive)
+    condition = check_condition(args.dose, args.field_strength, args.agent,
+                                names=("--dose", "--field-strength", "--agent"))
+    check_device(args.device, "--device")
+    parse_tile(args.tile, "--tile")
+    check_tta(args.tta, "--tta")
+    optional_int(args.threads, "--threads", 1)
+    positive(args.threshold_sigmas, "--threshold-sigmas")
+    positive(args.min_volume, "--min-volume", allow_zero=True)
+    if args.memory_limit is not None:
+        positive(args.memory_limit, "--memory-limit")
+    outputs = output_files(args.output)
+    check_outputs_spare_inputs(outputs, {"--pre": args.pre, "--low": args.low, "--model": args.model})
+    model = check_model_file(args.model)
+    check_output_folder(args.output, [path.name for path in outputs], overwrite=args.overwrite)
+    return {"condition": condition, "model": model}
+
+
 def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
-    """``gadoreduce predict`` (options of :func:`add_predict_arguments`): model loaded first (fail fast), the
-    case predicted and written (:func:`write`) into ``args.output``; returns (pipeline, result, paths). Inside an
-    ``io.profiling.record`` block (the CLI's) the stages include model loading and reading."""
-    from .io.atomic import check_outputs_spare_inputs
-    from .io.imageio import read_image
+    """``gadoreduce predict`` (options of :func:`add_predict_arguments`): the validation stage first (arguments,
+    model file, output folder: :func:`check_predict_arguments`), then the model, the images (read and checked:
+    ``validation.images.read_inputs``), the case, and the outputs written into a temporary folder that moves into
+    ``args.output`` only when complete (``io.atomic.staged_folder``); returns (pipeline, result, paths). Inside an
+    ``io.profiling.record`` block (the CLI's) the stages include validation, model loading and reading."""
+    from .io.atomic import staged_folder
     from .io.profiling import stage
-    check_outputs_spare_inputs(output_files(args.output), {"--pre": args.pre, "--low": args.low}, args.output)
-    with stage("model loading"):
-        pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
-                            memory_limit_gb=args.memory_limit,
-                            backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
-                            min_volume_mm3=args.min_volume, tta=args.tta)
-    with stage("reading"):
-        pre, low = read_image(args.pre), read_image(args.low)
-    result = pipeline.predict_case(pre, low, args.dose, args.field_strength, args.agent)
-    return pipeline, result, write(result, args.output)
+    from .validation.images import read_inputs
+    with stage("validation"):
+        check_predict_arguments(args)
+    known = [path.name for path in output_files(args.output)]
+    with staged_folder(args.output, known) as staging:
+        progress = getattr(args, "progress", None)
+        with stage("model loading"):
+            pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
+                                memory_limit_gb=args.memory_limit,
+                                backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
+                                min_volume_mm3=args.min_volume, tta=args.tta)
+        with stage("reading"):
+            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)})
+        result = pipeline.predict_case(images["pre_contrast"], images["low_dose"], args.dose, args.field_strength,
+                                       args.agent, progress=progress)
+        written = write(result, staging)
+    paths = {name: Path(args.output) / path.name for name, path in written.items()}
+    return pipeline, result, paths

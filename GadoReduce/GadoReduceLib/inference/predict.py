@@ -36,12 +36,11 @@ import SimpleITK as sitk
 import torch
 
 from ..physics.agents import get_agent
+from .region_defaults import FLIPS, PRECISION_NAMES
 from ..physics.lowdose import check_dose
 from ..model.network import ConditionalUNet, input_tensor, network_arrays
 
-PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-FLIPS = ((), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2))
-"""Flip test-time augmentation: the axes (k, j, i) flipped by each of up to 8 passes, in the order used."""
+PRECISIONS = dict(zip(PRECISION_NAMES, (None, torch.bfloat16, torch.float16)))
 GAUSSIAN_SIGMA_SCALE = 0.125
 """Sigma of the blending Gaussian as a fraction of the tile edge (as MONAI's sliding window)."""
 BYTES_PER_VOXEL_FEATURE = 40
@@ -118,22 +117,6 @@ def _autocast(device: torch.device, precision: str):
     if dtype is torch.float16 and device.type != "cuda":
         raise ValueError("fp16 is only supported on CUDA; use bf16 on the CPU")
     return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def parse_tile(value) -> int | str | None:
-    """A tile setting from a user: "auto" (the default), None / "whole" / "none" (the whole volume at once) or a
-    tile edge in voxels (a positive integer, also as text); ValueError naming the choices otherwise."""
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("whole", "none")):
-        return None
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    try:
-        number = int(value) if not isinstance(value, bool) and float(value) == int(float(value)) else None
-    except (TypeError, ValueError):
-        number = None
-    if number is None or number < 1:
-        raise ValueError(f"tile must be 'auto', 'whole' or a tile edge in voxels (e.g. 128), got {value!r}")
-    return number
 
 
 def free_memory_bytes(device: torch.device) -> int:

@@ -7,5 +7,9 @@ DEFAULT_THRESHOLD_SIGMAS = 4.0
 DEFAULT_MIN_VOLUME_MM3 = 10.0
 """Smallest enhancing region kept (mm^3)."""
 DEFAULT_TTA = 1
-"""Flip test-time augmentation passes by default (1 = none; ``inference.predict.FLIPS``): see the model card for
-the measured gain and cost."""
+"""Flip test-time augmentation passes by default (1 = none; :data:`FLIPS`): see the model card for the measured
+gain and cost."""
+FLIPS = ((), (2,), (1,), (0,), (1, 2), (0, 2), (0, 1), (0, 1, 2))
+"""Flip test-time augmentation: the axes (k, j, i) flipped by each of up to 8 passes, in the order used."""
+PRECISION_NAMES = ("fp32", "bf16", "fp16")
+"""Forward-pass precisions of inference (fp16 on CUDA only); ``inference.predict.PRECISIONS`` maps them to dtypes."""

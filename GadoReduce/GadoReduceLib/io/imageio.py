@@ -239,13 +239,20 @@ def _read_dicom_series(folder: Path, series_uid: str | None) -> tuple[sitk.Image
 
 
 def write_image(image: sitk.Image, path: str | os.PathLike, compress: bool = True) -> Path:
-    """Write ``image`` to ``path`` (format from the suffix); atomic, so no half-written file is left."""
+    """Write ``image`` to ``path`` (format from the suffix); atomic and verified (OSError when the file is not
+    complete, e.g. on a full disk), so no half-written file is left."""
     from .atomic import atomic_path
     path = Path(path)
     if not str(path).endswith(IMAGE_SUFFIXES):
         raise ValueError(f"Cannot write {path}: use one of {', '.join(IMAGE_SUFFIXES)}.")
+    from .integrity import verify_written_image
     with atomic_path(path) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=compress)
+        try:
+            sitk.WriteImage(image, str(tmp), useCompression=compress)
+        except RuntimeError as error:
+            raise OSError(f"{path.name} could not be written ({_first_line(error)}): the disk may be full or "
+                          "not writable; free some space or choose another output folder, then run again") from None
+        verify_written_image(tmp, image, path.name)  # a full disk is not always raised by ITK's writers
     return path
 
 

@@ -129,3 +129,72 @@ def scan_nifti(path: str | os.PathLike) -> NiftiScan | None:
     if indices:
         return NiftiScan(voxels, np.concatenate(indices), np.concatenate(values))
     return NiftiScan(voxels)
+
+
+# ----------------------------------------------------------------------------- written files
+
+def _gzip_length(path: Path, start: int = 0) -> int:
+    """The uncompressed length modulo 2^32 that a complete gzip stream (from byte ``start`` to the end of the
+    file) stores in its last 4 bytes."""
+    with open(path, "rb") as f:
+        f.seek(start)
+        if f.read(2) != b"\x1f\x8b":
+            raise _incomplete(path, "it does not start as a gzip stream")
+        f.seek(-4, os.SEEK_END)
+        return struct.unpack("<I", f.read(4))[0]
+
+
+def _incomplete(path: Path, problem: str) -> OSError:
+    """The error of a file that was not written completely (``path``: the file's final name)."""
+    return OSError(f"{path.name} was not written completely ({problem}): the disk may be full or the file too "
+                   "large for it; free some space or choose another output folder, then run again")
+
+
+def verify_written_image(path: str | os.PathLike, image, name: str | None = None) -> None:
+    """Check that a file just written from ``image`` (SimpleITK) is complete, before it is moved into place:
+    NIfTI header dimensions and the data length (the gzip trailer's for ``.gz``), NRRD data length, other
+    formats read back. ITK's NIfTI writer reports a full disk only on stderr, so this is the check that finds it.
+    ``name``: the final file name (the suffix decides the format). OSError naming the file and the fix."""
+    import SimpleITK as sitk
+    path = Path(path)
+    name = name or path.name
+    if not path.is_file() or path.stat().st_size == 0:
+        raise _incomplete(Path(name), "nothing was written")
+    view = sitk.GetArrayViewFromImage(image)
+    data_bytes = int(view.size) * view.dtype.itemsize
+    size = path.stat().st_size
+    if name.endswith((".nii", ".nii.gz")):
+        opener = gzip.open if name.endswith(".gz") else open
+        try:
+            with opener(path, "rb") as f:
+                head = f.read(NIFTI1_HEADER_BYTES)
+            _, dims, _, _, vox_offset = _header(path, head)
+        except (OSError, EOFError, zlib.error, struct.error, DamagedFileError):
+            raise _incomplete(Path(name), "its header cannot be read back") from None
+        if tuple(dims[:3]) != tuple(image.GetSize())[:3]:
+            raise _incomplete(Path(name), f"its header holds dimensions {dims}, not {list(image.GetSize())}")
+        expected = max(int(vox_offset), NIFTI1_HEADER_BYTES) + data_bytes
+        if name.endswith(".gz") and _gzip_length(path) != expected % 2 ** 32:
+            raise _incomplete(Path(name), f"its gzip stream does not end with the length of {expected} bytes")
+        if not name.endswith(".gz") and size != expected:
+            raise _incomplete(Path(name), f"{size} of {expected} bytes")
+    elif name.endswith(".nrrd"):
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        end = head.find(b"\n\n")
+        if not head.startswith(b"NRRD") or end < 0:
+            raise _incomplete(Path(name), "its NRRD header cannot be read back")
+        fields = dict(line.split(":", 1) for line in head[:end].decode("latin-1").splitlines()[1:]
+                      if ":" in line and not line.startswith("#"))
+        encoding = fields.get("encoding", "raw").strip()
+        if encoding in ("gzip", "gz") and _gzip_length(path, end + 2) != data_bytes % 2 ** 32:
+            raise _incomplete(Path(name), f"its gzip stream does not end with the length of {data_bytes} bytes")
+        if encoding not in ("gzip", "gz") and size - (end + 2) != data_bytes:
+            raise _incomplete(Path(name), f"{size - (end + 2)} of {data_bytes} data bytes")
+    else:
+        try:
+            back = sitk.ReadImage(str(path))
+        except RuntimeError:
+            raise _incomplete(Path(name), "it cannot be read back") from None
+        if back.GetSize() != image.GetSize():
+            raise _incomplete(Path(name), f"it reads back with size {back.GetSize()}, not {image.GetSize()}")

@@ -21,6 +21,8 @@ import sys
 import time
 from contextlib import contextmanager
 
+from .interrupts import check_interrupted
+
 _STATUS = "/proc/self/status"
 _CLEAR_REFS = "/proc/self/clear_refs"
 _current: contextvars.ContextVar = contextvars.ContextVar("gadoreduce_stages", default=None)
@@ -72,12 +74,14 @@ class Stages:
 
     @contextmanager
     def stage(self, name: str):
+        check_interrupted()  # stage boundaries are the checkpoints of ``io.interrupts``
         self._fold()  # the enclosing stages keep what they reached before the reset
         self.resettable = _reset_peak() and self.resettable
         entry = [name, time.perf_counter(), 0.0]
         self._open.append(entry)
         try:
             yield
+            check_interrupted()
         finally:
             self._fold()
             self._open.remove(entry)
@@ -122,7 +126,9 @@ def stage(name: str):
     """Time ``name`` in the active :func:`record` block (nothing happens outside one)."""
     stages = _current.get()
     if stages is None:
+        check_interrupted()
         yield
+        check_interrupted()
         return
     with stages.stage(name):
         yield

@@ -3,7 +3,8 @@
 A model file ``NAME.pt`` is ``torch.save`` of a plain dict ``{"format": str, "metadata": JSON string,
 "state_dict": {parameter name: tensor}}``, loaded with ``torch.load(weights_only=True)`` so that no pickled
 code is ever executed. Beside it: ``NAME.pt.sha256`` (``<hex digest>  NAME.pt``, the format of
-``sha256sum``) checked before loading, and ``NAME.md``, a model card generated from the metadata.
+``sha256sum``) checked before loading (a shipped model against the digest the package knows,
+``checksums.SHIPPED_MODELS``), and ``NAME.md``, a model card generated from the metadata.
 
 Metadata (JSON): ``config`` (:class:`ModelConfig`), ``condition_normalization``, ``gamma`` (paper eq. after
 (3): y~ = gamma s_LD y^ / sigma_LD), and the free ``metadata`` dict given to :func:`save_model`, conventionally with
@@ -12,7 +13,6 @@ Metadata (JSON): ``config`` (:class:`ModelConfig`), ``condition_normalization``,
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -24,17 +24,16 @@ import torch
 
 from .. import DISCLAIMER, __version__
 from ..io.atomic import atomic_path, write_text
+from .checksums import (DEFAULT_MODEL, ModelCheck, ModelFileError, check_model_file, checksum_path,
+                        default_model_path, sha256_of, verify_checksum)
 from .network import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
 
-DEFAULT_MODEL = ("Models", "gadoreduce_default.pt")
-"""The shipped default model, under Resources (with its .sha256 and .md model card beside it)."""
+__all__ = ["DEFAULT_MODEL", "FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelCheck", "ModelFileError", "card_path",
+           "check_model_file", "checksum_path", "default_model_path", "load_model", "model_card", "read_header",
+           "save_model", "sha256_of", "verify_checksum"]
+"""The checksum names come from the torch-free ``checksums`` module and stay importable from here."""
 FORMAT = "gadoreduce-model"
 FORMAT_VERSION = 1
-CHUNK = 1 << 20
-
-
-class ModelFileError(ValueError):
-    """A model file is missing, tampered with, corrupt or of an unknown format."""
 
 
 @dataclass
@@ -47,25 +46,13 @@ class LoadedModel:
     gamma: float
     metadata: dict = field(default_factory=dict)
     path: Path | None = None
-
-
-def checksum_path(path: str | os.PathLike) -> Path:
-    """The sha256 sidecar of a model file: ``NAME.pt`` -> ``NAME.pt.sha256``."""
-    path = Path(path)
-    return path.with_name(path.name + ".sha256")
+    check: ModelCheck | None = None
+    """How the file was verified (``checksums.check_model_file``); None for a model made in memory."""
 
 
 def card_path(path: str | os.PathLike) -> Path:
     """The model card of a model file: ``NAME.pt`` -> ``NAME.md``."""
     return Path(path).with_suffix(".md")
-
-
-def sha256_of(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _json_safe(value):
@@ -104,32 +91,11 @@ def save_model(path: str | os.PathLike, model: ConditionalUNet, config: ModelCon
     return path
 
 
-def verify_checksum(path: str | os.PathLike) -> str:
-    """Check ``path`` against its sha256 sidecar; returns the digest or raises ModelFileError."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"model file {str(path)!r} does not exist; give the path of a .pt model file "
-                             "(with --model)")
-    sidecar = checksum_path(path)
-    if not sidecar.is_file():
-        raise ModelFileError(f"model file {str(path)!r} has no checksum file {sidecar.name!r} beside it; "
-                             "copy the .sha256 file that came with the model next to it")
-    try:
-        expected = sidecar.read_text().split()[0].lower()
-    except (OSError, UnicodeDecodeError, IndexError):
-        raise ModelFileError(f"checksum file {str(sidecar)!r} is unreadable or empty; get it again with the "
-                             "model") from None
-    actual = sha256_of(path)
-    if actual != expected:
-        raise ModelFileError(f"model file {str(path)!r} does not match its sha256 checksum in {sidecar.name!r} "
-                             "(the file was modified or damaged); refusing to load it. Download or copy the "
-                             "model file again from its original source.")
-    return actual
-
-
-def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
-    """(metadata header, state dict) of a verified model file, without executing pickled code."""
-    verify_checksum(path)
+def read_header(path: str | os.PathLike, check: ModelCheck | None = None) -> tuple[dict, dict]:
+    """(metadata header, state dict) of a verified model file (``checksums.check_model_file``: a shipped model's
+    known digest, else its sidecar; skipped when its ``check`` is given), without executing pickled code."""
+    if check is None:
+        check_model_file(path)
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
@@ -150,21 +116,12 @@ def read_header(path: str | os.PathLike) -> tuple[dict, dict]:
     return header, state
 
 
-def default_model_path() -> Path:
-    """Path of the shipped default model file; ModelFileError when it is not installed."""
-    from ..io.resources import resources_dir
-    path = resources_dir().joinpath(*DEFAULT_MODEL)
-    if not path.exists():
-        raise ModelFileError(f"the default model {'/'.join(DEFAULT_MODEL)} is missing from {resources_dir()}; "
-                             "reinstall GadoReduce or give a model file explicitly (--model PATH)")
-    return path
-
-
 def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> LoadedModel:
     """Verify (sha256) and load a model file written by :func:`save_model` (None: the shipped default model);
     model in eval mode on device."""
     path = default_model_path() if path is None else Path(path)
-    header, state = read_header(path)
+    check = check_model_file(path)
+    header, state = read_header(path, check)
     try:
         config = ModelConfig.from_dict(header["config"])
         normalization = ConditionNormalization.from_dict(header["condition_normalization"])
@@ -178,7 +135,7 @@ def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu
         raise ModelFileError(f"model file {str(path)!r}: weights do not fit the configuration "
                              f"({str(error).splitlines()[0]})") from None
     model.to(device).eval()
-    return LoadedModel(model, config, normalization, gamma, header.get("metadata", {}), path)
+    return LoadedModel(model, config, normalization, gamma, header.get("metadata", {}), path, check)
 
 
 def _format_value(value) -> str:

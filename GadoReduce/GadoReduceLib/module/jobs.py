@@ -215,6 +215,9 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
                   "low_dose": image_from_volume_node(parameters.lowDose),
                   "standard_dose": image_from_volume_node(standard) if standard else None, "lesion_labels": None}
         settings = job_settings(parameters)
+        settings["input_labels"] = {key: f"'{node.GetName()}' ({parameter})" for key, node, parameter in (
+            ("pre_contrast", pre, "preContrast"), ("low_dose", parameters.lowDose, "lowDose"),
+            ("standard_dose", standard, "standardDose")) if node is not None}
         if parameters.lesionSegmentation:
             images["lesion_labels"], settings["lesion_names"] = labels_from_segmentation(
                 parameters.lesionSegmentation, pre)

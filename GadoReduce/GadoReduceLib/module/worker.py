@@ -2,16 +2,17 @@
 
 Run as ``python -m GadoReduceLib.module.worker JOB_FOLDER`` (Slicer starts it with PythonSlicer through
 :mod:`GadoReduceLib.module.jobs`, so that a long computation can be cancelled by killing the process).
-``JOB_FOLDER/job.json`` names the inputs (NRRD files written by the module: ``pre_contrast``,
-``low_dose``, optional ``standard_dose`` and ``lesion_labels``) and the parameters (``dose``,
-``field_strength`` tesla, ``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``,
-``backend``, ``threshold_sigmas``, ``min_volume_mm3``). Progress goes to stdout as lines
-``PROGRESS <0-100> <message>``; a user error as one line ``ERROR <message>`` and exit status 2.
+``JOB_FOLDER/job.json`` names the inputs (NRRD files written by the module: ``pre_contrast``, ``low_dose``,
+optional ``standard_dose`` and ``lesion_labels``) and the parameters (``dose``, ``field_strength`` tesla,
+``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``, ``backend``,
+``threshold_sigmas``, ``min_volume_mm3``, ``input_labels``: words naming each input volume in messages).
+Progress goes to stdout as lines ``PROGRESS <0-100> <message>``; a user error as one line ``ERROR <message>``
+and exit status 2; SIGTERM (the module's Cancel) or SIGINT as exit status 130, with the staged outputs removed.
 The computation is :class:`GadoReduceLib.pipeline.Pipeline`'s, as for ``gadoreduce predict``. Outputs
-(``pipeline.OUTPUT_IMAGES``, all on the pre-contrast grid, intensities in the pre-contrast's input units) are written
-atomically into ``JOB_FOLDER/out/`` as ``<name>.nrrd``; ``result.json`` is written last, so its presence means
-the job finished completely; it holds the seconds and peak memory per stage ("stages",
-``io.profiling``). Research software, not for diagnosis.
+(``pipeline.OUTPUT_IMAGES``, all on the pre-contrast grid, intensities in the pre-contrast's input units) are
+written into a temporary folder that becomes ``JOB_FOLDER/out/`` (``<name>.nrrd``) only when all are complete;
+``result.json`` is written last, so its presence means the job finished completely; it holds the seconds and
+peak memory per stage ("stages", ``io.profiling``). Research software, not for diagnosis.
 """
 
 from __future__ import annotations
@@ -44,32 +45,34 @@ def parse_progress(line: str) -> tuple[float, str] | None:
 def run_job(folder: str | os.PathLike, report=None) -> dict:
     """Run the job in ``folder`` (see the module docstring); returns the result record."""
     from ..io.atomic import write_json
-    from ..io.imageio import read_image
     from ..pipeline import Pipeline, write_images
 
     folder = Path(folder)
     report = report or (lambda percent, message: print(progress_line(percent, message), flush=True))
     job = json.loads((folder / "job.json").read_text())
     out = folder / "out"
-    out.mkdir(exist_ok=True)
+    from ..io.atomic import staged_folder
     from ..io.profiling import record as profile
-    with profile() as stages:
+    from ..validation.images import read_inputs
+    with profile() as stages, staged_folder(out, option="the job's output folder") as staging:
         report(2, "Loading the model ...")
         with stages.stage("model loading"):
             pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
                                 backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
                                 min_volume_mm3=job["min_volume_mm3"])
-        report(5, "Reading the volumes ...")
+        report(5, "Reading and checking the volumes ...")
         with stages.stage("reading"):
-            inputs = {name: read_image(folder / job["inputs"][name]) if job["inputs"].get(name) else None
-                      for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")}
+            labels = job.get("input_labels", {})  # the module's node names: errors name the volume
+            inputs = read_inputs({name: (labels.get(name), folder / job["inputs"][name] if job["inputs"].get(name)
+                                         else None)
+                                  for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")})
         result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"],
                                        job["field_strength"], job["agent"], standard_dose=inputs["standard_dose"],
                                        lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
                                        progress=report)
         report(95, "Writing the results ...")
         with stages.stage("writing"):
-            paths = write_images(result, out, ".nrrd")
+            paths = write_images(result, staging, ".nrrd")
     r = result.record
     record = {"regions": result.regions, "lesions": result.lesions, "noise_sigma": r["noise_sigma"],
               "noise_sigma_normalized": r["noise_sigma_normalized"], "pre_percentile": r["pre_percentile"],
@@ -85,12 +88,22 @@ def main(argv: list[str] | None = None) -> int:
     if len(argv) != 1:
         print("ERROR usage: python -m GadoReduceLib.module.worker JOB_FOLDER", flush=True)
         return 2
+    from ..io.interrupts import interrupts_handled
     from ..io.memory import command_allocator
     try:
-        with command_allocator():
+        with interrupts_handled(), command_allocator():
             run_job(argv[0])
-    except ValueError as error:  # user errors: one line
-        print(f"ERROR {' '.join(str(error).split())}", flush=True)
+    except KeyboardInterrupt:  # Cancel in the module (SIGTERM) or Ctrl-C: the staged outputs are removed
+        print("ERROR cancelled; no output was kept", flush=True)
+        return 130
+    except (ValueError, OSError) as error:  # user errors: one line
+        from ..io.atomic import user_message
+        print(f"ERROR {' '.join(user_message(error).split())}", flush=True)
+        return 2
+    except RuntimeError as error:  # ITK, elastix or torch failed on these inputs
+        first = next((line.strip() for line in str(error).splitlines() if "ERROR" in line), str(error).strip())
+        print(f"ERROR the computation failed ({' '.join(first.split())[:300]}); check that the volumes are whole "
+              "3D T1w brain scans with ordinary intensities", flush=True)
         return 2
     return 0
 

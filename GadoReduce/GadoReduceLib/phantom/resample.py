@@ -1,4 +1,5 @@
-"""Fast resampling for the digital phantom (torch on the CPU, multi-threaded; float32).
+"""Fast resampling for the digital phantom (torch on the CPU, multi-threaded; float32; torch is imported where it
+is used, so that the CLI reads the phantom defaults without loading it).
 
 - ``atlas_sampling_grid`` + ``resample_maps``: all tissue maps of the atlas-space head sampled onto the
   scanner grid in one trilinear pass (the atlas position of each voxel is computed once, from the
@@ -11,11 +12,14 @@ All arrays are indexed ``[k, j, i]``; geometries are non-oblique or oblique ``im
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import SimpleITK as sitk
-import torch
-import torch.nn.functional as F
 from scipy import ndimage
+
+if TYPE_CHECKING:
+    import torch
 
 from ..io.imageio import Geometry
 
@@ -24,6 +28,7 @@ def upsample_coarse(coarse: torch.Tensor, step: int, shape: tuple[int, int, int]
     """Trilinear upsampling of ``coarse`` (C, kc, jc, ic), sampled every ``step`` voxels from index 0,
     to ``shape`` (k, j, i): value at fine index n is the coarse value at n / step. Needs
     kc >= (k - 1) / step + 1 (likewise j, i). Returns (C, k, j, i)."""
+    import torch.nn.functional as F
     size = [(n - 1) * step + 1 for n in coarse.shape[1:]]
     if any(s < n for s, n in zip(size, shape)):
         raise ValueError(f"coarse grid {tuple(coarse.shape[1:])} too small for {shape} at step {step}")
@@ -37,6 +42,7 @@ def atlas_sampling_grid(transform: sitk.Transform, grid: Geometry, atlas: Geomet
     The transform is evaluated every ``step`` voxels and interpolated linearly (smooth deformations).
     Returns (1, k, j, i, 3) float32: (i, j, k) of the atlas scaled to [-1, 1] (align_corners=True).
     """
+    import torch
     coarse_size = [int(np.ceil((n - 1) / step)) + 2 for n in grid.size]
     field = sitk.TransformToDisplacementField(transform, sitk.sitkVectorFloat64, coarse_size, grid.origin,
                                               [s * step for s in grid.spacing], grid.direction)
@@ -54,6 +60,8 @@ def atlas_sampling_grid(transform: sitk.Transform, grid: Geometry, atlas: Geomet
 
 def resample_maps(maps: np.ndarray, sampling_grid: torch.Tensor) -> list[np.ndarray]:
     """Trilinear samples of each map (float32 (C, k, j, i)) at ``sampling_grid``, zero outside."""
+    import torch
+    import torch.nn.functional as F
     stacked = torch.from_numpy(np.ascontiguousarray(maps, dtype=np.float32))[None]
     out = F.grid_sample(stacked, sampling_grid, mode="bilinear", padding_mode="zeros", align_corners=True)[0]
     return [channel.numpy() for channel in out]
@@ -100,6 +108,7 @@ def _resample_axis(volume: np.ndarray, lo: np.ndarray, axis: int, row: np.ndarra
     """One pass: the output voxel q (global index box [out_lo, out_hi)) takes ``volume`` (box from ``lo``)
     interpolated with a 1D cubic B-spline along ``axis`` at position ``row @ (q, 1)``; its other
     coordinates are q's. Zero outside the data."""
+    import torch
     length = volume.shape[axis]
     shape = list(out_hi - out_lo)
     shape[axis] = length + 4

@@ -171,14 +171,41 @@ def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: 
             raise ValueError(f"The {name} covers only {100 * fraction:.0f} % of the pre-contrast field of view "
                              "(the scans do not overlap). Check that both scans are of the same patient and "
                              "session and keep their original position (origin and direction) information.")
+    for image, name in scans:
+        if same_grid(image, pre_contrast) and np.array_equal(sitk.GetArrayViewFromImage(image),
+                                                             sitk.GetArrayViewFromImage(pre_contrast)):
+            raise ValueError(f"The {name} is identical to the pre-contrast image, voxel for voxel: it holds no "
+                             "contrast agent signal, so there is nothing to enhance. Give the contrast-enhanced "
+                             "scan, not a second copy of the pre-contrast scan.")
+
+
+def signal_fractions(subtraction: sitk.Image, mask: sitk.Image, sigma: float) -> tuple[float, float]:
+    """Fractions of the ``mask`` voxels of ``subtraction`` above +3 and below -3 noise sigmas."""
+    z = sitk.GetArrayViewFromImage(subtraction)[sitk.GetArrayViewFromImage(mask) > 0]
+    limit = ENHANCEMENT_SIGMAS * sigma
+    return float((z > limit).mean()), float((z < -limit).mean())
+
+
+def looks_swapped(brighter: float, darker: float) -> bool:
+    """True when a post-contrast scan is darker than the pre-contrast in clearly more voxels than it is brighter
+    (contrast agent only brightens T1w images): pre-contrast and post-contrast were probably given swapped."""
+    return darker > max(2.0 * brighter, MIN_ENHANCING_FRACTION)
+
+
+def swap_message(name: str, brighter: float, darker: float) -> str:
+    return (f"The {name} is darker than the pre-contrast image in {100 * darker:.2f} % of brain voxels and brighter "
+            f"in only {100 * brighter:.2f} % (more than {ENHANCEMENT_SIGMAS:g} noise sigmas): the pre-contrast and "
+            "the contrast-enhanced scan look swapped. Give the scan without contrast agent as the pre-contrast "
+            "(--pre) and the contrast-enhanced scan as the low dose (--low).")
 
 
 def check_enhancement(subtraction: sitk.Image, mask: sitk.Image, sigma: float, name: str,
                       strict: bool = True) -> float:
     """Fraction of brain voxels of ``subtraction`` above 3 sigma; ValueError when it is noise only (strict)."""
-    z = sitk.GetArrayViewFromImage(subtraction)[sitk.GetArrayViewFromImage(mask) > 0]
-    fraction = float((z > ENHANCEMENT_SIGMAS * sigma).mean())
+    fraction, darker = signal_fractions(subtraction, mask, sigma)
     if strict and fraction <= MIN_ENHANCING_FRACTION:
+        if looks_swapped(fraction, darker):
+            raise ValueError(swap_message(name, fraction, darker))
         raise ValueError(f"The {name} is nowhere brighter than the pre-contrast image (only {100 * fraction:.2f} % "
                          f"of brain voxels exceed {ENHANCEMENT_SIGMAS:g} noise sigmas, as in pure noise). Check that "
                          "it is a contrast-enhanced scan and that pre-contrast and post-contrast were not swapped.")
@@ -256,6 +283,11 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
         qc["enhancing_fraction_3sigma"] = check_enhancement(subtraction, valid, sigma, name, strict=False)
         qc["warnings"].append(str(error))
         warnings.warn(str(error), RegistrationWarning, stacklevel=4)
+    brighter, darker = signal_fractions(subtraction, valid, sigma)
+    if looks_swapped(brighter, darker):
+        message = swap_message(name, brighter, darker)
+        qc["warnings"].append(message)
+        warnings.warn(message, RegistrationWarning, stacklevel=4)
     qc["noise_sigma"] = sigma
     with stage("noise statistics"):
         mean, std = noise.local_statistics(subtraction, valid, sigma)

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from ..io.imageio import check_3d
+from ..io.imageio import check_3d, write_image
 from ..io.resources import resource_path
 
 BACKENDS = ("auto", "slicer", "itk", "executable")
@@ -257,12 +257,17 @@ def _run_executable(fixed, moving, parameter_file, fixed_mask, moving_mask, thre
         tmp = Path(tmp)
         args = [str(exe), "-f", str(tmp / "fixed.mha"), "-m", str(tmp / "moving.mha"),
                 "-p", str(parameter_file), "-out", str(tmp)]
-        sitk.WriteImage(sitk.Cast(fixed, sitk.sitkFloat32), str(tmp / "fixed.mha"))
-        sitk.WriteImage(sitk.Cast(moving, sitk.sitkFloat32), str(tmp / "moving.mha"))
-        for mask, name, flag in ((fixed_mask, "fixed_mask.mha", "-fMask"), (moving_mask, "moving_mask.mha", "-mMask")):
-            if mask is not None:
-                sitk.WriteImage(sitk.Cast(mask, sitk.sitkUInt8), str(tmp / name))
-                args += [flag, str(tmp / name)]
+        try:  # verified writes: a full temporary disk is named as such, not as a failed registration
+            write_image(sitk.Cast(fixed, sitk.sitkFloat32), tmp / "fixed.mha", compress=False)
+            write_image(sitk.Cast(moving, sitk.sitkFloat32), tmp / "moving.mha", compress=False)
+            for mask, name, flag in ((fixed_mask, "fixed_mask.mha", "-fMask"),
+                                     (moving_mask, "moving_mask.mha", "-mMask")):
+                if mask is not None:
+                    write_image(sitk.Cast(mask, sitk.sitkUInt8), tmp / name, compress=False)
+                    args += [flag, str(tmp / name)]
+        except OSError as error:
+            raise OSError(f"cannot write the images for elastix into the temporary folder {tmp.parent} ({error}); "
+                          "free some space there or set TMPDIR to a folder on a disk with free space") from None
         if threads:
             args += ["-threads", str(int(threads))]
         proc = subprocess.run(args, capture_output=True, text=True, env=_elastix_env(exe))

@@ -1,0 +1,68 @@
+"""Interrupts (Ctrl-C, SIGTERM from the Slicer module's Cancel) that are never lost.
+
+Python turns SIGINT into KeyboardInterrupt, but a library that catches every exception (or a signal arriving
+while an extension module loads) can drop it, and SIGTERM ends the process without cleanup. Inside
+:func:`interrupts_handled` both signals set a flag and raise KeyboardInterrupt; :func:`check_interrupted`
+raises it again where the run passes a checkpoint (every ``io.profiling`` stage and the final move of the
+outputs), so an interrupted run stops and its temporary outputs are removed.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_received: list[int] = []
+committed: list[str] = []
+"""Output folders whose outputs were moved into place completely in this process (``atomic.staged_folder``), so
+that an interrupt arriving just after the move is reported truthfully."""
+
+
+def _handler(signum, frame):
+    _received.append(signum)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def interrupted() -> str | None:
+    """Name of the first interrupting signal received inside :func:`interrupts_handled` (None when none)."""
+    return signal.Signals(_received[0]).name if _received else None
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt when an interrupt was received (even if a library swallowed the first one)."""
+    if _received:
+        raise KeyboardInterrupt(interrupted())
+
+
+@contextmanager
+def interrupts_handled() -> Iterator[None]:
+    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered while the block runs (main thread only;
+    elsewhere the block runs unchanged). The previous handlers come back afterwards."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    _received.clear()
+    committed.clear()
+    previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM wait until the block has ended (a few file moves that must happen all or not at all);
+    a signal that arrived meanwhile is handled right after it. Main thread on POSIX only; elsewhere unchanged."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signals = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
