@@ -24,10 +24,14 @@ def module(harness):
 
 
 def _head_like_pair(scene):
-    """Two small overlapping volumes that pass checkInputs (the worker is never allowed to finish)."""
-    pre, _ = make_oblique_node(scene, name="pre")
-    low, _ = make_oblique_node(scene, name="low")
-    return pre, low
+    """Two small overlapping, different volumes that pass checkInputs and the worker's image checks (20^3
+    voxels); the worker is never allowed to finish."""
+    from GadoReduceLib.io.mrml import volume_node_from_image
+    nodes = []
+    for seed, name in ((3, "pre"), (4, "low")):
+        image = sitk.GetImageFromArray((np.random.default_rng(seed).random((20, 20, 20)) * 1000).astype(np.float32))
+        nodes.append(volume_node_from_image(scene, image, name))
+    return tuple(nodes)
 
 
 def test_bad_inputs_raise_errors_naming_the_parameter(module, harness):

@@ -367,8 +367,8 @@ def check_predict_arguments(args) -> dict:
 
 def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
     """``gadoreduce predict`` (options of :func:`add_predict_arguments`): the validation stage first (arguments,
-    model file, output folder: :func:`check_predict_arguments`), then the model, the images (read and checked:
-    ``validation.images.read_inputs``), the case, and the outputs written into a temporary folder that moves into
+    model file, output folder: :func:`check_predict_arguments`), then the images (read and checked:
+    ``validation.images.read_inputs``), the model, the case, and the outputs written into a temporary folder that moves into
     ``args.output`` only when complete (``io.atomic.staged_folder``); returns (pipeline, result, paths). Inside an
     ``io.profiling.record`` block (the CLI's) the stages include validation, model loading and reading."""
     from .io.atomic import staged_folder
@@ -379,13 +379,13 @@ def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
     known = [path.name for path in output_files(args.output)]
     with staged_folder(args.output, known) as staging:
         progress = getattr(args, "progress", None)
+        with stage("reading"):  # before the model (torch takes seconds to load): image errors come first
+            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)})
         with stage("model loading"):
             pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
                                 memory_limit_gb=args.memory_limit,
                                 backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
                                 min_volume_mm3=args.min_volume, tta=args.tta)
-        with stage("reading"):
-            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)})
         result = pipeline.predict_case(images["pre_contrast"], images["low_dose"], args.dose, args.field_strength,
                                        args.agent, progress=progress)
         written = write(result, staging)

@@ -53,19 +53,22 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     out = folder / "out"
     from ..io.atomic import staged_folder
     from ..io.profiling import record as profile
+    from ..model.checksums import check_model_file
     from ..validation.images import read_inputs
     with profile() as stages, staged_folder(out, option="the job's output folder") as staging:
-        report(2, "Loading the model ...")
-        with stages.stage("model loading"):
-            pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
-                                backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
-                                min_volume_mm3=job["min_volume_mm3"])
-        report(5, "Reading and checking the volumes ...")
+        with stages.stage("validation"):  # the model file's checksum first: no torch, no image needed
+            check_model_file(job.get("model"))
+        report(2, "Reading and checking the volumes ...")
         with stages.stage("reading"):
             labels = job.get("input_labels", {})  # the module's node names: errors name the volume
             inputs = read_inputs({name: (labels.get(name), folder / job["inputs"][name] if job["inputs"].get(name)
                                          else None)
                                   for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")})
+        report(5, "Loading the model ...")
+        with stages.stage("model loading"):
+            pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
+                                backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
+                                min_volume_mm3=job["min_volume_mm3"])
         result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"],
                                        job["field_strength"], job["agent"], standard_dose=inputs["standard_dose"],
                                        lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
