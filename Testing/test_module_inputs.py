@@ -249,6 +249,7 @@ def test_image_problems_found_by_the_worker_name_the_volume(module, harness, pro
         return sitk.GetArrayFromImage(image_from_volume_node(node))
     before = {n.GetName(): voxels(n) for n in (pre, low)}
     logic = module.GadoReduceLogic()
+    logic.getParameterNode()  # made on first use: not an output
     count = harness.scene.GetNumberOfNodes()
     with pytest.raises(ValueError, match=expected):
         logic.process(preContrast=pre, lowDose=low, dose=0.25, fieldStrength=3.0, device="cpu")

@@ -1,7 +1,9 @@
 """The ``gadoreduce`` command: one subcommand per task, each a thin layer over GadoReduceLib.
 
-Errors in the user's input (a missing file, a 2D image, a bad option) print one clear line
-and exit with status 2; ``--debug`` shows the full traceback instead.
+Errors in the user's input (a missing file, a 2D image, a bad option, a full disk, a failure inside ITK or
+elastix, too little memory) print one clear line and exit with status 2; a defect of GadoReduce itself prints one
+line asking for a report and exits with 1; Ctrl-C or SIGTERM exit with 130 or 143 (``io.interrupts``);
+``--debug`` shows the full traceback instead.
 """
 
 from __future__ import annotations
@@ -471,6 +473,20 @@ def main(argv: list[str] | None = None) -> int:
               "whole 3D T1w brain scans with ordinary intensities; run again with --debug to see the full traceback "
               "and report it if the inputs are fine.", file=sys.stderr)
         return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print(f"gadoreduce {args.command}: error: the computation ran out of memory; close other programs, or for "
+              "predict give --memory-limit GB (smaller network tiles) and check that the scans are brain volumes of "
+              "ordinary size.", file=sys.stderr)
+        return 2
+    except Exception as error:  # a defect of GadoReduce itself: one line and how to report it
+        if args.debug:
+            raise
+        print(f"gadoreduce {args.command}: internal error ({type(error).__name__}: {str(error)[:200]}); this is a "
+              "defect of GadoReduce, not of your data: run again with --debug and report the traceback.",
+              file=sys.stderr)
+        return 1
 
 
 def _interrupted(args, signal_name: str | None) -> int:
