@@ -110,4 +110,7 @@ def test_an_interrupt_that_a_library_swallowed_stops_the_run_at_the_next_stage()
             with profiling.stage("registration"):
                 reached.append("registration")
     assert reached == [] and interrupted() == "SIGINT"
+    with profiling.stage("a later run's stage"):  # the interrupt of a finished run stops nothing afterwards
+        reached.append("later")
+    assert reached == ["later"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 _received: list[int] = []
+_active: list[bool] = []
 committed: list[str] = []
 """Output folders whose outputs were moved into place completely in this process (``atomic.staged_folder``), so
 that an interrupt arriving just after the move is reported truthfully."""
@@ -31,8 +32,9 @@ def interrupted() -> str | None:
 
 
 def check_interrupted() -> None:
-    """Raise KeyboardInterrupt when an interrupt was received (even if a library swallowed the first one)."""
-    if _received:
+    """Inside :func:`interrupts_handled`: raise KeyboardInterrupt when an interrupt was received (even if a
+    library swallowed the first one). Outside it nothing happens (an earlier run's interrupt is over)."""
+    if _received and _active:
         raise KeyboardInterrupt(interrupted())
 
 
@@ -46,9 +48,11 @@ def interrupts_handled() -> Iterator[None]:
     _received.clear()
     committed.clear()
     previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    _active.append(True)
     try:
         yield
     finally:
+        _active.pop()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
 
