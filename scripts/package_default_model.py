@@ -153,6 +153,10 @@ def main() -> None:
     }
     path = save_model(args.output, loaded.model, loaded.config, loaded.normalization, loaded.gamma, metadata)
     print(f"wrote {path} ({path.stat().st_size / 2**20:.1f} MiB) with its .sha256 and model card")
+    from GadoReduceLib.model.checksums import SHIPPED_MODELS, sha256_of
+    if path.name in SHIPPED_MODELS and SHIPPED_MODELS[path.name] != sha256_of(path):
+        print(f"now set SHIPPED_MODELS[{path.name!r}] in GadoReduceLib/model/checksums.py to {sha256_of(path)!r} "
+              "(the package verifies the shipped file against it; Testing/test_default_model.py checks it)")
 
 
 if __name__ == "__main__":

@@ -446,7 +446,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    from .io.interrupts import interrupted, interrupts_handled
+    from .io.interrupts import interrupted, interrupts_handled, report_interrupt
     try:
         from .io.memory import command_allocator
         with interrupts_handled(), command_allocator():
@@ -454,10 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         return 0
     except KeyboardInterrupt:
-        return _interrupted(args, interrupted())
+        return report_interrupt(args.command)
     except (ValueError, FileNotFoundError, OSError) as error:
         if interrupted():
-            return _interrupted(args, interrupted())
+            return report_interrupt(args.command)
         if args.debug:
             raise
         from .io.atomic import user_message
@@ -465,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except RuntimeError as error:  # ITK, elastix or torch failed on these inputs: one line, not a traceback
         if interrupted():
-            return _interrupted(args, interrupted())
+            return report_interrupt(args.command)
         if args.debug:
             raise
         first = next((line.strip() for line in str(error).splitlines() if "ERROR" in line), str(error).strip())
@@ -487,17 +487,6 @@ def main(argv: list[str] | None = None) -> int:
               "defect of GadoReduce, not of your data: run again with --debug and report the traceback.",
               file=sys.stderr)
         return 1
-
-
-def _interrupted(args, signal_name: str | None) -> int:
-    from .io.interrupts import committed
-    how = "terminated" if signal_name == "SIGTERM" else "interrupted"
-    if committed:
-        state = f"the outputs had been written completely into {committed[-1]} just before"
-    else:
-        state = "the output folder was left as it was (this run's partial outputs were removed)"
-    print(f"gadoreduce {args.command}: {how}; {state}.", file=sys.stderr)
-    return 143 if signal_name == "SIGTERM" else 130
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import numpy as np
 import SimpleITK as sitk
 import torch
 
+from ..io.interrupts import check_interrupted
 from ..physics.agents import get_agent
 from .region_defaults import FLIPS, PRECISION_NAMES
 from ..physics.lowdose import check_dose
@@ -279,6 +280,7 @@ def _predict_tiled(model, arrays, conditions, tile, overlap, precision, dev, lay
             for c in starts[2]:
                 sl = tuple(slice(s, s + min(tile, n)) for s, n in zip((a, b, c), padded))
                 region = tuple(slice(r.start, min(r.stop, n)) for r, n in zip(sl, shape))
+                check_interrupted()  # Ctrl-C stops between tiles (``io.interrupts``)
                 x = input_tensor(*arrays, channels_last=layout, region=region,
                                  size=tuple(r.stop - r.start for r in sl))
                 y = _run(model, x, conditions, dev, precision)

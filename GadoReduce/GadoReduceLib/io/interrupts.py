@@ -1,10 +1,12 @@
 """Interrupts (Ctrl-C, SIGTERM from the Slicer module's Cancel) that are never lost.
 
-Python turns SIGINT into KeyboardInterrupt, but a library that catches every exception (or a signal arriving
-while an extension module loads) can drop it, and SIGTERM ends the process without cleanup. Inside
-:func:`interrupts_handled` both signals set a flag and raise KeyboardInterrupt; :func:`check_interrupted`
-raises it again where the run passes a checkpoint (every ``io.profiling`` stage and the final move of the
-outputs), so an interrupted run stops and its temporary outputs are removed.
+Python turns SIGINT into KeyboardInterrupt wherever the main thread happens to be, so a library that catches
+every exception (or a signal arriving while an extension module loads) can drop it, a KeyboardInterrupt raised
+in the middle of a library's work can crash it (measured: a segmentation fault during registration), and SIGTERM
+ends the process without cleanup. Inside :func:`interrupts_handled` the first SIGINT or SIGTERM only sets a flag
+(and says so on stderr); :func:`check_interrupted` raises KeyboardInterrupt at the run's checkpoints (every
+``io.profiling`` stage boundary, every network tile, the final move of the outputs), so an interrupted run
+stops within one step and its temporary outputs are removed. A second signal raises at once.
 """
 
 from __future__ import annotations
@@ -23,7 +25,11 @@ that an interrupt arriving just after the move is reported truthfully."""
 
 def _handler(signum, frame):
     _received.append(signum)
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+    if len(_received) > 1:  # a second Ctrl-C: stop now
+        raise KeyboardInterrupt(signal.Signals(signum).name)
+    import sys
+    print("stopping at the end of the current step (press Ctrl-C again to stop at once) ...", file=sys.stderr,
+          flush=True)
 
 
 def interrupted() -> str | None:
@@ -40,8 +46,9 @@ def check_interrupted() -> None:
 
 @contextmanager
 def interrupts_handled() -> Iterator[None]:
-    """SIGINT and SIGTERM raise KeyboardInterrupt and are remembered while the block runs (main thread only;
-    elsewhere the block runs unchanged). The previous handlers come back afterwards."""
+    """SIGINT and SIGTERM are remembered while the block runs and raise KeyboardInterrupt at the next
+    :func:`check_interrupted` (a second one at once); main thread only, elsewhere the block runs unchanged.
+    The previous handlers come back afterwards."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -70,3 +77,17 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def report_interrupt(command: str) -> int:
+    """Print what an interrupt of ``gadoreduce COMMAND`` left (the truth about the outputs); returns the exit
+    status: 130 for SIGINT, 143 for SIGTERM."""
+    import sys
+    name = interrupted()
+    how = "terminated" if name == "SIGTERM" else "interrupted"
+    if committed:
+        state = f"the outputs had been written completely into {committed[-1]} just before"
+    else:
+        state = "the output folder was left as it was (this run's partial outputs were removed)"
+    print(f"gadoreduce {command}: {how}; {state}.", file=sys.stderr)
+    return 143 if name == "SIGTERM" else 130
