@@ -152,8 +152,8 @@ def _incomplete(path: Path, problem: str) -> OSError:
 
 def verify_written_image(path: str | os.PathLike, image, name: str | None = None) -> None:
     """Check that a file just written from ``image`` (SimpleITK) is complete, before it is moved into place:
-    NIfTI header dimensions and the data length (the gzip trailer's for ``.gz``), NRRD data length, other
-    formats read back. ITK's NIfTI writer reports a full disk only on stderr, so this is the check that finds it.
+    NIfTI header dimensions and the data length (the gzip trailer's for ``.gz``), NRRD and MetaImage (``.mha``)
+    data lengths from their headers (no image is read back), other formats read back. ITK's NIfTI writer reports a full disk only on stderr, so this is the check that finds it.
     ``name``: the final file name (the suffix decides the format). OSError naming the file and the fix."""
     import SimpleITK as sitk
     path = Path(path)
@@ -191,6 +191,18 @@ def verify_written_image(path: str | os.PathLike, image, name: str | None = None
             raise _incomplete(Path(name), f"its gzip stream does not end with the length of {data_bytes} bytes")
         if encoding not in ("gzip", "gz") and size - (end + 2) != data_bytes:
             raise _incomplete(Path(name), f"{size - (end + 2)} of {data_bytes} data bytes")
+    elif name.endswith(".mha"):  # MetaImage with its data in the file (the elastix executable's inputs)
+        with open(path, "rb") as f:
+            head = f.read(1 << 16)
+        marker = head.find(b"ElementDataFile = LOCAL")
+        end = head.find(b"\n", marker) + 1 if marker >= 0 else 0
+        fields = dict(line.split(" = ", 1) for line in head[:end].decode("latin-1").splitlines() if " = " in line)
+        if not end:
+            raise _incomplete(Path(name), "its MetaImage header cannot be read back")
+        compressed = fields.get("CompressedData", "False").strip() == "True"
+        expected = int(fields.get("CompressedDataSize", -1)) if compressed else data_bytes
+        if size - end != expected:
+            raise _incomplete(Path(name), f"{size - end} of {expected} data bytes")
     else:
         try:
             back = sitk.ReadImage(str(path))
