@@ -120,7 +120,7 @@ def staged_folder(folder, known_outputs=(), option: str = "--output") -> Iterato
     try:
         yield staging
         from .interrupts import check_interrupted, committed, deferred
-        check_interrupted()  # an interrupt that a library swallowed still stops the run here
+        check_interrupted()  # an interrupt noted during the last step stops the run here, before any move
         written = sorted(p.name for p in staging.iterdir())
         with deferred():  # all files move, or none: an interrupt waits for the moves
             if not folder.exists() and staging.parent == parent:
