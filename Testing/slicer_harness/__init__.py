@@ -10,8 +10,13 @@ has no Qt-free build on PyPI:
 - ``slicer.app``: the qSlicerApplication singleton (scene, application logic, temp path);
 - ``slicer.modules``: the module registry, giving each registered module's real logic;
 - ``slicer.ScriptedLoadableModule``: the scripted-module base classes (they wrap Qt widgets);
-- ``slicer.parameterNodeWrapper``: Slicer's typed parameter-node decorator, reduced to what
-  GadoReduce uses (typed values and node references stored in a real vtkMRMLScriptedModuleNode);
+- ``slicer.parameterNodeWrapper`` (``slicer_harness.parameters``): Slicer's typed parameter-node decorator with
+  its serializers, validators, messages and GUI connectors, over a real vtkMRMLScriptedModuleNode;
+- SlicerElastix, SampleData and SlicerPyTorch (``slicer_harness.extensions``, on request through
+  :meth:`Harness.install_extensions`): their logic classes with the real signatures; SlicerElastix's runs the
+  real elastix executable;
+- Qt widgets for the widget test (``slicer_harness.qtwidgets``): PySide6 widgets driven through PythonQt's
+  interface, Slicer's custom widget classes as minimal subclasses;
 - ``slicer.i18n``: translation functions (identity here);
 - ``qt`` and ``ctk``: Qt widget modules; any attribute is a do-nothing class, because the
   headless tests exercise the logic, never the widgets;
@@ -22,11 +27,9 @@ Nothing of GadoReduceLib is replaced: the module's logic runs on the real core.
 
 from __future__ import annotations
 
-import enum
 import sys
 import tempfile
 import types
-import typing
 import unittest
 
 import slicer  # the real slicer-core package (MRML classes, slicer.util)
@@ -63,13 +66,36 @@ class _QtModule(types.ModuleType):
 
 
 class _App:
-    """Stand-in for qSlicerApplication: only what scripted modules call without a GUI."""
+    """Stand-in for qSlicerApplication (Base/QTGUI/qSlicerApplication.h, qSlicerCoreApplication.h, 5.8-main):
+    what scripted modules call. ``connect(signal, slot)`` records the slot; :meth:`emit` calls the slots of a
+    signal (``startupCompleted()`` is emitted by the application once every module is loaded)."""
+
+    SIGNALS = ("startupCompleted()", "aboutToQuit()")
 
     def __init__(self, scene, app_logic):
         self._scene = scene
         self._app_logic = app_logic
+        self._slots = {}
         self.temporaryPath = tempfile.mkdtemp(prefix="gadoreduce-slicer-")
-        self.commandOptions = lambda: types.SimpleNamespace(noMainWindow=True, testingEnabled=True)
+        self.testing = True
+
+    def commandOptions(self):
+        return types.SimpleNamespace(noMainWindow=True, testingEnabled=self.testing)
+
+    def testingEnabled(self):
+        return self.testing
+
+    def connect(self, signal, slot):
+        if signal not in self.SIGNALS:
+            raise ValueError(f"stand-in: qSlicerApplication has no signal {signal!r}")
+        if not callable(slot):
+            raise TypeError("slot must be callable")
+        self._slots.setdefault(signal, []).append(slot)
+        return True
+
+    def emit(self, signal):
+        for slot in self._slots.get(signal, []):
+            slot()
 
     def mrmlScene(self):
         return self._scene
@@ -78,6 +104,12 @@ class _App:
         return self._app_logic
 
     def processEvents(self, *args):
+        pass
+
+    def setOverrideCursor(self, cursor):
+        pass
+
+    def restoreOverrideCursor(self):
         pass
 
     def layoutManager(self):
@@ -126,84 +158,31 @@ class ScriptedLoadableModuleLogic:
 
 
 class ScriptedLoadableModuleWidget:
+    """Base/Python/slicer/ScriptedLoadableModule.py: without a parent, the widget makes its own panel with a
+    vertical layout (``self.layout``); ``setup()`` adds nothing here (Slicer adds Reload and Test buttons in
+    developer mode). Widgets need :meth:`Harness.install_widgets`."""
+
     def __init__(self, parent=None):
-        self.parent = parent
         self.moduleName = self.__class__.__name__[:-len("Widget")]
+        self.developerMode = False
+        self.parent = parent
+        self.layout = None
+
+    def resourcePath(self, filename):
+        import os
+        return os.path.join(os.path.dirname(sys.modules[self.__class__.__module__].__file__), "Resources", filename)
+
+    def setup(self):
+        import qt
+        if self.parent is None:
+            self.parent = qt.QWidget()
+            self.parent.isEntered = True
+            self.layout = qt.QVBoxLayout(self.parent)
 
 
 class ScriptedLoadableModuleTest(unittest.TestCase):
     def delayDisplay(self, message, msec=0):
         print(message)
-
-
-# --- slicer.parameterNodeWrapper stand-in --------------------------------------------------
-
-class WithinRange:
-    def __init__(self, minimum, maximum):
-        self.minimum, self.maximum = minimum, maximum
-
-
-class Choice:
-    def __init__(self, choices):
-        self.choices = tuple(choices)
-
-
-def _property_for(name, annotation, default):
-    base, validators = annotation, ()
-    if typing.get_origin(annotation) is typing.Annotated:
-        base, *validators = typing.get_args(annotation)
-    if typing.get_origin(base) in (typing.Union, types.UnionType):  # Optional[NodeType]
-        base = next(a for a in typing.get_args(base) if a is not type(None))
-    is_node = isinstance(base, type) and base.__name__.startswith("vtkMRML")
-
-    def getter(self):
-        if is_node:
-            return self.parameterNode.GetNodeReference(name)
-        text = self.parameterNode.GetParameter(name)
-        if text == "":
-            return default
-        if base is bool:
-            return text == "true"
-        return base(text)
-
-    def setter(self, value):
-        if is_node:
-            self.parameterNode.SetNodeReferenceID(name, value.GetID() if value is not None else None)
-            return
-        for validator in validators:
-            if isinstance(validator, WithinRange) and not validator.minimum <= value <= validator.maximum:
-                raise ValueError(f"{name} must be within [{validator.minimum}, {validator.maximum}], not {value}")
-            if isinstance(validator, Choice) and value not in validator.choices:
-                raise ValueError(f"{name} must be one of {validator.choices}, not {value!r}")
-        if base is bool:
-            text = "true" if value else "false"
-        elif isinstance(value, enum.Enum):
-            text = value.value
-        else:
-            text = str(base(value))
-        self.parameterNode.SetParameter(name, text)
-
-    return property(getter, setter)
-
-
-def parameterNodeWrapper(cls):
-    hints = typing.get_type_hints(cls, include_extras=True)
-    defaults = {name: getattr(cls, name, None) for name in hints}
-
-    def __init__(self, parameterNode):
-        self.parameterNode = parameterNode
-        for name, value in defaults.items():
-            if value is not None and parameterNode.GetParameter(name) == "" and not _is_node_hint(hints[name]):
-                setattr(self, name, value)
-
-    namespace = {name: _property_for(name, hint, defaults[name]) for name, hint in hints.items()}
-    namespace["__init__"] = __init__
-    namespace["allParameters"] = property(lambda self: list(hints))
-    return type(cls.__name__, (), namespace)
-
-
-def _is_node_hint(hint) -> bool:
-    return "vtkMRML" in repr(hint)
 
 
 # --- slicer.dicomDatabase stand-in ---------------------------------------------------------
@@ -257,6 +236,8 @@ class Harness:
         self.app_logic = slicer.vtkSlicerApplicationLogic()
         self.app_logic.SetMRMLScene(self.scene)
         self.logics = {}
+        self._extensions = set()
+        self._saved_pythonpath = None
         for name, class_name in MODULE_LOGICS.items():
             logic = getattr(slicer, class_name)()
             logic.SetMRMLApplicationLogic(self.app_logic)
@@ -273,6 +254,16 @@ class Harness:
 
     def uninstall(self):
         """Remove the stand-ins again, so that code outside the harness sees plain slicer-core."""
+        for name in set(self._extensions):
+            sys.modules.pop(name, None)
+        self._extensions = set()
+        if self._saved_pythonpath is not None:
+            import os
+            if self._saved_pythonpath:
+                os.environ["PYTHONPATH"] = self._saved_pythonpath
+            else:
+                os.environ.pop("PYTHONPATH", None)
+            self._saved_pythonpath = None
         for name in self.STAND_IN_MODULES:
             sys.modules.pop(name, None)
         for name in self.STAND_IN_ATTRIBUTES:
@@ -292,14 +283,53 @@ class Harness:
                     ScriptedLoadableModuleTest):
             setattr(slm, obj.__name__, obj)
         slm.__all__ = [obj for obj in dir(slm) if obj.startswith("Scripted")]
-        pnw = types.ModuleType("slicer.parameterNodeWrapper")
-        pnw.parameterNodeWrapper, pnw.WithinRange, pnw.Choice = parameterNodeWrapper, WithinRange, Choice
+        from . import extensions, parameters
+        extensions.reset()
+        pnw = parameters.module()
         i18n = types.ModuleType("slicer.i18n")
         i18n.tr = lambda text: text
         i18n.translate = lambda context, text: text
         for name, module in (("ScriptedLoadableModule", slm), ("parameterNodeWrapper", pnw), ("i18n", i18n)):
             sys.modules[f"slicer.{name}"] = module
             setattr(slicer, name, module)
+
+    def install_extensions(self, *names):
+        """Make the stand-ins of Slicer modules and extensions importable (``Elastix``, ``SampleData``,
+        ``PyTorchUtils``) and list them in ``slicer.modules`` (as ``elastix``, ``sampledata``,
+        ``pytorchutils``); they are removed again by :meth:`uninstall`."""
+        from . import extensions
+        for name in names:
+            module = extensions.EXTENSION_MODULES[name]()
+            sys.modules[name] = module
+            self._extensions.add(name)
+            logic_class = next(v for k, v in vars(module).items() if k.endswith("Logic"))
+            setattr(slicer.modules, name.lower(), _ModuleEntry(name, logic_class()))
+
+    def hide_from_subprocesses(self, *names):
+        """Python subprocesses started from now on cannot import ``names`` (as PythonSlicer has no ``itk``): a
+        ``sitecustomize`` first on PYTHONPATH refuses them; undone by :meth:`uninstall`."""
+        import os
+        folder = tempfile.mkdtemp(prefix="gadoreduce-hidden-")
+        with open(os.path.join(folder, "sitecustomize.py"), "w") as f:
+            f.write("import sys\n"
+                    f"HIDDEN = {tuple(names)!r}\n"
+                    "class _Hide:\n"
+                    "    def find_spec(self, name, path=None, target=None):\n"
+                    "        if name.split('.')[0] in HIDDEN:\n"
+                    "            raise ModuleNotFoundError(f\"No module named '{name}' (hidden, as in PythonSlicer)\")\n"
+                    "        return None\n"
+                    "sys.meta_path.insert(0, _Hide())\n")
+        if self._saved_pythonpath is None:
+            self._saved_pythonpath = os.environ.get("PYTHONPATH", "")
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (folder, os.environ.get("PYTHONPATH")) if p)
+        return folder
+
+    def install_widgets(self):
+        """Real Qt widgets (PySide6, offscreen) behind Slicer's ``qt`` and ``ctk`` modules, for building the
+        module panel from its .ui (``slicer_harness.qtwidgets``); removed again by :meth:`uninstall`."""
+        from . import qtwidgets
+        sys.modules["qt"] = qtwidgets.qt_module()
+        sys.modules["ctk"] = qtwidgets.ctk_module()
 
     def clear(self):
         """Remove all data nodes from the scene (as File / Close scene does)."""
