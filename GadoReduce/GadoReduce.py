@@ -6,6 +6,7 @@ MRML nodes to images and back and calls into the core; inputs are never modified
 
 import logging
 import os
+import pathlib
 from typing import Annotated, Optional
 
 import vtk
@@ -21,6 +22,7 @@ from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTabl
 from GadoReduceLib import DISCLAIMER
 from GadoReduceLib.physics.agents import DEFAULT_AGENT
 from GadoReduceLib.inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS
+from GadoReduceLib.module.inputs import DOSE_RANGE, FIELD_STRENGTH_RANGE, agent_names, shipped_model_path
 
 CITATION = (
     "Pinetz T, Kobler E, Haase R, Luetkens JA, Meetschen M, Haubold J, Deuschl C, Radbruch A, "
@@ -48,10 +50,10 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
             "strength, agent relaxivity and noise level (Pinetz, Kobler et al. 2024).<br><br><b>"
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
-        if hasattr(slicer.app, "connect"):  # the real application (not the headless harness)
-            from GadoReduceLib.module.sample_data import register_sample_data
-            icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
-            slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
+        # the sample phantom in Sample Data, once every module (SampleData too) is loaded
+        from GadoReduceLib.module.sample_data import register_sample_data
+        icon = os.path.join(os.path.dirname(__file__), "Resources", "Icons", "GadoReduce.png")
+        slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
 
 #
@@ -64,9 +66,11 @@ class GadoReduceParameterNode:
 
     preContrast, lowDose: input volumes (never modified).
     standardDose, lesionSegmentation: optional references for evaluation.
-    dose: low dose as a fraction of the standard dose, in (0, 1].
-    fieldStrength: tesla. agent: generic name of the contrast agent.
-    modelPath: model file (.pt), empty for the shipped default model. device: auto, cpu or cuda.
+    dose: low dose as a fraction of the standard dose, 0.01-1 (0.33 = 33 %).
+    fieldStrength: tesla, 1-3.5. agent: generic name of the contrast agent (one of the panel's list).
+    modelPath: model file (.pt); the default is the shipped model's path in this installation. device: auto, cpu
+    or cuda. Every value is bound to its widget both ways (connectGui), so values set from the console show in
+    the panel and stay.
     thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
     registeredStandardDose (with a standard dose only), virtualDoseVolume, enhancingRegions, regionTable,
@@ -78,10 +82,10 @@ class GadoReduceParameterNode:
     lowDose: vtkMRMLScalarVolumeNode
     standardDose: vtkMRMLScalarVolumeNode
     lesionSegmentation: vtkMRMLSegmentationNode
-    dose: Annotated[float, WithinRange(0.01, 1.0)] = 0.33
-    fieldStrength: Annotated[float, WithinRange(1.0, 3.5)] = 3.0
-    agent: str = DEFAULT_AGENT
-    modelPath: str = ""
+    dose: Annotated[float, WithinRange(*DOSE_RANGE)] = 0.33
+    fieldStrength: Annotated[float, WithinRange(*FIELD_STRENGTH_RANGE)] = 3.0
+    agent: Annotated[str, Choice(agent_names())] = DEFAULT_AGENT
+    modelPath: pathlib.Path = shipped_model_path()
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = DEFAULT_THRESHOLD_SIGMAS
     minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = DEFAULT_MIN_VOLUME_MM3
@@ -122,8 +126,6 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.logic = GadoReduceLogic()
 
         self.ui.disclaimerLabel.text = DISCLAIMER
-        self.ui.agentComboBox.addItems(self.logic.agentNames())
-        self.ui.fieldStrengthComboBox.currentIndex = 1
         self.ui.modelPathLineEdit.filters = ctk.ctkPathLineEdit.Files
         self.ui.modelPathLineEdit.nameFilters = ["GadoReduce model (*.pt)"]
         self._timer = qt.QTimer()
@@ -134,10 +136,6 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
         self.ui.applyButton.connect("clicked(bool)", self.onApplyButton)
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
-        self.ui.doseSpinBox.connect("valueChanged(double)", self._onAcquisitionChanged)
-        self.ui.fieldStrengthComboBox.connect("currentIndexChanged(int)", self._onAcquisitionChanged)
-        self.ui.agentComboBox.connect("currentIndexChanged(int)", self._onAcquisitionChanged)
-        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self._onAcquisitionChanged)
         self.ui.virtualDoseSlider.connect("valueChanged(double)", self._onVirtualDose)
         self.ui.lowDoseSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onLowDoseChanged)
         self.initializeParameterNode()
@@ -145,6 +143,13 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
     def cleanup(self) -> None:
         self.removeObservers()
         self.logic.cancel()
+
+    def onReload(self) -> None:
+        """Reload and Test (developer mode): reload GadoReduceLib's submodules first, then the module file
+        (Slicer's reload reloads only the module file)."""
+        from GadoReduceLib.module.reload import reload_library
+        reload_library()
+        super().onReload()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -172,45 +177,22 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
     def setParameterNode(self, inputParameterNode: Optional[GadoReduceParameterNode]) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
             self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self._checkCanApply)
-            params = self._parameterNode  # widgets bound by hand (percent, 1.5/3 T, agent list, path)
-            self._showAcquisition({"dose": params.dose, "field_strength": params.fieldStrength, "agent": params.agent})
-            self.ui.modelPathLineEdit.currentPath = params.modelPath
-            self._onAcquisitionChanged()
             self._checkCanApply()
 
     def _onLowDoseChanged(self, node) -> None:
         """Pre-fill dose, field strength and agent from the low-dose scan's DICOM header (editable afterwards)."""
-        if node is None:
+        if node is None or not self._parameterNode:
             return
-        found = self.logic.acquisitionFromVolume(node)
-        self._showAcquisition(found)
+        found = self.logic.setAcquisitionFromVolume(node, self._parameterNode)
         if found:
             self.ui.statusLog.appendPlainText(_("From the DICOM header: ") + ", ".join(
                 f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in found.items()))
-
-    def _showAcquisition(self, values: dict) -> None:
-        """Show dose (fraction, if in (0, 1]), field strength (1.5 or 3 T, the nearer) and agent where given."""
-        if 0 < values.get("dose", 0) <= 1:
-            self.ui.doseSpinBox.value = 100.0 * values["dose"]
-        if "field_strength" in values:
-            self.ui.fieldStrengthComboBox.currentIndex = 0 if values["field_strength"] < 2.25 else 1
-        if "agent" in values:
-            self.ui.agentComboBox.currentText = values["agent"]
-
-    def _onAcquisitionChanged(self, *args) -> None:
-        if not self._parameterNode:
-            return
-        self._parameterNode.dose = self.ui.doseSpinBox.value / 100.0
-        self._parameterNode.fieldStrength = 1.5 if self.ui.fieldStrengthComboBox.currentIndex == 0 else 3.0
-        self._parameterNode.agent = self.ui.agentComboBox.currentText
-        self._parameterNode.modelPath = self.ui.modelPathLineEdit.currentPath
-        self.ui.relaxivityLabel.text = self.logic.relaxivityText(self._parameterNode.agent,
-                                                                 self._parameterNode.fieldStrength)
 
     def _checkCanApply(self, caller=None, event=None) -> None:
         problems = self.logic.checkInputs(self._parameterNode) if self._parameterNode else [_("No parameters.")]
@@ -220,6 +202,9 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.ui.applyReasonLabel.text = _("Running ...") if busy else "\n".join(problems)
         self.ui.applyButton.toolTip = _("Run the computation.") if not problems else problems[0]
         self.ui.virtualDoseSlider.enabled = bool(self._parameterNode and self._parameterNode.contrastSignal)
+        if self._parameterNode:
+            self.ui.relaxivityLabel.text = self.logic.relaxivityText(self._parameterNode.agent,
+                                                                     self._parameterNode.fieldStrength)
 
     def onApplyButton(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=True):
@@ -237,9 +222,17 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self._checkCanApply()
 
     def _onPoll(self) -> None:
-        finished = True  # also when pollJob raises (the job is over then)
-        with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=False):
+        try:
             finished = self.logic.pollJob()
+        except Exception:  # the job is over: stop polling first, then show the error (tryWithErrorDisplay re-raises)
+            self._timer.stop()
+            self._checkCanApply()
+            try:
+                with slicer.util.tryWithErrorDisplay(_("GadoReduce failed."), waitCursor=False):
+                    raise
+            except Exception as error:  # shown above; a timer slot has nobody to raise to
+                self.ui.statusLog.appendPlainText(_("Failed: ") + str(error))
+            return
         if finished:
             self._timer.stop()
             self._checkCanApply()
@@ -381,6 +374,22 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
                                 virtualDose)
 
     # --- DICOM, dependencies ----------------------------------------------------------------
+    def setAcquisitionFromVolume(self, volumeNode, parameters=None) -> dict:
+        """Set dose, fieldStrength and agent of ``parameters`` (default: the module's) from the DICOM header of
+        ``volumeNode`` where it has them (:meth:`acquisitionFromVolume`); returns what was found."""
+        from GadoReduceLib.module.inputs import acquisition_values, set_parameters
+        found = self.acquisitionFromVolume(volumeNode)
+        values = acquisition_values(found)
+        if values:
+            set_parameters(parameters if parameters is not None else self.getParameterNode(), values)
+        return found
+
+    def loadSamplePhantom(self) -> list:
+        """Add the sample phantom (what Sample Data's "GadoReduce phantom" button loads) to the scene: pre-contrast,
+        low dose (33 %), standard dose and its true lesions; returns the four nodes. A synthetic case."""
+        from GadoReduceLib.module.sample_data import sample_phantom_nodes
+        return sample_phantom_nodes(slicer.mrmlScene)
+
     @staticmethod
     def acquisitionFromVolume(volumeNode) -> dict:
         """Field strength (T), agent, contrast volume (mL), weight (kg) and dose estimate from the DICOM header
@@ -390,9 +399,10 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 
     @staticmethod
     def ensureDependencies(askConfirmation: bool = True) -> bool:
-        """Install missing Python packages at first Apply (never at import): torch through the PyTorch extension,
-        the others with slicer.pydeps.pip_ensure (Slicer >= 5.11) or slicer.util.pip_install. False when the
-        user declined or Slicer must restart; True when everything is importable."""
+        """Install what is missing or too old at first Apply (never at import), after one confirmation: torch
+        through the PyTorch extension, the others (version ranges for this Python) with slicer.util.pip_install;
+        itk-elastix only without SlicerElastix. False when the user declined or Slicer must restart; True when
+        every requirement is met (GadoReduceLib.module.install)."""
         from GadoReduceLib.module.install import ensure_dependencies
         return ensure_dependencies(askConfirmation)
 
@@ -402,14 +412,35 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
 #
 
 class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
-    """Self-test run by Slicer (Reload and Test) and by the headless harness."""
+    """Self-test run by Slicer (Reload and Test, the extension build's ctest) and by the headless harness.
+
+    The quick test always runs. The phantom flow (minutes on a CPU, needs torch) runs only where torch is
+    installed and the environment variable ``GADOREDUCE_FULL_SELF_TEST`` is 1 (the CMake option
+    ``GadoReduce_FULL_SELF_TEST`` sets it for ctest): the Extensions build machines have no torch.
+    """
+
+    FULL_TEST_VARIABLE = "GADOREDUCE_FULL_SELF_TEST"
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
+    @classmethod
+    def fullTestWanted(cls) -> tuple:
+        """(run the phantom flow?, why not)."""
+        import importlib.util
+        if os.environ.get(cls.FULL_TEST_VARIABLE, "") != "1":
+            return False, f"set {cls.FULL_TEST_VARIABLE}=1 to run it (minutes on a CPU)"
+        if importlib.util.find_spec("torch") is None:
+            return False, "PyTorch is not installed (install the PyTorch extension)"
+        return True, ""
+
     def runTest(self):
         self.setUp()
         self.test_volume_round_trip()
+        wanted, reason = self.fullTestWanted()
+        if not wanted:
+            logging.info(f"GadoReduce self-test: the phantom flow is skipped: {reason}.")
+            return
         self.setUp()
         self.test_phantom_process()
 

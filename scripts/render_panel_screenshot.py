@@ -30,10 +30,9 @@ for name, items in {"preContrastSelector": ["pre_contrast"], "lowDoseSelector": 
                        "registeredLowDose", "registeredStandardDose", "virtualDoseVolume")},
                     "agentComboBox": ["gadobutrol", "gadoterate"], "deviceComboBox": ["auto", "cpu", "cuda"]}.items():
     w.findChild(QtWidgets.QComboBox, name).addItems(items)
-w.findChild(QtWidgets.QComboBox, "fieldStrengthComboBox").setCurrentIndex(1)
 w.findChild(QtWidgets.QLabel, "relaxivityLabel").setText("4.5 L/(mmol s) at 3 T")
 w.findChild(QtWidgets.QLabel, "disclaimerLabel").setText("GadoReduce is research software. It is not a medical device and must not be used for diagnosis or treatment decisions.")
-w.findChild(QtWidgets.QLineEdit, "modelPathLineEdit").setPlaceholderText("default model")
+w.findChild(QtWidgets.QLineEdit, "modelPathLineEdit").setText(".../Resources/Models/gadoreduce_default.pt")
 w.findChild(QtWidgets.QLabel, "applyReasonLabel").setText("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan.")
 w.resize(400, 1010); w.show(); app.processEvents()
 w.grab().save(out)

@@ -5,9 +5,62 @@ Reads volume nodes through their VTK methods only (no ``slicer`` import). Resear
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from ..physics.agents import AGENTS, get_agent
+
+FIELD_STRENGTH_RANGE = (1.0, 3.5)
+"""Field strengths (tesla) the panel and the parameter node accept."""
+DOSE_RANGE = (0.01, 1.0)
+"""Low doses (fraction of the standard dose) the panel and the parameter node accept."""
+
+
+def shipped_model_path() -> Path:
+    """Where the shipped default model lies in this installation (the parameter node's default ``modelPath``;
+    not checked to exist: :func:`model_problem` does that)."""
+    from ..io.resources import resources_dir
+    from ..model.checksums import DEFAULT_MODEL
+    return Path(resources_dir().joinpath(*DEFAULT_MODEL))
+
+
+def model_file(path) -> Path | None:
+    """The model file for the parameter ``modelPath``: None for the shipped default model (its path here, an
+    empty path, or the default model's path from a scene saved by another installation), else the path."""
+    from ..model.checksums import DEFAULT_MODEL
+    text = str(path or "").strip()
+    if text in ("", "."):
+        return None
+    path = Path(text)
+    shipped = shipped_model_path()
+    if path == shipped or (path.name == DEFAULT_MODEL[-1] and not path.exists() and shipped.exists()):
+        return None
+    return path
+
+
+def model_problem(path) -> str | None:
+    """None when ``modelPath`` names an existing model file (or the shipped default), else the message."""
+    chosen = model_file(path)
+    if chosen is None:
+        return None if shipped_model_path().is_file() else (
+            f"The default model is missing from this installation ({shipped_model_path()}) (modelPath): "
+            "reinstall the extension or choose a model file.")
+    if not chosen.is_file():
+        return (f"The model file '{chosen}' (modelPath) does not exist; choose a GadoReduce model file (.pt) or "
+                f"the default model {shipped_model_path()}.")
+    return None
+
+
+def acquisition_values(found: dict) -> dict:
+    """The parameter-node values (dose, fieldStrength, agent) for the acquisition fields read from a DICOM
+    header (``dicom.acquisition_from_tags``) that the parameter node accepts; others are left out."""
+    values = {}
+    if DOSE_RANGE[0] <= found.get("dose", 0) <= DOSE_RANGE[1]:
+        values["dose"] = float(found["dose"])
+    if FIELD_STRENGTH_RANGE[0] <= found.get("field_strength", 0) <= FIELD_STRENGTH_RANGE[1]:
+        values["fieldStrength"] = float(found["field_strength"])
+    if found.get("agent") in AGENTS:
+        values["agent"] = found["agent"]
+    return values
 
 
 def agent_problem(agent: str) -> str | None:
@@ -74,20 +127,25 @@ def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
                 problems.append(f"The fields of view of '{pre.GetName()}' (preContrast) and '{other.GetName()}' "
                                 f"({label}) do not overlap; check that both scans are of the same patient and session.")
     problems += [p for p in (dose_problem(parameters.dose), agent_problem(parameters.agent)) if p]
-    if parameters.modelPath and not os.path.isfile(parameters.modelPath):
-        problems.append(f"The model file '{parameters.modelPath}' (modelPath) does not exist; leave it empty for "
-                        "the default model.")
+    model = model_problem(parameters.modelPath)
+    if model:
+        problems.append(model)
     return problems
 
 
 def set_parameters(parameters, values: dict):
     """Set each ``name=value`` of ``values`` on the parameter node ``parameters``; returns it. ValueError naming the
-    parameter for an unknown name or an invalid value (the parameter node checks ranges and choices)."""
+    parameter for an unknown name or an invalid value (the parameter node checks types, ranges and choices);
+    text is accepted for a path."""
     for name, value in values.items():
         if name not in parameters.allParameters:
             raise ValueError(f"Unknown parameter '{name}'; use one of {', '.join(parameters.allParameters)}.")
+        if name == "agent" and agent_problem(value):
+            raise ValueError(agent_problem(value))
+        if isinstance(value, str) and parameters.dataType(name) is Path:
+            value = Path(value)  # a path typed as text in the console
         try:
             setattr(parameters, name, value)
-        except ValueError as error:
+        except (TypeError, ValueError) as error:  # the parameter node's type and range checks
             raise ValueError(f"Invalid value for '{name}': {error}") from None
     return parameters

@@ -13,10 +13,12 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 from .worker import RESULT_FILE, parse_progress
@@ -31,12 +33,32 @@ class JobFailed(RuntimeError):
 
 
 def python_executable() -> str:
-    """PythonSlicer inside 3D Slicer (a plain Python with Slicer's packages), else this interpreter."""
-    name = "PythonSlicer.exe" if os.name == "nt" else "PythonSlicer"
-    candidate = Path(sys.executable).with_name(name)
-    if candidate.is_file():
-        return str(candidate)
-    return sys.executable
+    """PythonSlicer inside 3D Slicer (a plain Python with Slicer's packages, beside Slicer's executable or on
+    PATH, as MONAIAuto3DSeg finds it), else this interpreter."""
+    beside = shutil.which("PythonSlicer", path=str(Path(sys.executable).parent))
+    return beside or shutil.which("PythonSlicer") or sys.executable
+
+
+WINDOWS_CREATE_NEW_PROCESS_GROUP = 0x00000200
+WINDOWS_CREATE_NO_WINDOW = 0x08000000
+WINDOWS_STARTF_USESHOWWINDOW, WINDOWS_SW_HIDE = 0x00000001, 0
+
+
+def popen_options(platform: str = os.name) -> dict:
+    """``subprocess.Popen`` keywords of the worker: output as UTF-8 text with undecodable bytes replaced (the
+    worker writes UTF-8, ``PYTHONIOENCODING``), its own process group (so that cancel kills the tree), and on
+    Windows no console window (as SlicerElastix starts elastix)."""
+    options = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True, "encoding": "utf-8",
+               "errors": "replace"}
+    if platform == "nt":
+        info = subprocess.STARTUPINFO() if hasattr(subprocess, "STARTUPINFO") else types.SimpleNamespace(
+            dwFlags=0, wShowWindow=0)  # the Windows type exists only on Windows
+        info.dwFlags |= WINDOWS_STARTF_USESHOWWINDOW
+        info.wShowWindow = WINDOWS_SW_HIDE
+        options.update(startupinfo=info, creationflags=WINDOWS_CREATE_NEW_PROCESS_GROUP | WINDOWS_CREATE_NO_WINDOW)
+    else:
+        options["start_new_session"] = True
+    return options
 
 
 def kill_tree(process: subprocess.Popen) -> None:
@@ -65,11 +87,10 @@ class BackgroundJob:
         env = dict(os.environ if env is None else env)
         env["PYTHONPATH"] = os.pathsep.join(p for p in (module_dir, env.get("PYTHONPATH")) if p)
         env["PYTHONUNBUFFERED"] = "1"
-        kwargs = {"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if os.name == "nt" else \
-            {"start_new_session": True}
-        self.process = subprocess.Popen([python or python_executable(), "-m", "GadoReduceLib.module.worker", str(self.folder)],
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
-                                        cwd=str(self.folder), **kwargs)
+        env["PYTHONIOENCODING"] = "utf-8"
+        self.process = subprocess.Popen(
+            [python or python_executable(), "-m", "GadoReduceLib.module.worker", str(self.folder)], env=env,
+            cwd=str(self.folder), **popen_options())
         self._queue: queue.Queue = queue.Queue()
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -107,7 +128,6 @@ class BackgroundJob:
 
     def close(self) -> None:
         """Kill the process tree if it still runs and remove the job folder."""
-        import shutil
         if self.running:
             self.cancel()
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -191,8 +211,10 @@ def worker_registration(backend: str = "auto") -> tuple[str, dict | None]:
 
 def job_settings(parameters) -> dict:
     """The worker's settings (``job.json``) from the module's parameter node."""
+    from .inputs import model_file
+    model = model_file(parameters.modelPath)
     return {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
-            "model": parameters.modelPath or None, "device": parameters.device, "tile": "auto",
+            "model": str(model) if model is not None else None, "device": parameters.device, "tile": "auto",
             "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
 
 
@@ -200,7 +222,6 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
     """Write the inputs of the parameter node ``parameters`` (checked) into a new folder under ``temporary_path``
     (default: Slicer's temporary path) and start the worker on it; returns the :class:`BackgroundJob` (its
     folder is removed again on failure)."""
-    import shutil
     import tempfile
 
     from ..io.mrml import image_from_volume_node

@@ -290,7 +290,8 @@ def set_virtual_dose(scene, parameters, virtual_dose: float):
     import slicer
     if parameters.contrastSignal is None:
         raise ValueError("No contrast signal (contrastSignal) yet: run process() first.")
-    parameters.virtualDose = float(virtual_dose)  # the parameter node checks 0..2
+    from .inputs import set_parameters
+    set_parameters(parameters, {"virtualDose": float(virtual_dose)})  # the parameter node checks 0..2
     pre = slicer.util.arrayFromVolume(parameters.preContrast).astype(np.float32)
     signal = slicer.util.arrayFromVolume(parameters.contrastSignal)
     node = parameters.virtualDoseVolume

@@ -50,7 +50,11 @@ def load_sample_phantom(source=None) -> list:
 
 def register_sample_data(thumbnail: str) -> None:
     """Register the "GadoReduce phantom" sample (generated locally, no network) with the SampleData module
-    (a log line instead when Slicer has no SampleData module)."""
+    (a log line instead when Slicer has no SampleData module). Its button calls :func:`load_sample_phantom`;
+    there is nothing to download, so ``uris``, ``fileNames`` and ``nodeNames`` are empty lists (SampleData's
+    ``SampleDataSource`` needs lists). Sample Data calls a custom loader only from its button
+    (``SampleDataLogic.downloadSample`` downloads the ``uris`` and would find none): from a script call
+    ``GadoReduceLogic.loadSamplePhantom()``."""
     try:
         import SampleData
     except ImportError:  # e.g. a custom Slicer build
@@ -58,5 +62,5 @@ def register_sample_data(thumbnail: str) -> None:
         logging.info("GadoReduce: SampleData module not found; the phantom sample is not registered.")
         return
     SampleData.SampleDataLogic.registerCustomSampleDataSource(
-        category="GadoReduce", sampleName=SAMPLE_NAME, thumbnailFileName=thumbnail,
-        customDownloader=load_sample_phantom)
+        category="GadoReduce", sampleName=SAMPLE_NAME, uris=[], fileNames=[], nodeNames=[],
+        thumbnailFileName=thumbnail, customDownloader=load_sample_phantom)

@@ -279,6 +279,21 @@ def _run_executable(fixed, moving, parameter_file, fixed_mask, moving_mask, thre
         return out_file.read_text()
 
 
+def linear_matrix_of(transform_node, parameter_file) -> np.ndarray:
+    """The 4x4 RAS matrix (to parent) of the transform node SlicerElastix filled; RuntimeError when SlicerElastix
+    gave no linear transform (it loads a displacement field, a grid transform, when the parameter file does not
+    make elastix write an ITK composite file), instead of the identity that the matrix getter then leaves."""
+    import vtk
+    matrix = vtk.vtkMatrix4x4()
+    if not transform_node.IsLinear() or not transform_node.GetMatrixTransformFromParent(matrix):
+        raise RuntimeError(
+            f"SlicerElastix returned a non-linear transform (a displacement field) for {Path(parameter_file).name}, "
+            "not the linear transform GadoReduce needs: the parameter file must contain "
+            '(WriteITKCompositeTransform "true") and (ITKTransformOutputFileNameExtension "h5"); '
+            "use GadoReduce's own parameter files or the registration backend 'executable'.")
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
 def _run_slicer(fixed, moving, parameter_file, fixed_mask, moving_mask) -> tuple[str, sitk.Transform]:
     """SlicerElastix's ElastixLogic.registerVolumes on temporary MRML nodes (runs inside Slicer only)."""
     import slicer
@@ -295,10 +310,7 @@ def _run_slicer(fixed, moving, parameter_file, fixed_mask, moving_mask) -> tuple
         ElastixLogic().registerVolumes(nodes[0], nodes[1], parameterFilenames=[str(parameter_file)],
                                        outputTransformNode=transform_node, fixedVolumeMaskNode=masks[0],
                                        movingVolumeMaskNode=masks[1], forceDisplacementFieldOutputTransform=False)
-        import vtk
-        matrix = vtk.vtkMatrix4x4()
-        transform_node.GetMatrixTransformFromParent(matrix)  # RAS, fixed -> moving (resampling direction)
-        ras = np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        ras = linear_matrix_of(transform_node, parameter_file)  # RAS, fixed -> moving (resampling direction)
         flip = np.diag([-1.0, -1.0, 1.0, 1.0])
         lps = flip @ ras @ flip
         transform = sitk.AffineTransform(lps[:3, :3].ravel().tolist(), lps[:3, 3].tolist())
