@@ -36,8 +36,16 @@ def test_parameter_node_stores_values_and_references_in_the_scene(module, harnes
     assert raw.GetNodeReferenceID("preContrast") == pre.GetID()
     assert raw.GetParameter("dose") == "0.1"
     assert logic.getParameterNode().preContrast is pre  # the same singleton node is found again
-    with pytest.raises(ValueError, match="dose"):
+    # the faithful parameter node refuses what Slicer's does, with Slicer's messages
+    with pytest.raises(ValueError, match=r"Value must be within range \[0.01, 1.0\], is 1.5"):
         params.dose = 1.5
+    with pytest.raises(TypeError, match="Value must be of type"):
+        params.dose = "0.33"
+    with pytest.raises(ValueError, match="must be in one of the following"):
+        params.agent = "water"
+    with pytest.raises(TypeError, match="Value must be of type"):
+        params.modelPath = "/some/model.pt"  # a pathlib.Path parameter
+    assert raw.GetParameter("dose") == "0.1" and params.agent == "gadobutrol"
 
 
 def test_logic_converts_nodes_without_touching_inputs(module, harness):

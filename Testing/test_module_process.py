@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
+import subprocess
+import sys
 import time
 
 import numpy as np
@@ -44,6 +47,9 @@ def processed(_harness_session):
     harness = _harness_session
     harness.install()
     harness.clear()
+    if shutil.which("elastix"):  # as inside Slicer: SlicerElastix's elastix, a worker Python without itk
+        harness.install_extensions("Elastix")
+        harness.hide_from_subprocesses("itk")
     import GadoReduce
     module = importlib.reload(GadoReduce)
     case = sample_phantom_case(seed=2)  # the sample phantom's recipe, another seed than the self-test's
@@ -66,6 +72,16 @@ def processed(_harness_session):
            "messages": messages, "scene": scene, "folder": folder, "pre": pre, "low": low, "standard": standard}
     harness.clear()
     harness.uninstall()
+
+
+@pytest.mark.skipif(shutil.which("elastix") is None, reason="needs the elastix executable (apt-get install elastix)")
+def test_worker_ran_as_in_slicer_without_itk(processed):
+    """The worker ran with SlicerElastix's elastix executable in a Python that cannot import itk (PythonSlicer
+    has none), as the module runs inside Slicer with SlicerElastix."""
+    record = processed["logic"].lastResult["record"]
+    assert record["registration_backend"] == "executable"
+    probe = subprocess.run([sys.executable, "-c", "import itk"], capture_output=True, text=True)
+    assert probe.returncode != 0 and "hidden, as in PythonSlicer" in probe.stderr
 
 
 def test_outputs_are_new_nodes_on_the_pre_contrast_geometry(processed):
