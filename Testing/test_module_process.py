@@ -55,6 +55,11 @@ def processed(_harness_session):
     case = sample_phantom_case(seed=2)  # the sample phantom's recipe, another seed than the self-test's
     scene = harness.scene
     pre, low, standard, lesions = sample_phantom_nodes(scene, case)
+    import slicer  # the inputs in a patient and study, as the DICOM module loads them
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = shnode.CreateStudyItem(shnode.CreateSubjectItem(shnode.GetSceneItemID(), "Phantom patient"), "MR brain")
+    for node in (pre, low, standard, lesions):
+        shnode.SetItemParent(shnode.GetItemByDataNode(node), study)
     inputs = {n.GetName(): (node_voxels(n).copy(), node_matrix(n)) for n in (pre, low, standard)}
     logic = module.GadoReduceLogic()
     params = logic.getParameterNode()
@@ -69,7 +74,8 @@ def processed(_harness_session):
         assert time.monotonic() - start < 600, "process() took more than 10 minutes"
         time.sleep(0.2)
     yield {"module": module, "logic": logic, "params": params, "case": case, "inputs": inputs,
-           "messages": messages, "scene": scene, "folder": folder, "pre": pre, "low": low, "standard": standard}
+           "messages": messages, "scene": scene, "folder": folder, "pre": pre, "low": low, "standard": standard,
+           "study": study}
     harness.clear()
     harness.uninstall()
 
@@ -109,6 +115,24 @@ def test_outputs_are_new_nodes_on_the_pre_contrast_geometry(processed):
     enhancing = np.isin(truth, [lesion["label"] for lesion in lesions if lesion["type"] != "non_enhancing"])
     assert np.median(z[brain & (truth == 0)]) == pytest.approx(0, abs=sigma)
     assert z[enhancing].mean() > 3 * sigma
+
+
+def test_outputs_are_placed_in_the_input_study(processed):
+    """Every output node (volumes, regions, tables) is in the pre-contrast's study in the subject hierarchy, as
+    Slicer's modules place their results; the inputs stay where they were."""
+    import slicer
+
+    from GadoReduceLib.module.outputs import SEGMENT_STATISTICS_REFERENCE
+    params, study = processed["params"], processed["study"]
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(processed["scene"])
+    outputs = [getattr(params, name) for name in OUTPUT_VOLUMES + ("enhancingRegions", "regionTable", "lesionTable")]
+    outputs.append(params.enhancingRegions.GetNodeReference(SEGMENT_STATISTICS_REFERENCE))
+    outputs = [node for node in outputs if node is not None]
+    assert len(outputs) >= len(OUTPUT_VOLUMES) + 3
+    placed = {node.GetName(): shnode.GetItemParent(shnode.GetItemByDataNode(node)) for node in outputs}
+    assert placed == {name: study for name in placed}, placed
+    assert all(shnode.GetItemParent(shnode.GetItemByDataNode(processed[key])) == study
+               for key in ("pre", "low", "standard"))
 
 
 def test_inputs_are_bit_identical(processed):

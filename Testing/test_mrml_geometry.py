@@ -186,3 +186,68 @@ def test_image_written_by_gadoreduce_loads_in_mrml(harness, tmp_path):
     assert storage.ReadData(reread) == 1
     assert np.allclose(node_matrix(reread), node_matrix(node), atol=1e-9)
     assert np.array_equal(node_voxels(reread), array)
+
+
+# ------------------------------------------------------------------ writing a node as Slicer saves it
+
+
+def test_write_volume_node_uses_mrml_and_keeps_world_geometry(harness, tmp_path):
+    """The module's worker inputs: written by MRML's storage node with the world geometry (a linear parent
+    transform included), voxels and type unchanged, and the node itself untouched (no storage node, not
+    modified)."""
+    import slicer  # noqa: F401
+    from vtkmodules.vtkCommonMath import vtkMatrix4x4
+    node, array = make_oblique_node(harness.scene, dtype=np.int16)
+    transform = harness.scene.AddNewNodeByClass("vtkMRMLLinearTransformNode", "shift")
+    m = vtkMatrix4x4()
+    m.SetElement(1, 3, 7.5)
+    transform.SetMatrixTransformToParent(m)
+    node.SetAndObserveTransformNodeID(transform.GetID())
+    nodes_before, modified_before = harness.scene.GetNumberOfNodes(), node.GetMTime()
+    path = mrml.write_volume_node(node, tmp_path / "pre_contrast.nrrd")
+    assert path.read_bytes().startswith(b"NRRD") and b"encoding: raw" in path.read_bytes()[:1000]
+    image = imageio.read_image(path)
+    expected = mrml.image_from_volume_node(node, world=True)
+    assert imageio.Geometry.from_image(image).is_close(imageio.Geometry.from_image(expected), atol=1e-9)
+    assert not imageio.Geometry.from_image(image).is_close(
+        imageio.Geometry.from_image(mrml.image_from_volume_node(node, world=False)), atol=1.0)
+    assert image.GetPixelID() == sitk.sitkInt16 and np.array_equal(sitk.GetArrayFromImage(image), array)
+    assert node.GetNumberOfStorageNodes() == 0 and harness.scene.GetNumberOfNodes() == nodes_before
+    assert node.GetMTime() == modified_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pre_contrast.nrrd"]
+
+
+def test_write_volume_node_refuses_what_it_cannot_write(harness, tmp_path):
+    node, _ = make_oblique_node(harness.scene)
+    warp = harness.scene.AddNewNodeByClass("vtkMRMLGridTransformNode", "warp")
+    node.SetAndObserveTransformNodeID(warp.GetID())
+    with pytest.raises(ValueError, match="Harden the transform"):
+        mrml.write_volume_node(node, tmp_path / "x.nrrd")
+    empty = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "empty")
+    with pytest.raises(ValueError, match="has no voxels"):
+        mrml.write_volume_node(empty, tmp_path / "x.nrrd")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_volume_node_on_a_full_disk_leaves_nothing(tmp_path):
+    """RLIMIT_FSIZE (SIGXFSZ ignored) makes the write fail part-way as a full disk does: OSError that names the
+    file and the fix, and no file left."""
+    import subprocess
+    import sys
+    script = (
+        "import resource, signal, sys\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "import numpy as np, slicer\n"
+        "from GadoReduceLib.io import mrml\n"
+        "scene = slicer.vtkMRMLScene()\n"
+        "node = scene.AddNewNodeByClass('vtkMRMLScalarVolumeNode', 'big')\n"
+        "slicer.util.updateVolumeFromArray(node, np.ones((64, 64, 128), np.float32))\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))\n"
+        "try:\n"
+        f"    mrml.write_volume_node(node, {str(tmp_path / 'big.nrrd')!r})\n"
+        "except OSError as error:\n"
+        "    print('OSError:', error)\n")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "OSError: big.nrrd" in run.stdout, run.stdout + run.stderr
+    assert "disk may be full" in run.stdout or "not written completely" in run.stdout, run.stdout
+    assert list(tmp_path.iterdir()) == []

@@ -240,6 +240,46 @@ def test_undecodable_worker_output_does_not_stop_the_progress(tmp_path):
     assert job.fraction == pytest.approx(0.5) and job.message == "half way"
 
 
+def test_subject_hierarchy_items_come_with_new_nodes_as_in_slicer(harness):
+    """The harness gives new data nodes their subject hierarchy item, as Slicer's plugin logic does; parameter
+    nodes (hidden from editors) get none."""
+    import slicer
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(harness.scene)
+    volume = harness.scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "volume")
+    assert shnode.GetItemParent(shnode.GetItemByDataNode(volume)) == shnode.GetSceneItemID()
+    hidden = harness.scene.CreateNodeByClass("vtkMRMLScalarVolumeNode")
+    hidden.SetHideFromEditors(True)
+    harness.scene.AddNode(hidden)
+    hidden.UnRegister(None)
+    assert not shnode.GetItemByDataNode(hidden)
+    assert shnode.GetItemByDataNode(harness.scene.AddNewNodeByClass("vtkMRMLTableNode", "table"))
+
+
+def test_outputs_go_into_the_input_study_unless_moved_by_the_user(harness):
+    """Worker inputs come from the study of the pre-contrast; outputs are placed there; an output the user has
+    moved into a folder of their own stays there on a re-run; a pre-contrast without an item changes nothing."""
+    import slicer
+
+    from GadoReduceLib.module.outputs import place_in_study
+    scene = harness.scene
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+    study = shnode.CreateStudyItem(shnode.CreateSubjectItem(shnode.GetSceneItemID(), "Patient"), "MR brain")
+    pre = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "pre")
+    shnode.SetItemParent(shnode.GetItemByDataNode(pre), study)
+    signal, table = (scene.AddNewNodeByClass(c, n) for c, n in (("vtkMRMLScalarVolumeNode", "signal"),
+                                                                  ("vtkMRMLTableNode", "table")))
+    place_in_study(pre, [signal, table, None])
+    assert [shnode.GetItemParent(shnode.GetItemByDataNode(n)) for n in (signal, table)] == [study, study]
+    folder = shnode.CreateFolderItem(shnode.GetSceneItemID(), "my results")
+    shnode.SetItemParent(shnode.GetItemByDataNode(table), folder)
+    place_in_study(pre, [signal, table])
+    assert shnode.GetItemParent(shnode.GetItemByDataNode(table)) == folder
+    shnode.RemoveItem(shnode.GetItemByDataNode(pre), False, False)
+    loose = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", "loose")
+    place_in_study(pre, [loose])
+    assert shnode.GetItemParent(shnode.GetItemByDataNode(loose)) == shnode.GetSceneItemID()
+
+
 def test_python_slicer_is_found_beside_the_application(tmp_path, monkeypatch):
     from GadoReduceLib.module.jobs import python_executable
     bin_dir = tmp_path / "bin"

@@ -15,6 +15,8 @@ has no Qt-free build on PyPI:
 - SlicerElastix, SampleData and SlicerPyTorch (``slicer_harness.extensions``, on request through
   :meth:`Harness.install_extensions`): their logic classes with the real signatures; SlicerElastix's runs the
   real elastix executable;
+- the Subject Hierarchy plugin logic's scene observer (a Qt class in Slicer): new data nodes get their
+  subject hierarchy item under the scene, as in the application;
 - Qt widgets for the widget test (``slicer_harness.qtwidgets``): PySide6 widgets driven through PythonQt's
   interface, Slicer's custom widget classes as minimal subclasses;
 - ``slicer.i18n``: translation functions (identity here);
@@ -244,8 +246,36 @@ class Harness:
             logic.SetMRMLScene(self.scene)
             self.app_logic.SetModuleLogic(name, logic)
             self.logics[name] = logic
+        self._observe_subject_hierarchy()
         if install:
             self.install()
+
+    def _observe_subject_hierarchy(self):
+        """STAND-IN for the Subject Hierarchy module's plugin logic (Slicer
+        Modules/Loadable/SubjectHierarchy/Widgets/qSlicerSubjectHierarchyPluginLogic.cxx, ``onNodeAdded`` and
+        ``onSceneCloseEnded``, a Qt class): every data node added to the scene gets a subject hierarchy item under
+        the scene item unless the scene is importing, the node is hidden from editors or excluded from the tree;
+        the subject hierarchy node exists from the start and again after a scene close."""
+        from vtkmodules.util.misc import calldata_type
+        from vtkmodules.util.vtkConstants import VTK_OBJECT
+        exclude = slicer.vtkMRMLSubjectHierarchyConstants.GetSubjectHierarchyExcludeFromTreeAttributeName()
+
+        @calldata_type(VTK_OBJECT)
+        def node_added(scene, event, node):
+            if (scene.IsImporting() or node is None or not node.IsA("vtkMRMLStorableNode")
+                    or node.GetHideFromEditors() or node.GetAttribute(exclude)):
+                return
+            shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+            if not shnode.GetItemByDataNode(node):
+                shnode.CreateItem(shnode.GetSceneItemID(), node)
+
+        def scene_closed(scene, event):
+            slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(scene)
+
+        self._subject_hierarchy_observers = (node_added, scene_closed)  # keep the callbacks alive
+        self.scene.AddObserver(slicer.vtkMRMLScene.NodeAddedEvent, node_added)
+        self.scene.AddObserver(slicer.vtkMRMLScene.EndCloseEvent, scene_closed)
+        slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(self.scene)
 
     STAND_IN_MODULES = ("qt", "ctk", "slicer.qSlicerWidgetsPythonQt", "slicer.ScriptedLoadableModule",
                         "slicer.parameterNodeWrapper", "slicer.i18n")

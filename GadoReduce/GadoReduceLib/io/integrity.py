@@ -151,7 +151,7 @@ def _incomplete(path: Path, problem: str) -> OSError:
 
 
 def verify_written_image(path: str | os.PathLike, image, name: str | None = None) -> None:
-    """Check that a file just written from ``image`` (SimpleITK) is complete, before it is moved into place:
+    """Check that a file just written from ``image`` (SimpleITK, or a numpy array [k, j, i]) is complete, before it is moved into place:
     NIfTI header dimensions and the data length (the gzip trailer's for ``.gz``), NRRD and MetaImage (``.mha``)
     data lengths from their headers (no image is read back), other formats read back. ITK's NIfTI writer reports a full disk only on stderr, so this is the check that finds it.
     ``name``: the final file name (the suffix decides the format). OSError naming the file and the fix."""
@@ -160,8 +160,11 @@ def verify_written_image(path: str | os.PathLike, image, name: str | None = None
     name = name or path.name
     if not path.is_file() or path.stat().st_size == 0:
         raise _incomplete(Path(name), "nothing was written")
-    view = sitk.GetArrayViewFromImage(image)
-    data_bytes = int(view.size) * view.dtype.itemsize
+    if isinstance(image, np.ndarray):  # voxels [k, j, i] (written by MRML, io.mrml.write_volume_node)
+        image_size, data_bytes = tuple(reversed(image.shape)), int(image.nbytes)
+    else:
+        view = sitk.GetArrayViewFromImage(image)
+        image_size, data_bytes = tuple(image.GetSize()), int(view.size) * view.dtype.itemsize
     size = path.stat().st_size
     if name.endswith((".nii", ".nii.gz")):
         opener = gzip.open if name.endswith(".gz") else open
@@ -171,8 +174,8 @@ def verify_written_image(path: str | os.PathLike, image, name: str | None = None
             _, dims, _, _, vox_offset = _header(path, head)
         except (OSError, EOFError, zlib.error, struct.error, DamagedFileError):
             raise _incomplete(Path(name), "its header cannot be read back") from None
-        if tuple(dims[:3]) != tuple(image.GetSize())[:3]:
-            raise _incomplete(Path(name), f"its header holds dimensions {dims}, not {list(image.GetSize())}")
+        if tuple(dims[:3]) != image_size[:3]:
+            raise _incomplete(Path(name), f"its header holds dimensions {dims}, not {list(image_size)}")
         expected = max(int(vox_offset), NIFTI1_HEADER_BYTES) + data_bytes
         if name.endswith(".gz") and _gzip_length(path) != expected % 2 ** 32:
             raise _incomplete(Path(name), f"its gzip stream does not end with the length of {expected} bytes")
@@ -208,5 +211,5 @@ def verify_written_image(path: str | os.PathLike, image, name: str | None = None
             back = sitk.ReadImage(str(path))
         except RuntimeError:
             raise _incomplete(Path(name), "it cannot be read back") from None
-        if back.GetSize() != image.GetSize():
-            raise _incomplete(Path(name), f"it reads back with size {back.GetSize()}, not {image.GetSize()}")
+        if tuple(back.GetSize()) != image_size:
+            raise _incomplete(Path(name), f"it reads back with size {back.GetSize()}, not {image_size}")

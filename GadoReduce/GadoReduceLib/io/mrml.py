@@ -11,6 +11,9 @@ and VTK are imported lazily so that the rest of GadoReduceLib does not need them
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import numpy as np
 import SimpleITK as sitk
 
@@ -83,6 +86,40 @@ def image_from_volume_node(node, world: bool = True) -> sitk.Image:
     """SimpleITK image with the node's voxels and geometry (parent linear transform applied if ``world``)."""
     array, geometry = array_from_volume_node(node, world)
     return array_to_image(array, geometry)
+
+
+def write_volume_node(node, path, world: bool = True):
+    """Write the node's voxels and geometry to ``path`` (uncompressed; the format from the suffix) with MRML's
+    volume archetype storage node, as Slicer saves a volume; with ``world`` the geometry includes a linear parent
+    transform. The node is not changed: a proxy node outside the scene shares its voxels (no copy). Atomic and
+    verified like ``imageio.write_image`` (OSError naming the file when it is not complete); returns the path."""
+    import slicer
+    from vtkmodules.util.numpy_support import vtk_to_numpy
+
+    from .atomic import atomic_path
+    from .integrity import verify_written_image
+    _check_volume_node(node)
+    path = Path(path)
+    proxy = slicer.vtkMRMLScalarVolumeNode()
+    proxy.SetIJKToRASMatrix(_numpy_to_vtk_matrix(node_ijk_to_ras(node, world)))
+    proxy.SetAndObserveImageData(node.GetImageData())
+    storage = slicer.vtkMRMLVolumeArchetypeStorageNode()
+    storage.UseCompressionOff()
+    image_data = node.GetImageData()
+    voxels = vtk_to_numpy(image_data.GetPointData().GetScalars()).reshape(tuple(reversed(image_data.GetDimensions())))
+    scratch = path.parent / "TempWrite"  # MRML's writer works in this sub-folder and moves the file out of it
+    scratch_existed = scratch.exists()
+    try:
+        with atomic_path(path) as tmp:
+            storage.SetFileName(str(tmp))
+            if not storage.WriteData(proxy):
+                raise OSError(f"{path.name} could not be written from the volume '{node.GetName()}': the disk may be "
+                              "full or not writable; free some space or set another temporary folder, then run again")
+            verify_written_image(tmp, voxels, path.name)
+    finally:
+        if not scratch_existed and scratch.is_dir():
+            shutil.rmtree(scratch, ignore_errors=True)
+    return path
 
 
 def update_volume_node_from_array(node, array: np.ndarray, geometry: Geometry) -> None:

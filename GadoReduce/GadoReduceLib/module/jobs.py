@@ -181,15 +181,25 @@ class BackgroundJob:
 
 
 def write_job(folder: str | os.PathLike, images: dict, settings: dict) -> Path:
-    """Write ``images`` (name -> SimpleITK image or None) as NRRD and ``job.json`` with ``settings``
-    into ``folder`` (see :mod:`GadoReduceLib.module.worker`); returns the folder."""
+    """Write ``images`` (name -> volume node, SimpleITK image or None) as uncompressed NRRD (volume nodes with
+    MRML's storage node, ``io.mrml.write_volume_node``) and ``job.json`` with ``settings`` into ``folder`` (see
+    :mod:`GadoReduceLib.module.worker`); returns the folder."""
+    import SimpleITK as sitk
+
     from ..io.atomic import write_json
     from ..io.imageio import write_image
+    from ..io.mrml import write_volume_node
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     inputs = {}
     for name, image in images.items():
-        inputs[name] = None if image is None else write_image(image, folder / f"{name}.nrrd", compress=False).name
+        path = folder / f"{name}.nrrd"
+        if image is None:
+            inputs[name] = None
+        elif isinstance(image, sitk.Image):
+            inputs[name] = write_image(image, path, compress=False).name
+        else:
+            inputs[name] = write_volume_node(image, path).name
     write_json(folder / "job.json", {"inputs": inputs, **settings}, indent=1)
     return folder
 
@@ -224,7 +234,6 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
     folder is removed again on failure)."""
     import tempfile
 
-    from ..io.mrml import image_from_volume_node
     from .outputs import labels_from_segmentation
     if temporary_path is None:
         import slicer
@@ -232,9 +241,8 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
     folder = tempfile.mkdtemp(prefix="GadoReduce-", dir=temporary_path)
     pre, standard = parameters.preContrast, parameters.standardDose
     try:
-        images = {"pre_contrast": image_from_volume_node(pre),
-                  "low_dose": image_from_volume_node(parameters.lowDose),
-                  "standard_dose": image_from_volume_node(standard) if standard else None, "lesion_labels": None}
+        images = {"pre_contrast": pre, "low_dose": parameters.lowDose, "standard_dose": standard,
+                  "lesion_labels": None}
         settings = job_settings(parameters)
         settings["input_labels"] = {key: f"'{node.GetName()}' ({parameter})" for key, node, parameter in (
             ("pre_contrast", pre, "preContrast"), ("low_dose", parameters.lowDose, "lowDose"),

@@ -331,9 +331,30 @@ def segment_statistics(segmentation_node, volume_node):
     return table
 
 
+def place_in_study(reference_node, nodes) -> None:
+    """Put ``nodes`` into the subject hierarchy folder that holds ``reference_node`` (its study, when it came from
+    DICOM), as Slicer's modules place their results beside the input. Nodes the user has already moved out of the
+    scene's top level stay where they are; nothing happens when the reference has no subject hierarchy item."""
+    import slicer
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(reference_node.GetScene())
+    reference_item = shnode.GetItemByDataNode(reference_node) if shnode is not None else 0
+    if not reference_item:
+        return
+    study = shnode.GetItemParent(reference_item)
+    for node in nodes:
+        if node is None:
+            continue
+        item = shnode.GetItemByDataNode(node)
+        if not item:
+            shnode.CreateItem(study, node)
+        elif shnode.GetItemParent(item) == shnode.GetSceneItemID():
+            shnode.SetItemParent(item, study)
+
+
 def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
     """Create (in ``scene``) or reuse the output nodes of a finished job (``jobs.read_result``) on the
-    pre-contrast geometry and set them on the parameter node ``parameters``; returns parameter name -> node."""
+    pre-contrast geometry, in the pre-contrast's study (:func:`place_in_study`), and set them on the parameter
+    node ``parameters``; returns parameter name -> node."""
     pre = parameters.preContrast
     base = pre.GetName()
     nodes = {}
@@ -358,5 +379,6 @@ def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
         nodes["lesionTable"] = parameters.lesionTable
     nodes["virtualDoseVolume"] = set_virtual_dose(scene, parameters, parameters.virtualDose)
     nodes["segmentStatistics"] = segment_statistics(parameters.enhancingRegions, nodes["contrastSignal"])
+    place_in_study(pre, nodes.values())
     show_in_slice_views(pre, nodes["contrastSignal"])
     return nodes
