@@ -3,9 +3,10 @@
 For each model (``shipped``: Resources/Models/gadoreduce_default.pt; ``paper``: the paper configuration with random
 weights) and volume size it prints, in one run and side by side:
 - FLOPs per voxel of the forward pass (``torch.utils.flop_counter``);
-- the floor: for every distinct convolution of the model (channels in/out, kernel) the GFLOP/s of that plain
-  ``conv3d`` alone (fp32, channels_last_3d, on a slab of the volume), and the sum over the model's convolutions of
-  FLOPs / that rate: the time the network's convolutions need at the speed the machine reaches for them;
+- the floor: for every distinct dense convolution the inference pass runs (channels in/out, kernel; modules and
+  ``F.conv3d`` calls alike, recorded by a TorchFunctionMode; the grouped blur left out) the GFLOP/s of that plain
+  ``conv3d`` alone (fp32, channels_last_3d, on a slab of the volume, best of three), and the sum over the model's
+  convolutions of FLOPs / that rate: the time the network's convolutions need at the speed the machine reaches;
 - per runtime (``eager``: PyTorch fp32; ``channels_last``: PyTorch fp32 in channels_last_3d, GadoReduce's default
   on the CPU; ``compile``: ``torch.compile`` of it; ``onnxruntime``; ``openvino`` with f32 inference precision;
   ``bf16``: autocast, where the hardware has it) and mode (``whole`` volume or ``tiled``): seconds, peak resident
@@ -167,32 +168,57 @@ def flops_per_voxel(model, size) -> float:
     return counter.get_total_flops() / x[0, 0].numel()
 
 
-def convolution_floor(model, size) -> tuple[float, float]:
-    """(seconds, mean GFLOP/s): the model's convolutions at the speed of each plain conv3d (see docstring)."""
+def _convolutions(model, size) -> list[tuple]:
+    """(in channels, out channels, kernel, groups, stride, padding, input shape, output shape) of every conv3d
+    the inference forward pass runs, whether through an ``nn.Conv3d`` module or ``F.conv3d`` on its weights (the
+    folded condition bias, the split fusion weights)."""
     import torch
     import torch.nn.functional as F
-    layers = []
-    hooks = [m.register_forward_hook(lambda m, i, o: layers.append((m, i[0].shape, o.shape)))
-             for m in model.modules() if isinstance(m, torch.nn.Conv3d)]
-    with torch.no_grad():
+    from torch.overrides import TorchFunctionMode
+    calls = []
+
+    class Record(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            if func in (F.conv3d, torch.conv3d):
+                values = dict(zip(("input", "weight", "bias", "stride", "padding", "dilation", "groups"), args))
+                values.update(kwargs or {})
+                weight, groups = values["weight"], int(values.get("groups", 1))
+                stride, padding = values.get("stride", 1), values.get("padding", 0)
+                stride = stride[0] if isinstance(stride, (tuple, list)) else stride
+                padding = padding[0] if isinstance(padding, (tuple, list)) else padding
+                calls.append((weight.shape[1] * groups, weight.shape[0], weight.shape[2], groups, int(stride),
+                              int(padding), tuple(values["input"].shape), tuple(out.shape)))
+            return out
+
+    with torch.no_grad(), Record():
         model(torch.zeros((1, 3) + tuple(size)), torch.zeros(1, 4))
-    for h in hooks:
-        h.remove()
+    return calls
+
+
+def convolution_floor(model, size) -> tuple[float, float]:
+    """(seconds, mean GFLOP/s): the model's dense convolutions (grouped ones, the blur, excluded as before) at the
+    speed of each plain conv3d alone (see docstring); each rate is the best of three timed runs."""
+    import torch
+    import torch.nn.functional as F
     rates, total_s, total_flops = {}, 0.0, 0.0
-    for module, shape_in, shape_out in layers:
-        k = module.kernel_size[0]
-        flops = 2.0 * module.in_channels * module.out_channels * k ** 3 * shape_out[2:].numel() / module.groups
-        key = (module.in_channels, module.out_channels, k, module.groups, module.stride[0], tuple(shape_in[3:]))
+    for cin, cout, k, groups, stride, padding, shape_in, shape_out in _convolutions(model, size):
+        if groups != 1:
+            continue
+        flops = 2.0 * cin * cout * k ** 3 * torch.Size(shape_out[2:]).numel()
+        key = (cin, cout, k, stride, shape_in[3:])
         if key not in rates:
-            depth = max(4, min(shape_in[2], int(2e6 // max(shape_in[3:].numel(), 1))))
-            x = torch.randn(1, module.in_channels, depth, *shape_in[3:]).contiguous(memory_format=torch.channels_last_3d)
-            w = module.weight.detach().contiguous(memory_format=torch.channels_last_3d)
+            depth = max(4, min(shape_in[2], int(2e6 // max(torch.Size(shape_in[3:]).numel(), 1))))
+            x = torch.randn(1, cin, depth, *shape_in[3:]).contiguous(memory_format=torch.channels_last_3d)
+            w = torch.randn(cout, cin, k, k, k).contiguous(memory_format=torch.channels_last_3d)
+            seconds = []
             with torch.no_grad():
-                F.conv3d(x, w, None, module.stride, module.padding, 1, module.groups)
-                start = time.perf_counter()
-                out = F.conv3d(x, w, None, module.stride, module.padding, 1, module.groups)
-                seconds = time.perf_counter() - start
-            rates[key] = 2.0 * module.in_channels * module.out_channels * k ** 3 * out[0, 0].numel() / module.groups / seconds
+                F.conv3d(x, w, None, stride, padding)
+                for _ in range(3):
+                    start = time.perf_counter()
+                    out = F.conv3d(x, w, None, stride, padding)
+                    seconds.append(time.perf_counter() - start)
+            rates[key] = 2.0 * cin * cout * k ** 3 * out[0, 0].numel() / min(seconds)
         total_s += flops / rates[key]
         total_flops += flops
     return total_s, total_flops / total_s / 1e9

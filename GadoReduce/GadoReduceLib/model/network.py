@@ -36,7 +36,7 @@ normalized intensity units)."""
 
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 FUSION_SLAB_VOXELS = 1 << 21
-"""At inference, gated fusions at more voxels than this run in slabs of about this many (``GatedFusion``)."""
+"""At inference, gated fusions run in slabs of about this many voxels (``GatedFusion``)."""
 
 
 @dataclass(frozen=True)
@@ -189,8 +189,11 @@ class ConditionalResidualBlock(nn.Module):
     def forward(self, x: Tensor, embedding: Tensor) -> Tensor:
         bias = self.projection(F.silu(embedding))[:, :, None, None, None]
         if not torch.is_grad_enabled():  # inference: in place, two volume-sized temporaries fewer
-            h = self.conv1(F.silu(x))
-            h += bias.to(h.dtype)
+            if x.shape[0] == 1 and self.conv1.bias is not None:  # one case: the condition joins conv1's bias
+                h = F.conv3d(F.silu(x), self.conv1.weight, self.conv1.bias + bias.reshape(-1).to(x.dtype), padding=1)
+            else:
+                h = self.conv1(F.silu(x))
+                h += bias.to(h.dtype)
             h = self.conv2(F.silu(h, inplace=True))
             h += self.skip(x)
             return h
@@ -233,7 +236,7 @@ class GatedFusion(nn.Module):
 
     def forward(self, coarse: Tensor, skip: Tensor) -> Tensor:
         size = skip.shape[2:]
-        if (self.at_coarse_scale and not torch.is_grad_enabled() and skip[0, 0].numel() > FUSION_SLAB_VOXELS
+        if (self.at_coarse_scale and not torch.is_grad_enabled()
                 and all(n == 2 * m for n, m in zip(size, coarse.shape[2:]))):
             return self._forward_slabs(coarse, skip)
         if self.at_coarse_scale:
@@ -246,33 +249,44 @@ class GatedFusion(nn.Module):
         return torch.sigmoid(g1) * w1_fu + torch.sigmoid(g2) * self.w2(skip)
 
     def _forward_slabs(self, coarse: Tensor, skip: Tensor) -> Tensor:
-        """Inference in slabs along D (equal to :meth:`forward` up to rounding): the upsampled gates and W1 fu
-        exist for one slab at a time instead of the whole volume (3 x ``fine`` channels at the fine size)."""
-        u_coarse = self.up(coarse)
+        """Inference in slabs along D of about :data:`FUSION_SLAB_VOXELS` voxels (equal to :meth:`forward` up to
+        rounding): the upsampled gates and W1 fu exist for one slab at a time instead of the whole volume (3 x
+        ``fine`` channels at the fine size). W1 fu and the two gates' fu parts are computed as separate tensors,
+        so every elementwise step runs on contiguous memory (in channels_last_3d a channel slice is strided)."""
+        f = self.fine
+        weight, bias = self.up.weight, self.up.bias
+        u_coarse = [F.conv3d(coarse, weight[i * f:(i + 1) * f], bias[i * f:(i + 1) * f]) for i in range(3)]
         depth = skip.shape[2]
         step = slab_depth(skip)
+        if step >= depth:
+            return self.fuse_slab(u_coarse, skip, 0, depth)
         out = torch.empty_like(skip)
         for a in range(0, depth, step):
             b = min(depth, a + step)
             out[:, :, a:b] = self.fuse_slab(u_coarse, skip, a, b)
         return out
 
-    def fuse_slab(self, u_coarse: Tensor, skip: Tensor, a: int, b: int) -> Tensor:
-        """The fusion's output for the fine slices [a, b) along D, from ``u_coarse = self.up(coarse)`` (inference;
-        fine size twice the coarse). The slab upsamples its coarse slices plus one on each side, so the trilinear
-        weights, and the clamping at the volume's faces, are those of the whole volume."""
-        c0, c1 = max(0, a // 2 - 1), min(u_coarse.shape[2], (b + 1) // 2 + 1)
-        u = F.interpolate(u_coarse[:, :, c0:c1], size=(2 * (c1 - c0),) + tuple(skip.shape[3:]),
-                          mode="trilinear", align_corners=False)[:, :, a - 2 * c0:b - 2 * c0]
+    def fuse_slab(self, u_coarse: list[Tensor], skip: Tensor, a: int, b: int) -> Tensor:
+        """The fusion's output for the fine slices [a, b) along D, from ``u_coarse`` = (W1 fu, W~1_u fu, W~2_u fu)
+        at the coarse scale (inference; fine size twice the coarse). The slab upsamples its coarse slices plus one on
+        each side, so the trilinear weights, and the clamping at the volume's faces, are those of the whole volume."""
+        c0, c1 = max(0, a // 2 - 1), min(u_coarse[0].shape[2], (b + 1) // 2 + 1)
+        size = (2 * (c1 - c0),) + tuple(skip.shape[3:])
+
+        def upsampled(u: Tensor) -> Tensor:
+            return F.interpolate(u[:, :, c0:c1], size=size, mode="trilinear", align_corners=False)[
+                :, :, a - 2 * c0:b - 2 * c0]
+
+        f = self.fine
         s = skip[:, :, a:b]
-        gates = self.gate_skip(s)
-        gates += u[:, self.fine:]
+        gate_weight = self.gate_skip.weight
+        gate = F.conv3d(s, gate_weight[f:])
+        gate += upsampled(u_coarse[2])
         o = self.w2(s)
-        o *= torch.sigmoid_(gates[:, self.fine:])
-        g1 = torch.sigmoid_(gates[:, :self.fine])
-        g1 *= u[:, :self.fine]
-        o += g1
-        return o
+        o *= torch.sigmoid_(gate)
+        gate = F.conv3d(s, gate_weight[:f])
+        gate += upsampled(u_coarse[1])
+        return o.addcmul_(torch.sigmoid_(gate), upsampled(u_coarse[0]))
 
 
 def slab_depth(volume: Tensor) -> int:
