@@ -337,6 +337,9 @@ def _print_stages(stages) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from .io.profiling import record as profile
     from .pipeline import predict_from_arguments
+    if args.cases or args.table:
+        from .cohort.run import predict_cohort
+        return predict_cohort(args)
     args.progress = lambda percent, message: print(f"[{percent:3.0f} %] {message}", file=sys.stderr, flush=True)
     with profile() as stages:
         with stages.stage("total"):

@@ -304,13 +304,20 @@ def add_predict_arguments(parser) -> None:
     """The options of ``gadoreduce predict`` (argparse) for :func:`predict_from_arguments`."""
     from .physics.agents import DEFAULT_AGENT
     p = parser
-    p.add_argument("--pre", required=True, metavar="PRE", help="pre-contrast T1w image")
-    p.add_argument("--low", required=True, metavar="LOW", help="low-dose contrast-enhanced T1w image")
-    p.add_argument("--dose", required=True, type=float, metavar="D",
-                   help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25")
-    p.add_argument("--field-strength", required=True, type=float, metavar="B", help="tesla, e.g. 1.5 or 3")
-    p.add_argument("--agent", default=DEFAULT_AGENT, metavar="NAME",
-                   help="contrast agent, generic or brand name (default %(default)s)")
+    p.add_argument("--pre", metavar="PRE", help="pre-contrast T1w image (one case; or --cases / --table)")
+    p.add_argument("--low", metavar="LOW", help="low-dose contrast-enhanced T1w image (one case)")
+    p.add_argument("--dose", type=float, metavar="D",
+                   help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25 (a cohort: for the "
+                        "cases whose case.json or table row gives none)")
+    p.add_argument("--field-strength", type=float, metavar="B", help="tesla, e.g. 1.5 or 3 (a cohort: as --dose)")
+    p.add_argument("--agent", default=None, metavar="NAME",
+                   help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
+    p.add_argument("--cases", metavar="DIR", help="a cohort: a folder of case folders (pre_contrast, low_dose*, "
+                   "case.json), one output folder per case under --output")
+    p.add_argument("--table", metavar="FILE", help="a cohort: a CSV or TSV table with the columns case, pre, low and "
+                   "optionally dose, field_strength, agent (paths relative to the table's folder)")
+    p.add_argument("--resume", action="store_true", help="a cohort: skip the cases whose outputs are complete "
+                   "from an earlier run")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder (created; the outputs appear in "
                    "it only when all are complete)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output "
@@ -346,8 +353,18 @@ def check_predict_arguments(args) -> dict:
     naming the option and the fix."""
     from .io.atomic import check_output_folder, check_outputs_spare_inputs
     from .model.checksums import check_model_file
+    from .physics.agents import DEFAULT_AGENT
     from .validation.arguments import (check_condition, check_device, check_tta, optional_int, parse_tile,
                                        positive)
+    missing = [option for option, value in (("--pre", args.pre), ("--low", args.low), ("--dose", args.dose),
+                                            ("--field-strength", args.field_strength)) if value is None]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} missing: give --pre, --low, --dose and --field-strength for one "
+                         "case, or --cases DIR or --table FILE for a cohort")
+    if not hasattr(args, "sources"):  # where each acquisition value came from (the cohort sets its own)
+        args.sources = {"dose": "argument", "field_strength": "argument",
+                        "agent": "argument" if args.agent else "default"}
+    args.agent = args.agent or DEFAULT_AGENT
     condition = check_condition(args.dose, args.field_strength, args.agent,
                                 names=("--dose", "--field-strength", "--agent"))
     check_device(args.device, "--device")
@@ -365,12 +382,22 @@ def check_predict_arguments(args) -> dict:
     return {"condition": condition, "model": model}
 
 
-def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
+def pipeline_from_arguments(args) -> Pipeline:
+    """The :class:`Pipeline` (model loaded) of the ``gadoreduce predict`` options ``args``."""
+    return Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
+                    memory_limit_gb=args.memory_limit, backend=args.backend, threads=args.threads,
+                    threshold_sigmas=args.threshold_sigmas, min_volume_mm3=args.min_volume, tta=args.tta)
+
+
+def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipeline, CaseResult, dict]:
     """``gadoreduce predict`` (options of :func:`add_predict_arguments`): the validation stage first (arguments,
     model file, output folder: :func:`check_predict_arguments`), then the images (read and checked:
     ``validation.images.read_inputs``), the model, the case, and the outputs written into a temporary folder that moves into
     ``args.output`` only when complete (``io.atomic.staged_folder``); returns (pipeline, result, paths). Inside an
-    ``io.profiling.record`` block (the CLI's) the stages include validation, model loading and reading."""
+    ``io.profiling.record`` block (the CLI's) the stages include validation, model loading and reading. A cohort
+    passes its ``pipeline`` (the model loaded once). The record gets the inputs (path, sha256, geometry) and the
+    acquisition values with their sources (``cohort.record``)."""
+    from .cohort.record import RECORD_SCHEMA_VERSION, acquisition_record, input_record
     from .io.atomic import staged_folder
     from .io.profiling import stage
     from .validation.images import read_inputs
@@ -381,13 +408,17 @@ def predict_from_arguments(args) -> tuple[Pipeline, CaseResult, dict]:
         progress = getattr(args, "progress", None)
         with stage("reading"):  # before the model (torch takes seconds to load): image errors come first
             images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)})
-        with stage("model loading"):
-            pipeline = Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
-                                memory_limit_gb=args.memory_limit,
-                                backend=args.backend, threads=args.threads, threshold_sigmas=args.threshold_sigmas,
-                                min_volume_mm3=args.min_volume, tta=args.tta)
+        if pipeline is None:
+            with stage("model loading"):
+                pipeline = pipeline_from_arguments(args)
         result = pipeline.predict_case(images["pre_contrast"], images["low_dose"], args.dose, args.field_strength,
                                        args.agent, progress=progress)
+        result.record = {"schema_version": RECORD_SCHEMA_VERSION,
+                         "inputs": {key: input_record(path, images[key])
+                                    for key, path in (("pre_contrast", args.pre), ("low_dose", args.low))},
+                         "acquisition": acquisition_record({"dose": args.dose, "field_strength": args.field_strength,
+                                                            "agent": args.agent}, args.sources),
+                         **result.record}
         written = write(result, staging)
     paths = {name: Path(args.output) / path.name for name, path in written.items()}
     return pipeline, result, paths

@@ -141,3 +141,39 @@ def montage(images: list[np.ndarray], titles: list[str], path, label_overlay: np
     with atomic_path(path) as partial:
         canvas.save(partial, format="PNG")
     return path
+
+
+def contact_sheet(rows: list[tuple[str, Path | None]], path, width: int = 1200, footer: str | None = None) -> Path:
+    """Write a PNG with one row per (title, montage PNG or None): each montage scaled to ``width`` pixels under its
+    title; a row without a montage shows only its title (e.g. a failed case and why). Returns the path written."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"contact sheet path {str(path)!r} must end with .png")
+    if not rows:
+        raise ValueError("a contact sheet needs at least one row")
+    font = ImageFont.load_default(size=18)
+    title_h = 28
+    pictures = []
+    for title, png in rows:
+        picture = None
+        if png is not None and Path(png).is_file():
+            with Image.open(png) as image:
+                scale = width / image.width
+                picture = image.convert("RGB").resize((width, max(1, round(image.height * scale))))
+        pictures.append((title, picture))
+    footer_h = title_h if footer else 0
+    height = sum(title_h + (p.height if p else 0) for _, p in pictures) + footer_h
+    canvas = Image.new("RGB", (width, height), (0, 0, 0))
+    draw = ImageDraw.Draw(canvas)
+    y = 0
+    for title, picture in pictures:
+        draw.text((6, y + 4), title[:160], fill=(255, 255, 255) if picture else (255, 120, 120), font=font)
+        y += title_h
+        if picture is not None:
+            canvas.paste(picture, (0, y))
+            y += picture.height
+    if footer:
+        draw.text((6, y + 4), footer, fill=(200, 200, 200), font=font)
+    with atomic_path(path) as tmp:
+        canvas.save(tmp, format="PNG")
+    return path
