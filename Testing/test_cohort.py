@@ -143,3 +143,48 @@ def test_cohort_descriptions_that_cannot_run_are_refused(tmp_path, capsys):
                         ([], "--pre, --low, --dose, --field-strength missing")):
         assert cli.main(["predict", "--output", str(tmp_path / "o")] + argv) == 2
         assert words in capsys.readouterr().err
+
+
+def test_the_same_cohort_on_a_dask_cluster_gives_the_same_images(cohort, tmp_path):
+    """A real Dask scheduler and two worker processes (started here as ``dask scheduler`` / ``dask worker``
+    would run on a cluster): the cohort's images are byte-identical to those of the serial run."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    python = [sys.executable, "-m"]
+    scheduler = subprocess.Popen(python + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                                           str(port), "--no-dashboard"], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
+    workers = [subprocess.Popen(python + ["distributed.cli.dask_worker", address, "--nworkers", "1", "--nthreads",
+                                          "1", "--no-dashboard", "--memory-limit", "0"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for _ in range(2)]
+    try:
+        from distributed import Client
+        with Client(address, timeout="60s") as client:
+            client.wait_for_workers(2, timeout=120)
+        out = tmp_path / "dask"
+        cases = tmp_path / "cases"
+        for name in ("phantom_3", "phantom_4"):
+            shutil.copytree(cohort["cases"] / name, cases / name)
+        assert cli.main(["predict", "--cases", str(cases), "--output", str(out), "--scheduler", address]
+                        + OPTIONS) == 0
+    finally:
+        for process in workers + [scheduler]:
+            process.terminate()
+        for process in workers + [scheduler]:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        time.sleep(0.1)
+    rows = _summary(out)
+    assert {r["status"] for r in rows.values()} == {"done"}
+    for name in ("phantom_3", "phantom_4"):
+        serial = cohort["out"] / name
+        for image in sorted(p.name for p in serial.glob("*.nii.gz")):
+            assert (out / name / image).read_bytes() == (serial / image).read_bytes(), f"{name}/{image}"

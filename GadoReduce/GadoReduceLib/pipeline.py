@@ -318,6 +318,11 @@ def add_predict_arguments(parser) -> None:
                    "optionally dose, field_strength, agent (paths relative to the table's folder)")
     p.add_argument("--resume", action="store_true", help="a cohort: skip the cases whose outputs are complete "
                    "from an earlier run")
+    p.add_argument("--workers", default="auto", metavar="N", help="a cohort: cases in parallel on a local Dask "
+                   "cluster of N worker processes; auto (default): one per 2 cores and 4 GB of free memory, and "
+                   "with one worker the cases run one after the other in this process")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="a cohort: run the cases on an existing Dask cluster, "
+                   "e.g. tcp://host:8786 (the workers need GadoReduce and the same paths)")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder (created; the outputs appear in "
                    "it only when all are complete)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import os
 import sys
 import time
 from pathlib import Path
@@ -86,13 +87,82 @@ def write_summary(output: Path, rows: list[dict]) -> tuple[Path, Path, Path]:
             write_text(output / SUMMARY_MD, "\n".join(lines) + "\n"), sheet)
 
 
+def run_case(case: CohortCase, args, pipeline_for, log) -> dict:
+    """One case of the cohort into ``args.output``/<case> (``args``: the cohort's options); ``pipeline_for(args)``
+    gives the loaded pipeline. Returns its summary row; a failure is caught and becomes a "failed" row."""
+    from ..io.profiling import record as profile
+    from ..pipeline import predict_from_arguments
+    folder = Path(args.output) / case.name
+    if case.error is not None:
+        log(f"{case.name}: FAILED: {case.error}")
+        return _row(case.name, "failed", folder, error=case.error)
+    case_args = _case_arguments(args, case, folder)
+    case_args.progress = lambda percent, message: log(f"{case.name} [{percent:3.0f} %] {message}")
+    start = time.monotonic()
+    try:
+        pipeline = pipeline_for(case_args)
+        with profile() as stages, stages.stage("total"):
+            _, result, _ = predict_from_arguments(case_args, pipeline)
+    except (ValueError, OSError, RuntimeError, MemoryError) as error:
+        message = failure_message(error)
+        log(f"{case.name}: FAILED: {message}")
+        return _row(case.name, "failed", folder, seconds=time.monotonic() - start, error=message)
+    log(f"{case.name}: done in {time.monotonic() - start:.1f} s, {result.record['n_regions']} enhancing regions")
+    return _row(case.name, "done", folder, result.record, time.monotonic() - start)
+
+
+def _options(args) -> dict:
+    """The cohort's options as plain values (what a task sends to a worker)."""
+    return {k: v for k, v in vars(args).items() if k not in ("func", "progress") and not callable(v)}
+
+
+_PIPELINES: dict = {}
+"""The pipelines a Dask worker process has loaded, by their options."""
+
+
+def _worker_pipeline(args):
+    """The pipeline of this worker process for these options (loaded at its first case)."""
+    from ..pipeline import pipeline_from_arguments
+    key = tuple(str(getattr(args, k, None)) for k in ("model", "device", "tile", "precision", "memory_limit",
+                                                      "backend", "threads", "threshold_sigmas", "min_volume", "tta"))
+    if key not in _PIPELINES:
+        _PIPELINES[key] = pipeline_from_arguments(args)
+    return _PIPELINES[key]
+
+
+def case_task(case, options: dict, threads: int | None = None) -> dict:
+    """Dask task (``distributed.run_on_dask``): one case in a worker process (:func:`run_case`) with ``threads`` CPU threads for the network and
+    elastix; None: all cores of the worker's machine, as a plain process has them (Dask's nanny starts workers with
+    OMP_NUM_THREADS=1, which would make the network slower and its sums differ in the last bits from a serial
+    run's). Returns its summary row."""
+    import torch
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    if threads:
+        options = dict(options, threads=options.get("threads") or threads)
+    return run_case(case, argparse.Namespace(**options), _worker_pipeline,
+                    lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def _serial_pipeline():
+    """``pipeline_for`` of a serial run: the model loaded at the first case, kept for the others."""
+    from ..pipeline import pipeline_from_arguments
+    loaded = []
+
+    def pipeline_for(args):
+        if not loaded:
+            loaded.append(pipeline_from_arguments(args))
+        return loaded[0]
+    return pipeline_for
+
+
 def predict_cohort(args, log=None) -> int:
     """Run the cohort of ``args`` (``gadoreduce predict`` options with ``--cases`` or ``--table``); see the module
-    docstring. ``log(line)``: progress lines (default: standard error)."""
+    docstring. Cases run here one after the other, or as tasks on Dask (``--scheduler``, or ``--workers`` of 2 or
+    more: ``cohort.distributed``). ``log(line)``: progress lines (default: standard error)."""
     import json
 
-    from ..io.profiling import record as profile
-    from ..pipeline import RECORD_FILE, check_predict_arguments, pipeline_from_arguments, predict_from_arguments
+    from ..pipeline import RECORD_FILE, check_predict_arguments
+    from .distributed import resolve_workers, run_on_dask
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     cases = cohort_cases(args)
     output = Path(args.output)
@@ -101,41 +171,27 @@ def predict_cohort(args, log=None) -> int:
         raise ValueError(f"--output {output} already holds the results of {len(done_earlier)} of these cases "
                          f"({', '.join(done_earlier[:3])}{', ...' if len(done_earlier) > 3 else ''}): add --resume "
                          "to skip them, or --overwrite to compute them again")
-    runnable = next((c for c in cases if c.error is None and not (args.resume and c.name in done_earlier)), None)
+    skipped = {c.name for c in cases if c.error is None and args.resume and c.name in done_earlier}
+    todo = [c for c in cases if c.name not in skipped]
+    runnable = next((c for c in todo if c.error is None), None)
     if runnable is not None:  # the options every case shares (device, model, tiles, ...) are checked once, first
         check_predict_arguments(_case_arguments(args, runnable, output / runnable.name))
-    pipeline, rows, failed = None, [], 0
-    for number, case in enumerate(cases, start=1):
-        folder = output / case.name
-        prefix = f"[case {number}/{len(cases)}] {case.name}"
-        if case.error is None and args.resume and folder.name in done_earlier:
-            record = json.loads((folder / RECORD_FILE).read_text())
-            rows.append(_row(case.name, "done earlier", folder, record))
-            log(f"{prefix}: done earlier, skipped (--resume)")
-            continue
-        if case.error is not None:
-            rows.append(_row(case.name, "failed", folder, error=case.error))
-            failed += 1
-            log(f"{prefix}: FAILED: {case.error}")
-            continue
-        case_args = _case_arguments(args, case, folder)
-        case_args.progress = lambda percent, message, p=prefix: log(f"{p} [{percent:3.0f} %] {message}")
-        start = time.monotonic()
-        try:
-            if pipeline is None:
-                log(f"loading the model for {len(cases)} cases")
-                pipeline = pipeline_from_arguments(case_args)
-            with profile() as stages, stages.stage("total"):
-                _, result, _ = predict_from_arguments(case_args, pipeline)
-        except (ValueError, OSError, RuntimeError, MemoryError) as error:
-            message = failure_message(error)
-            rows.append(_row(case.name, "failed", folder, seconds=time.monotonic() - start, error=message))
-            failed += 1
-            log(f"{prefix}: FAILED: {message}")
-            continue
-        rows.append(_row(case.name, "done", folder, result.record, time.monotonic() - start))
-        log(f"{prefix}: done in {time.monotonic() - start:.1f} s, {result.record['n_regions']} enhancing regions")
-    csv_path, md_path, sheet = write_summary(output, rows)
+    rows = {}
+    for name in skipped:
+        rows[name] = _row(name, "done earlier", output / name, json.loads((output / name / RECORD_FILE).read_text()))
+        log(f"{name}: done earlier, skipped (--resume)")
+    workers = resolve_workers(getattr(args, "workers", "1"), len([c for c in todo if c.error is None]))
+    if getattr(args, "scheduler", None) or workers > 1:
+        rows.update(run_on_dask(todo, case_task, _options(args), log, scheduler=getattr(args, "scheduler", None),
+                                workers=workers))
+    else:
+        pipeline_for = _serial_pipeline()
+        for number, case in enumerate(todo, start=1):
+            log(f"[case {number}/{len(todo)}] {case.name}")
+            rows[case.name] = run_case(case, args, pipeline_for, log)
+    ordered = [rows[case.name] for case in cases]
+    failed = sum(row["status"] == "failed" for row in ordered)
+    csv_path, md_path, sheet = write_summary(output, ordered)
     log(f"{len(cases) - failed} of {len(cases)} cases done, {failed} failed; summary in {csv_path}, "
         f"{md_path.name} and {sheet.name}")
     return 1 if failed else 0
