@@ -140,7 +140,8 @@ def test_cohort_descriptions_that_cannot_run_are_refused(tmp_path, capsys):
     assert "no dose and no field strength" in cases_from_table(table)[0].resolved(None, None, None).error
     for argv, words in ((["--table", str(table), "--cases", str(tmp_path)], "not both"),
                         (["--table", str(table), "--pre", "x.nii.gz"], "a cohort"),
-                        ([], "--pre, --low, --dose, --field-strength missing")):
+                        ([], "--pre, --low, --dose, --field-strength missing"),
+                        (["--table", str(table), "--workers", "none"], "--workers 'none'")):
         assert cli.main(["predict", "--output", str(tmp_path / "o")] + argv) == 2
         assert words in capsys.readouterr().err
 

@@ -166,6 +166,7 @@ def predict_cohort(args, log=None) -> int:
     log = log or (lambda line: print(line, file=sys.stderr, flush=True))
     cases = cohort_cases(args)
     output = Path(args.output)
+    workers = resolve_workers(getattr(args, "workers", "1"), len([c for c in cases if c.error is None]))
     done_earlier = [case.name for case in cases if is_complete(output / case.name)]
     if done_earlier and not (args.resume or args.overwrite):
         raise ValueError(f"--output {output} already holds the results of {len(done_earlier)} of these cases "
@@ -177,10 +178,10 @@ def predict_cohort(args, log=None) -> int:
     if runnable is not None:  # the options every case shares (device, model, tiles, ...) are checked once, first
         check_predict_arguments(_case_arguments(args, runnable, output / runnable.name))
     rows = {}
-    for name in skipped:
+    for name in (c.name for c in cases if c.name in skipped):
         rows[name] = _row(name, "done earlier", output / name, json.loads((output / name / RECORD_FILE).read_text()))
         log(f"{name}: done earlier, skipped (--resume)")
-    workers = resolve_workers(getattr(args, "workers", "1"), len([c for c in todo if c.error is None]))
+    workers = min(workers, max(1, len([c for c in todo if c.error is None])))
     if getattr(args, "scheduler", None) or workers > 1:
         rows.update(run_on_dask(todo, case_task, _options(args), log, scheduler=getattr(args, "scheduler", None),
                                 workers=workers))
