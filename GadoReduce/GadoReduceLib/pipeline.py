@@ -252,6 +252,14 @@ def output_files(folder, suffix: str = ".nii.gz") -> list[Path]:
             + [folder / name for name in (REGIONS_FILE, LESIONS_FILE, RECORD_FILE, MONTAGE_FILE)])
 
 
+def dicom_outputs(folder) -> list[str]:
+    """The files of an earlier ``--dicom-out`` run in ``folder`` (``io.dicom_out.DICOM_SERIES`` prefixes)."""
+    from .io.dicom_out import DICOM_SERIES
+    folder = Path(folder)
+    prefixes = tuple(f"{prefix}_" for prefix, _, _ in DICOM_SERIES.values())
+    return sorted(p.name for p in folder.glob("*.dcm") if p.name.startswith(prefixes)) if folder.is_dir() else []
+
+
 def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
     """Write every image of ``result`` as ``folder/<name><suffix>`` (atomic); returns name -> path."""
     from .io.imageio import write_image
@@ -325,6 +333,9 @@ def add_predict_arguments(parser) -> None:
                    "e.g. tcp://host:8786 (the workers need GadoReduce and the same paths)")
     p.add_argument("--output", required=True, metavar="DIR", help="output folder (created; the outputs appear in "
                    "it only when all are complete)")
+    p.add_argument("--dicom-out", metavar="DIR", help="also write the synthetic standard dose and the image beyond "
+                   "the standard dose as new DICOM MR series derived from the low-dose series (--low a DICOM folder) "
+                   "into DIR (marked synthetic and research-only)")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier run in --output "
                    "(without it such a folder is refused)")
     p.add_argument("--model", metavar="PATH", help="model file (.pt with .sha256 beside it; default: the "
@@ -384,6 +395,15 @@ def check_predict_arguments(args) -> dict:
     check_outputs_spare_inputs(outputs, {"--pre": args.pre, "--low": args.low, "--model": args.model})
     model = check_model_file(args.model)
     check_output_folder(args.output, [path.name for path in outputs], overwrite=args.overwrite)
+    if getattr(args, "dicom_out", None):
+        check_output_folder(args.dicom_out, dicom_outputs(args.dicom_out), overwrite=args.overwrite,
+                            option="--dicom-out")
+        if Path(args.dicom_out).resolve() in (Path(args.low).resolve(), Path(args.pre).resolve()):
+            raise ValueError(f"--dicom-out {args.dicom_out} is an input folder; give a folder of its own, so that "
+                             "the new series are not mixed with the scans")
+        if not Path(args.low).is_dir():
+            raise ValueError(f"--dicom-out derives its series from the low-dose DICOM series, but --low {args.low} "
+                             "is not a DICOM folder; give --low the folder of the low-dose series")
     return {"condition": condition, "model": model}
 
 
@@ -425,5 +445,10 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
                                                             "agent": args.agent}, args.sources),
                          **result.record}
         written = write(result, staging)
+        if getattr(args, "dicom_out", None):  # committed just before the other outputs
+            from .io.dicom_out import write_dicom_outputs
+            with stage("writing DICOM"), staged_folder(args.dicom_out, dicom_outputs(args.dicom_out),
+                                                       option="--dicom-out") as dicom_staging:
+                write_dicom_outputs(result.images, args.low, dicom_staging)
     paths = {name: Path(args.output) / path.name for name, path in written.items()}
     return pipeline, result, paths
