@@ -117,7 +117,7 @@ def _write_dicom(path: Path, tags: dict) -> Path:
 
 def test_acquisition_prefill_from_a_real_dicom_file(module, harness, tmp_path):
     import slicer
-    from GadoReduceLib.module.dicom import acquisition_from_dicom_file
+    from GadoReduceLib.io.dicom import acquisition_from_dicom_file
     from slicer_harness import DICOMDatabaseStandIn
     path = _write_dicom(tmp_path / "low.dcm", {"0008|0018": "1.2.826.0.1.3680043.2.1125.1", "0018|0087": "3",
                                                "0018|0010": "GADOVIST 1.0", "0018|1041": "2.5", "0010|1030": "75"})

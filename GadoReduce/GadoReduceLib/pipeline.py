@@ -314,6 +314,10 @@ def add_predict_arguments(parser) -> None:
     p = parser
     p.add_argument("--pre", metavar="PRE", help="pre-contrast T1w image (one case; or --cases / --table)")
     p.add_argument("--low", metavar="LOW", help="low-dose contrast-enhanced T1w image (one case)")
+    p.add_argument("--pre-series", metavar="UID|TEXT", help="--pre is a DICOM folder of several series: the one with "
+                   "this Series Instance UID or Series Description")
+    p.add_argument("--low-series", metavar="UID|TEXT", help="--low is a DICOM folder of several series: as "
+                   "--pre-series")
     p.add_argument("--dose", type=float, metavar="D",
                    help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25 (a cohort: for the "
                         "cases whose case.json or table row gives none)")
@@ -372,14 +376,17 @@ def check_predict_arguments(args) -> dict:
     from .physics.agents import DEFAULT_AGENT
     from .validation.arguments import (check_condition, check_device, check_tta, optional_int, parse_tile,
                                        positive)
-    missing = [option for option, value in (("--pre", args.pre), ("--low", args.low), ("--dose", args.dose),
-                                            ("--field-strength", args.field_strength)) if value is None]
-    if missing:
-        raise ValueError(f"{', '.join(missing)} missing: give --pre, --low, --dose and --field-strength for one "
-                         "case, or --cases DIR or --table FILE for a cohort")
     if not hasattr(args, "sources"):  # where each acquisition value came from (the cohort sets its own)
         args.sources = {"dose": "argument", "field_strength": "argument",
                         "agent": "argument" if args.agent else "default"}
+    from_dicom = dicom_acquisition(args)
+    missing = [option for option, value in (("--pre", args.pre), ("--low", args.low), ("--dose", args.dose),
+                                            ("--field-strength", args.field_strength)) if value is None]
+    if missing:
+        absent = [m[2:] for m in missing if m in ("--dose", "--field-strength")] if from_dicom is not None else []
+        raise ValueError(f"{', '.join(missing)} missing: give --pre, --low, --dose and --field-strength for one "
+                         "case, or --cases DIR or --table FILE for a cohort"
+                         + (f"; the low-dose DICOM header gives no {' and no '.join(absent)}" if absent else ""))
     args.agent = args.agent or DEFAULT_AGENT
     condition = check_condition(args.dose, args.field_strength, args.agent,
                                 names=("--dose", "--field-strength", "--agent"))
@@ -407,6 +414,26 @@ def check_predict_arguments(args) -> dict:
     return {"condition": condition, "model": model}
 
 
+def dicom_acquisition(args) -> dict | None:
+    """Choose the DICOM series of ``--pre``/``--low`` (``--pre-series``/``--low-series``, stored as
+    ``args.pre_series_uid``/``args.low_series_uid``) and fill the dose, field strength and agent that the
+    command line left out from the low-dose series' header (``io.dicom.acquisition_from_tags``; their source
+    "dicom"). Returns what the header gave (None when --low is no DICOM folder)."""
+    from .io.dicom import acquisition_from_dicom_file, choose_series
+    found = None
+    for key in ("pre", "low"):
+        path = getattr(args, key, None)
+        chosen = choose_series(path, getattr(args, f"{key}_series", None), f"--{key}") if path else None
+        setattr(args, f"{key}_series_uid", chosen["uid"] if chosen else None)
+        if key == "low" and chosen is not None:
+            found = acquisition_from_dicom_file(chosen["files"][0])
+    for name in ("dose", "field_strength", "agent"):
+        if found and name in found and getattr(args, name, None) is None:
+            setattr(args, name, found[name])
+            args.sources[name] = "dicom"
+    return found
+
+
 def pipeline_from_arguments(args) -> Pipeline:
     """The :class:`Pipeline` (model loaded) of the ``gadoreduce predict`` options ``args``."""
     return Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
@@ -432,7 +459,9 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
     with staged_folder(args.output, known) as staging:
         progress = getattr(args, "progress", None)
         with stage("reading"):  # before the model (torch takes seconds to load): image errors come first
-            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)})
+            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)},
+                                 series={"pre_contrast": getattr(args, "pre_series_uid", None),
+                                         "low_dose": getattr(args, "low_series_uid", None)})
         if pipeline is None:
             with stage("model loading"):
                 pipeline = pipeline_from_arguments(args)
@@ -449,6 +478,6 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
             from .io.dicom_out import write_dicom_outputs
             with stage("writing DICOM"), staged_folder(args.dicom_out, dicom_outputs(args.dicom_out),
                                                        option="--dicom-out") as dicom_staging:
-                write_dicom_outputs(result.images, args.low, dicom_staging)
+                write_dicom_outputs(result.images, args.low, dicom_staging, args.low_series_uid)
     paths = {name: Path(args.output) / path.name for name, path in written.items()}
     return pipeline, result, paths

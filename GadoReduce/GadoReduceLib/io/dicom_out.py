@@ -111,8 +111,8 @@ def write_series(image: sitk.Image, template, folder, name: str, series_number: 
     return paths
 
 
-def write_dicom_outputs(images: dict, low_dose_folder, folder) -> dict:
+def write_dicom_outputs(images: dict, low_dose_folder, folder, series_uid: str | None = None) -> dict:
     """Every image of :data:`DICOM_SERIES` in ``images`` as a derived series of the low-dose DICOM series in
-    ``low_dose_folder``, into ``folder``; returns name -> list of paths."""
-    template = source_headers(low_dose_folder)[0]
+    ``low_dose_folder`` (``series_uid``: the one chosen there), into ``folder``; returns name -> list of paths."""
+    template = source_headers(low_dose_folder, series_uid)[0]
     return {name: write_series(images[name], template, folder, name) for name in DICOM_SERIES if name in images}

@@ -52,7 +52,7 @@ def model_problem(path) -> str | None:
 
 def acquisition_values(found: dict) -> dict:
     """The parameter-node values (dose, fieldStrength, agent) for the acquisition fields read from a DICOM
-    header (``dicom.acquisition_from_tags``) that the parameter node accepts; others are left out."""
+    header (``io.dicom.acquisition_from_tags``) that the parameter node accepts; others are left out."""
     values = {}
     if DOSE_RANGE[0] <= found.get("dose", 0) <= DOSE_RANGE[1]:
         values["dose"] = float(found["dose"])

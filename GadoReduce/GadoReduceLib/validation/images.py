@@ -23,11 +23,12 @@ def _named(option: str | None, path, error: Exception) -> str:
     return text if str(path) in text else f"{option} {path}: {text}"
 
 
-def read_inputs(paths: dict) -> dict:
+def read_inputs(paths: dict, series: dict | None = None) -> dict:
     """Read and check the inputs of one case.
 
     paths: {key of :data:`INPUT_NAMES`: (label or None, path or None)}, e.g. {"pre_contrast": ("--pre", p)}; a
     label is the CLI option (then the path is named too) or any words naming the input (the module's node);
+    ``series``: {key: Series Instance UID} for inputs that are DICOM folders of several series;
     returns {key: SimpleITK image or None}. ValueError naming the option, the file and the fix; nothing heavy
     (registration, the network) has run when it is raised."""
     from ..io.imageio import read_image
@@ -39,7 +40,7 @@ def read_inputs(paths: dict) -> dict:
             images[key] = None
             continue
         try:
-            images[key] = read_image(path)
+            images[key] = read_image(path, (series or {}).get(key))
         except ValueError as error:
             raise type(error)(_named(option, path, error)) from None
     try:
