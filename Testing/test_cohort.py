@@ -189,3 +189,56 @@ def test_the_same_cohort_on_a_dask_cluster_gives_the_same_images(cohort, tmp_pat
         serial = cohort["out"] / name
         for image in sorted(p.name for p in serial.glob("*.nii.gz")):
             assert (out / name / image).read_bytes() == (serial / image).read_bytes(), f"{name}/{image}"
+
+
+def test_a_bids_dataset_gives_one_case_per_session(tmp_path, capsys):
+    """BIDS: *_T1w without ce- is the pre-contrast, with ce-<label> the low dose; the field strength from the
+    low dose's sidecar; a session without a pre-contrast or with two contrast images is a failed case that names
+    the fix. The names follow the entities."""
+    from GadoReduceLib.cohort.cases import cases_from_bids, is_bids
+    root = tmp_path / "bids"
+    (root / "derivatives" / "sub-99" / "anat").mkdir(parents=True)
+    (root / "derivatives" / "sub-99" / "anat" / "sub-99_T1w.nii.gz").write_bytes(b"")  # never read
+    (root / "dataset_description.json").write_text('{"Name": "test", "BIDSVersion": "1.9.0"}')
+    files = {"sub-01/ses-1/anat/sub-01_ses-1_T1w.nii.gz": None,
+             "sub-01/ses-1/anat/sub-01_ses-1_ce-low_T1w.nii.gz": {"MagneticFieldStrength": 1.5},
+             "sub-02/anat/sub-02_T1w.nii.gz": None, "sub-02/anat/sub-02_ce-low_T1w.nii.gz": None,
+             "sub-02/anat/sub-02_ce-full_T1w.nii.gz": None, "sub-03/anat/sub-03_ce-low_T1w.nii.gz": None}
+    for name, sidecar in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(b"")
+        if sidecar:
+            (root / name.replace(".nii.gz", ".json")).write_text(json.dumps(sidecar))
+    assert is_bids(root)
+    cases = {c.name: c for c in cases_from_bids(root)}
+    assert set(cases) == {"sub-01_ses-1", "sub-02", "sub-03"}
+    first = cases["sub-01_ses-1"]
+    assert first.error is None and first.pre.name == "sub-01_ses-1_T1w.nii.gz"
+    assert first.low.name == "sub-01_ses-1_ce-low_T1w.nii.gz"
+    assert first.field_strength == 1.5 and first.sources == {"field_strength": "bids"}
+    assert "--bids-low-ce" in cases["sub-02"].error and "without a ce- entity" in cases["sub-03"].error
+    chosen = {c.name: c for c in cases_from_bids(root, low_label="low")}
+    assert chosen["sub-02"].error is None and chosen["sub-02"].low.name == "sub-02_ce-low_T1w.nii.gz"
+    assert "no *_T1w image with ce-full" in {c.name: c for c in cases_from_bids(root, "full")}["sub-01_ses-1"].error
+
+
+def test_progress_is_one_line_on_a_terminal_and_plain_lines_otherwise():
+    import io
+
+    from GadoReduceLib.cohort.run import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+    for stream, terminal in ((io.StringIO(), False), (Terminal(), True)):
+        progress = Progress(4, stream)
+        progress.start(2, "phantom_1")
+        progress.step(50.0, "Registering")
+        progress.log("phantom_1: done in 3.0 s")
+        text = stream.getvalue()
+        if terminal:  # rewritten in place: the cohort is (1 + 0.5) / 4 done
+            assert "\r\033[K[cohort  38 %] case 2/4 phantom_1: Registering" in text
+            assert text.endswith("\r\033[Kphantom_1: done in 3.0 s\n") and text.count("\n") == 1
+        else:
+            assert text.splitlines() == ["[case 2/4] phantom_1", "phantom_1 [ 50 %] Registering",
+                                         "phantom_1: done in 3.0 s"]

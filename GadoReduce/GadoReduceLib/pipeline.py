@@ -325,7 +325,9 @@ def add_predict_arguments(parser) -> None:
     p.add_argument("--agent", default=None, metavar="NAME",
                    help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
     p.add_argument("--cases", metavar="DIR", help="a cohort: a folder of case folders (pre_contrast, low_dose*, "
-                   "case.json), one output folder per case under --output")
+                   "case.json) or a BIDS dataset, one output folder per case under --output")
+    p.add_argument("--bids-low-ce", metavar="LABEL", help="a BIDS dataset as --cases: the ce- label of the low-dose "
+                   "*_T1w images (needed when a session has several contrast-enhanced T1w images)")
     p.add_argument("--table", metavar="FILE", help="a cohort: a CSV or TSV table with the columns case, pre, low and "
                    "optionally dose, field_strength, agent (paths relative to the table's folder)")
     p.add_argument("--resume", action="store_true", help="a cohort: skip the cases whose outputs are complete "

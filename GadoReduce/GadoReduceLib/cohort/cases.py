@@ -1,5 +1,5 @@
-"""The cases of a cohort: from a folder of case folders (the layout ``evaluate`` and ``train`` read) or from a
-CSV/TSV table of paths and acquisition values.
+"""The cases of a cohort: from a folder of case folders (the layout ``evaluate`` and ``train`` read), a BIDS
+dataset (``*_T1w`` images, ``ce-`` entities for contrast) or a CSV/TSV table of paths and acquisition values.
 
 A case whose own description is broken (a missing image, an unreadable case.json, a dose that is no number)
 becomes a :class:`CohortCase` with ``error`` set: the cohort reports it and runs the others. A cohort that cannot
@@ -90,6 +90,75 @@ def cases_from_folder(root) -> list[CohortCase]:
                 name if len(files["low_dose"]) == 1 else f"{name}_{safe_name(image_stem(low.name))}",
                 files["pre_contrast"], low, dose, meta.field_strength if sidecar is not None else None,
                 meta.agent if has_agent else None, sources))
+    return _unique(cases, str(root))
+
+
+BIDS_DESCRIPTION = "dataset_description.json"
+BIDS_IMAGE_SUFFIXES = (".nii.gz", ".nii")
+
+
+def is_bids(root) -> bool:
+    """True when ``root`` is a BIDS dataset (it holds ``dataset_description.json``)."""
+    return (Path(root) / BIDS_DESCRIPTION).is_file()
+
+
+def _bids_entities(name: str) -> tuple[dict, str] | None:
+    """({entity: label}, suffix) of a BIDS image file name such as ``sub-01_ses-1_ce-low_T1w.nii.gz``."""
+    stem = next((name[:-len(s)] for s in BIDS_IMAGE_SUFFIXES if name.endswith(s)), None)
+    if stem is None:
+        return None
+    *pairs, suffix = stem.split("_")
+    entities = dict(p.split("-", 1) for p in pairs if "-" in p)
+    return (entities, suffix) if "sub" in entities else None
+
+
+def _bids_field_strength(image: Path) -> float | None:
+    sidecar = image.with_name(next(image.name[:-len(s)] for s in BIDS_IMAGE_SUFFIXES if image.name.endswith(s))
+                              + ".json")
+    try:
+        value = json.loads(sidecar.read_text()).get("MagneticFieldStrength") if sidecar.is_file() else None
+        return float(value) if value is not None else None
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def cases_from_bids(root, low_label: str | None = None) -> list[CohortCase]:
+    """One case per subject and session (and acq/run) of a BIDS dataset: the ``*_T1w`` image without a ``ce-``
+    entity is the pre-contrast scan, the one with ``ce-<low_label>`` (or the only one with a ``ce-`` entity) the
+    low dose; the field strength from the low dose's JSON sidecar (MagneticFieldStrength; source "bids").
+    ``derivatives/`` and other non-subject folders are not read."""
+    root = Path(root)
+    groups: dict = {}
+    for image in sorted(root.glob("sub-*/**/anat/*_T1w.nii*")):
+        parsed = _bids_entities(image.name)
+        if parsed is None or parsed[1] != "T1w":
+            continue
+        entities = parsed[0]
+        key = tuple((k, v) for k, v in entities.items() if k != "ce")
+        groups.setdefault(key, []).append((entities.get("ce"), image))
+    if not groups:
+        raise ValueError(f"--cases {root} is a BIDS dataset without sub-*/anat/*_T1w images")
+    cases = []
+    for key, images in groups.items():
+        name = safe_name("_".join(f"{k}-{v}" for k, v in key))
+        pre = [image for ce, image in images if ce is None]
+        lows = [(ce, image) for ce, image in images if ce is not None and (low_label is None or ce == low_label)]
+        labels = sorted(ce for ce, _ in images if ce is not None)
+        error = None
+        if not pre:
+            error = f"{name}: no pre-contrast *_T1w image without a ce- entity"
+        elif not lows:
+            error = (f"{name}: no *_T1w image with ce-{low_label}" if low_label else
+                     f"{name}: no contrast-enhanced *_T1w image (with a ce- entity)") + f"; found ce- labels {labels}"
+        elif len(lows) > 1:
+            error = f"{name}: several contrast-enhanced images (ce- labels {labels}); choose one with --bids-low-ce"
+        if error:
+            cases.append(CohortCase(name, error=error))
+            continue
+        low = lows[0][1]
+        field = _bids_field_strength(low)
+        cases.append(CohortCase(name, pre[0], low, field_strength=field,
+                                sources={"field_strength": "bids"} if field is not None else {}))
     return _unique(cases, str(root))
 
 

@@ -12,9 +12,9 @@ from pathlib import Path
 
 RECORD_SCHEMA_VERSION = 1
 SCHEMA_FILE = ("Schemas", "record.schema.json")
-SOURCES = ("argument", "dicom", "case.json", "phantom.json", "table", "default")
+SOURCES = ("argument", "dicom", "case.json", "phantom.json", "bids", "table", "default")
 """Where an acquisition value came from: a command-line option, the low-dose DICOM header, the case folder's
-sidecar, the cohort table, or GadoReduce's default (the agent only)."""
+sidecar, a BIDS JSON sidecar, the cohort table, or GadoReduce's default (the agent only)."""
 
 
 def sha256_of_input(path: str | os.PathLike) -> str:

@@ -15,20 +15,24 @@ import sys
 import time
 from pathlib import Path
 
-from .cases import CohortCase, cases_from_folder, cases_from_table
+from .cases import CohortCase, cases_from_bids, cases_from_folder, cases_from_table, is_bids
 
 SUMMARY_CSV, SUMMARY_MD, CONTACT_SHEET = "cohort_summary.csv", "cohort_summary.md", "cohort_contact_sheet.png"
 SUMMARY_COLUMNS = ("case", "status", "seconds", "n_regions", "warnings", "error", "output")
 
 
 def cohort_cases(args) -> list[CohortCase]:
-    """The cases named by ``--cases`` or ``--table``, with the command line's acquisition values filled in."""
+    """The cases named by ``--cases`` (case folders, or a BIDS dataset) or ``--table``, with the command line's
+    acquisition values filled in."""
     if args.cases and args.table:
         raise ValueError("give either --cases DIR or --table FILE, not both")
     given = [option for option, value in (("--pre", args.pre), ("--low", args.low)) if value]
     if given:
         raise ValueError(f"{' and '.join(given)} name one case; a cohort (--cases / --table) names its own inputs")
-    cases = cases_from_folder(args.cases) if args.cases else cases_from_table(args.table)
+    if args.cases and is_bids(args.cases):
+        cases = cases_from_bids(args.cases, getattr(args, "bids_low_ce", None))
+    else:
+        cases = cases_from_folder(args.cases) if args.cases else cases_from_table(args.table)
     return [case.resolved(args.dose, args.field_strength, args.agent) for case in cases]
 
 
@@ -87,9 +91,38 @@ def write_summary(output: Path, rows: list[dict]) -> tuple[Path, Path, Path]:
             write_text(output / SUMMARY_MD, "\n".join(lines) + "\n"), sheet)
 
 
-def run_case(case: CohortCase, args, pipeline_for, log) -> dict:
+class Progress:
+    """Progress of a serial cohort on standard error: on a terminal one line rewritten in place (the whole cohort's
+    percentage, the case, its step), each finished case on a line of its own; otherwise plain log lines."""
+
+    def __init__(self, total: int, stream=None):
+        self.total, self.stream = max(total, 1), stream or sys.stderr
+        self.terminal = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.number, self.name = 0, ""
+
+    def start(self, number: int, name: str) -> None:
+        self.number, self.name = number, name
+        if not self.terminal:
+            self.log(f"[case {number}/{self.total}] {name}")
+
+    def step(self, percent: float, message: str) -> None:
+        if not self.terminal:
+            self.log(f"{self.name} [{percent:3.0f} %] {message}")
+            return
+        overall = 100.0 * (self.number - 1 + percent / 100.0) / self.total
+        self.stream.write(f"\r\033[K[cohort {overall:3.0f} %] case {self.number}/{self.total} {self.name}: "
+                          f"{message[:60]}")
+        self.stream.flush()
+
+    def log(self, line: str) -> None:
+        self.stream.write(("\r\033[K" if self.terminal else "") + line + "\n")
+        self.stream.flush()
+
+
+def run_case(case: CohortCase, args, pipeline_for, log, step=None) -> dict:
     """One case of the cohort into ``args.output``/<case> (``args``: the cohort's options); ``pipeline_for(args)``
-    gives the loaded pipeline. Returns its summary row; a failure is caught and becomes a "failed" row."""
+    gives the loaded pipeline; ``step(percent, message)`` gets its progress (default: log lines). Returns its
+    summary row; a failure is caught and becomes a "failed" row."""
     from ..io.profiling import record as profile
     from ..pipeline import predict_from_arguments
     folder = Path(args.output) / case.name
@@ -97,7 +130,7 @@ def run_case(case: CohortCase, args, pipeline_for, log) -> dict:
         log(f"{case.name}: FAILED: {case.error}")
         return _row(case.name, "failed", folder, error=case.error)
     case_args = _case_arguments(args, case, folder)
-    case_args.progress = lambda percent, message: log(f"{case.name} [{percent:3.0f} %] {message}")
+    case_args.progress = step or (lambda percent, message: log(f"{case.name} [{percent:3.0f} %] {message}"))
     start = time.monotonic()
     try:
         pipeline = pipeline_for(case_args)
@@ -155,15 +188,16 @@ def _serial_pipeline():
     return pipeline_for
 
 
-def predict_cohort(args, log=None) -> int:
+def predict_cohort(args, stream=None) -> int:
     """Run the cohort of ``args`` (``gadoreduce predict`` options with ``--cases`` or ``--table``); see the module
     docstring. Cases run here one after the other, or as tasks on Dask (``--scheduler``, or ``--workers`` of 2 or
-    more: ``cohort.distributed``). ``log(line)``: progress lines (default: standard error)."""
+    more: ``cohort.distributed``). Progress goes to ``stream`` (default: standard error; see :class:`Progress`)."""
     import json
 
     from ..pipeline import RECORD_FILE, check_predict_arguments
     from .distributed import resolve_workers, run_on_dask
-    log = log or (lambda line: print(line, file=sys.stderr, flush=True))
+    progress = Progress(0, stream)
+    log = progress.log
     cases = cohort_cases(args)
     output = Path(args.output)
     workers = resolve_workers(getattr(args, "workers", "1"), len([c for c in cases if c.error is None]))
@@ -187,9 +221,10 @@ def predict_cohort(args, log=None) -> int:
                                 workers=workers))
     else:
         pipeline_for = _serial_pipeline()
+        progress.total = max(len(todo), 1)
         for number, case in enumerate(todo, start=1):
-            log(f"[case {number}/{len(todo)}] {case.name}")
-            rows[case.name] = run_case(case, args, pipeline_for, log)
+            progress.start(number, case.name)
+            rows[case.name] = run_case(case, args, pipeline_for, log, progress.step)
     ordered = [rows[case.name] for case in cases]
     failed = sum(row["status"] == "failed" for row in ordered)
     csv_path, md_path, sheet = write_summary(output, ordered)
