@@ -17,7 +17,7 @@ from slicer.i18n import translate
 from slicer.ScriptedLoadableModule import *  # noqa: F403
 from slicer.util import VTKObservationMixin
 from slicer.parameterNodeWrapper import parameterNodeWrapper, Choice, WithinRange
-from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode
+from slicer import vtkMRMLScalarVolumeNode, vtkMRMLSegmentationNode, vtkMRMLTableNode, vtkMRMLTextNode
 
 from GadoReduceLib import DISCLAIMER
 from GadoReduceLib.physics.agents import DEFAULT_AGENT
@@ -74,7 +74,8 @@ class GadoReduceParameterNode:
     thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
     registeredStandardDose (with a standard dose only), virtualDoseVolume, enhancingRegions, regionTable,
-    lesionTable: outputs (created when empty).
+    lesionTable: outputs (created when empty). runRecord: the run's record as JSON text (acquisition values,
+    inputs' checksums and geometry, model and its sha256, device, seconds per stage, QC, warnings).
     virtualDose: the virtual-dose slider, x_PC + virtualDose * contrast signal, 0 to 2.
     """
 
@@ -99,6 +100,7 @@ class GadoReduceParameterNode:
     enhancingRegions: vtkMRMLSegmentationNode
     regionTable: vtkMRMLTableNode
     lesionTable: vtkMRMLTableNode
+    runRecord: vtkMRMLTextNode
     virtualDose: Annotated[float, WithinRange(0.0, 2.0)] = 1.0
 
 

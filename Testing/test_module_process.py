@@ -135,6 +135,23 @@ def test_outputs_are_placed_in_the_input_study(processed):
                for key in ("pre", "low", "standard"))
 
 
+def test_the_run_record_is_in_the_scene(processed):
+    """The worker's record reaches the scene as a JSON text node in the study: acquisition values, the inputs by
+    node name with the sha256 and geometry of what the worker read, the model's sha256, seconds per stage."""
+    import json
+
+    import slicer
+    params = processed["params"]
+    record = json.loads(params.runRecord.GetText())
+    assert record["acquisition"]["dose"] == {"value": 0.33, "source": "argument"}
+    assert record["inputs"]["pre_contrast"]["node"].startswith(f"'{processed['pre'].GetName()}'")
+    assert len(record["inputs"]["low_dose"]["sha256"]) == 64 and "path" not in record["inputs"]["low_dose"]
+    assert record["inputs"]["pre_contrast"]["geometry"]["size"] == list(processed["pre"].GetImageData().GetDimensions())
+    assert len(record["model_sha256"]) == 64 and record["stages"]["network"]["seconds"] > 0
+    shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(processed["scene"])
+    assert shnode.GetItemParent(shnode.GetItemByDataNode(params.runRecord)) == processed["study"]
+
+
 def test_inputs_are_bit_identical(processed):
     for node in (processed["pre"], processed["low"], processed["standard"]):
         voxels, matrix = processed["inputs"][node.GetName()]

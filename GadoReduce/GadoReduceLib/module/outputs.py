@@ -257,6 +257,14 @@ def table_output(scene, rows: list[dict], name: str, units: dict, existing=None,
     return existing
 
 
+def record_output(scene, record: dict, name: str, existing=None):
+    """The run's record as indented JSON in a text node (``existing`` when given, else a new one named ``name``)."""
+    import json
+    node = existing if existing is not None else scene.AddNewNodeByClass("vtkMRMLTextNode", name)
+    node.SetText(json.dumps(record, indent=1, default=float))
+    return node
+
+
 def window_level(array: np.ndarray, signed: bool = False) -> tuple[float, float]:
     """(window, level) from the 1st-99.5th percentiles of the non-zero voxels (symmetric around 0 when signed)."""
     values = array[array != 0] if np.any(array != 0) else array.ravel()
@@ -377,6 +385,8 @@ def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
         parameters.lesionTable = table_output(scene, record["lesions"], f"{base} lesion metrics", LESION_UNITS,
                                               parameters.lesionTable)
         nodes["lesionTable"] = parameters.lesionTable
+    nodes["runRecord"] = parameters.runRecord = record_output(scene, record.get("case_record", {}),
+                                                              f"{base} GadoReduce record", parameters.runRecord)
     nodes["virtualDoseVolume"] = set_virtual_dose(scene, parameters, parameters.virtualDose)
     nodes["segmentStatistics"] = segment_statistics(parameters.enhancingRegions, nodes["contrastSignal"])
     place_in_study(pre, nodes.values())

@@ -42,6 +42,25 @@ def parse_progress(line: str) -> tuple[float, str] | None:
     return fraction, parts[2] if len(parts) > 2 else ""
 
 
+def case_record(record: dict, job: dict, folder: Path, inputs: dict, stages: dict) -> dict:
+    """The run's record for the scene (``GadoReduceParameterNode.runRecord``): ``cohort.record``'s layout with the
+    inputs named by their volume nodes (sha256 of the file the module wrote) and the panel's values as
+    acquisition (source "argument")."""
+    from ..cohort.record import RECORD_SCHEMA_VERSION, acquisition_record, input_record
+    labels = job.get("input_labels", {})
+    named = {}
+    for key in ("pre_contrast", "low_dose", "standard_dose"):
+        if job["inputs"].get(key):
+            named[key] = input_record(folder / job["inputs"][key], inputs[key])
+            named[key]["node"] = labels.get(key)
+            del named[key]["path"]  # the job folder is removed after the run
+    acquisition = acquisition_record({"dose": job["dose"], "field_strength": job["field_strength"],
+                                      "agent": job["agent"]}, dict.fromkeys(("dose", "field_strength", "agent"),
+                                                                            "argument"))
+    return {"schema_version": RECORD_SCHEMA_VERSION, "inputs": named, "acquisition": acquisition,
+            **{k: v for k, v in record.items() if k != "stages"}, "stages": stages}
+
+
 def run_job(folder: str | os.PathLike, report=None) -> dict:
     """Run the job in ``folder`` (see the module docstring); returns the result record."""
     from ..io.atomic import write_json
@@ -80,8 +99,9 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     record = {"regions": result.regions, "lesions": result.lesions, "noise_sigma": r["noise_sigma"],
               "noise_sigma_normalized": r["noise_sigma_normalized"], "pre_percentile": r["pre_percentile"],
               "registration_backend": r["registration_backend"], "warnings": r["warnings"], "model": r["model_path"],
-              "images": {name: f"out/{path.name}" for name, path in paths.items()}, "stages": stages.as_record()}
-    write_json(folder / RESULT_FILE, record, indent=1, allow_nan=True)
+              "images": {name: f"out/{path.name}" for name, path in paths.items()}, "stages": stages.as_record(),
+              "case_record": case_record(r, job, folder, inputs, stages.as_record())}
+    write_json(folder / RESULT_FILE, record, indent=1, allow_nan=True, default=float)
     report(100, "Done.")
     return record
 
