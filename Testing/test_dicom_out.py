@@ -26,6 +26,15 @@ CONTRAST = {"0018|0010": "Gadovist", "0018|1041": "1.75"}  # agent, contrast vol
 def _write_dicom_series(image: sitk.Image, folder, description="T1 low dose 25 %", number=7, extra=None):
     """The image as a classic MR series (int16), one file per slice, written by GDCM through SimpleITK; the
     low dose's header says 3 T, Gadovist, 1.75 mL for 70 kg (a quarter of gadobutrol's 0.1 mL/kg)."""
+    import locale
+    saved = locale.setlocale(locale.LC_ALL)  # GDCM's writer leaves the process in the "C" locale: restored below
+    try:
+        return _write_slices(image, folder, description, number, extra)
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
+
+
+def _write_slices(image, folder, description, number, extra):
     folder.mkdir(exist_ok=True)
     image = sitk.Cast(sitk.RescaleIntensity(image, 0, 3000), sitk.sitkInt16)
     direction = image.GetDirection()

@@ -66,7 +66,7 @@ def test_outputs_columns_and_summary(run_twice, tiny_model):
     assert {"case", "dose", "method", "lesion", "volume_mm3", "long_axis_mm", "c_bar", "c_hat", "psnr_lesion",
             "detected", "reference_enhancement_sigmas"} <= set(lesions[0])
     assert all(float(r["reference_enhancement_sigmas"]) > 1 for r in lesions)  # phantom lesions enhance clearly
-    summary = (out / "summary.md").read_text()
+    summary = (out / "summary.md").read_text(encoding="utf-8")
     assert "gadoreduce " + " ".join(argv) in summary
     assert sha256_of(tiny_model) in summary and "tiny-random" in summary and __version__ in summary
     assert DISCLAIMER in summary and SYNTHETIC_NOTE in summary
