@@ -64,18 +64,14 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
 class GadoReduceParameterNode:
     """Module parameters, saved with the scene.
 
-    preContrast, lowDose: input volumes (never modified).
-    standardDose, lesionSegmentation: optional references for evaluation.
-    dose: low dose as a fraction of the standard dose, 0.01-1 (0.33 = 33 %).
-    fieldStrength: tesla, 1-3.5. agent: generic name of the contrast agent (one of the panel's list).
-    modelPath: model file (.pt); the default is the shipped model's path in this installation. device: auto, cpu
-    or cuda. Every value is bound to its widget both ways (connectGui), so values set from the console show in
-    the panel and stay.
+    preContrast, lowDose: input volumes (never modified); standardDose, lesionSegmentation: optional references.
+    dose: fraction of the standard dose, 0.01-1 (0.33 = 33 %); fieldStrength: tesla, 1-3.5; agent: generic name
+    (one of the panel's list); modelPath: model file (.pt), default the shipped model; device: auto, cpu or cuda.
+    Every value is bound to its widget both ways (connectGui): values set from the console show and stay.
     thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
     registeredStandardDose (with a standard dose only), virtualDoseVolume, enhancingRegions, regionTable,
-    lesionTable: outputs (created when empty). runRecord: the run's record as JSON text (acquisition values,
-    inputs' checksums and geometry, model and its sha256, device, seconds per stage, QC, warnings).
+    lesionTable, runRecord (the run's record as JSON text): outputs (created when empty).
     virtualDose: the virtual-dose slider, x_PC + virtualDose * contrast signal, 0 to 2.
     """
 
