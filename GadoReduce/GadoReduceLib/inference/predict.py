@@ -38,6 +38,7 @@ import torch
 from ..io.interrupts import check_interrupted
 from ..physics.agents import get_agent
 from .region_defaults import FLIPS, PRECISION_NAMES
+from .uncertainty import RunningMoments
 from ..physics.lowdose import check_dose
 from ..model.network import ConditionalUNet, input_tensor, network_arrays
 
@@ -200,7 +201,7 @@ def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, devi
 def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray,
                      conditions: torch.Tensor, tile: int | str | None = "auto", overlap: int | None = None,
                      precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1,
-                     memory_budget: float | None = None) -> np.ndarray:
+                     memory_budget: float | None = None, moments=None, scale: float = 1.0) -> np.ndarray:
     """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
 
     z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std);
@@ -210,7 +211,9 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
     memory), else the largest tile that fits (:func:`auto_tile`); overlap: voxels shared by neighbouring tiles
     (default tile // 4; margins of overlap // 2 are discarded);
     precision: fp32, bf16 or fp16; device: None = the model's device, or anything :func:`choose_device` takes;
-    tta: flip test-time augmentation, the mean over the first ``tta`` (1-8) flips of :data:`FLIPS` (1 = none).
+    tta: flip test-time augmentation, the mean over the first ``tta`` (1-8) flips of :data:`FLIPS` (1 = none);
+    moments: an ``uncertainty.RunningMoments`` that also gets every pass times ``scale`` (an ensemble's passes,
+    each member scaled by its gamma).
     """
     if not isinstance(tta, int) or not 1 <= tta <= len(FLIPS):
         raise ValueError(f"test-time augmentation takes 1 to {len(FLIPS)} flips, got {tta!r}")
@@ -233,7 +236,7 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
         tile = auto_tile(shape, model.config, dev, memory_budget)
     try:
         with torch.inference_mode():
-            total = None
+            own = RunningMoments(spread=False)
             for axes in FLIPS[:tta]:
                 views = [np.flip(a, axes) if axes else a for a in arrays]  # views: each tile copies its part
                 if tile is None:
@@ -241,9 +244,11 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
                 else:
                     y = torch.from_numpy(_predict_tiled(model, views, conditions, tile, overlap, precision, dev,
                                                         layout))
-                y = torch.flip(y, list(axes)) if axes else y
-                total = y if total is None else total + y
-            return (total / tta).numpy() if tta > 1 else total.numpy()
+                y = (torch.flip(y, list(axes)) if axes else y).numpy()
+                own.add(y)
+                if moments is not None:
+                    moments.add(y * np.float32(scale) if scale != 1.0 else y)
+            return own.mean
     finally:
         model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
@@ -338,8 +343,10 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
                           dose: float, field_strength: float, agent: str, tile: int | str | None = "auto",
                           overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
                           fixed_conditions: dict | None = None, tta: int = 1,
-                          tissue: np.ndarray | None = None) -> np.ndarray:
-    """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units.
+                          tissue: np.ndarray | None = None, uncertainty: bool = False):
+    """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units: the
+    mean over the passes (every ensemble member on every flip, ``uncertainty``); with ``uncertainty=True`` the pair
+    (y~, its per-voxel standard deviation over the passes, same units and shape).
 
     z_ld, x_ld, s_ld: normalized subtraction, registered low dose and local noise std [k, j, i] (working grid);
     noise_sigma_ld: noise sigma of the low-dose subtraction (normalized units); dose: fraction of the standard
@@ -355,12 +362,16 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
     conditions.update(fixed_conditions or {})
     normalized = loaded.normalization.normalize(conditions["dose"], conditions["field_strength"],
                                                 conditions["relaxivity"], conditions["noise_sigma"])
-    y_hat = predict_contrast(loaded.model, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap,
-                             precision=precision, device=device, tta=tta)
-    y_tilde = revert_normalization(y_hat, s_ld, loaded.gamma, noise_sigma_ld)
+    moments = RunningMoments(spread=uncertainty)
+    for network, gamma in loaded.networks():  # each member scaled by its own gamma: y~ = s_LD (gamma y^) / sigma_LD
+        predict_contrast(network, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap, precision=precision,
+                         device=device, tta=tta, moments=moments, scale=gamma)
+    outputs = [moments.mean] + ([moments.std()] if uncertainty else [])
+    outputs = [revert_normalization(y, s_ld, 1.0, noise_sigma_ld) for y in outputs]
     if tissue is not None:
-        y_tilde[~np.asarray(tissue, bool)] = 0.0
-    return y_tilde
+        for y in outputs:
+            y[~np.asarray(tissue, bool)] = 0.0
+    return tuple(outputs) if uncertainty else outputs[0]
 
 
 def synthesize(loaded, preprocess_result, dose: float, field_strength: float, agent: str,
@@ -377,6 +388,8 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     ``preprocess_result.pre_percentile``); "normalized": in the preprocessing's units (that percentile = 1).
     The contrast signal is 0 outside the tissue (``inference.tissue``): there, in input units, the synthetic
     standard dose is the pre-contrast input exactly. tta: flip test-time augmentation (:func:`predict_contrast`).
+    With two or more passes (``tta`` flips of every ensemble member, ``uncertainty.passes``) also ``uncertainty``:
+    the contrast signal's standard deviation over the passes, in the same units, 0 outside the tissue.
     """
     from ..io.regrid import back_to_grid
     dose = check_dose(dose)
@@ -389,10 +402,13 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     reference = preprocess_result.pre_contrast  # working grid
     tissue_image = tissue_mask(reference, preprocess_result.brain_mask)
     tissue = sitk.GetArrayFromImage(tissue_image) > 0
-    y_tilde = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
-                                    _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
-                                    agent, tile=tile, overlap=overlap, precision=precision, device=device, tta=tta,
-                                    tissue=tissue)
+    from .uncertainty import passes
+    spread = passes(loaded, tta) > 1
+    predicted = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
+                                      _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
+                                      agent, tile=tile, overlap=overlap, precision=precision, device=device, tta=tta,
+                                      tissue=tissue, uncertainty=spread)
+    y_tilde, u_tilde = predicted if spread else (predicted, None)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
     source = preprocess_result.pre_contrast_input
 
@@ -407,6 +423,8 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     arrays = {"synthetic_standard_dose": pre_in + contrast,
               "beyond_standard_dose": on_input_grid(_array(low.registered)) + contrast,
               "contrast_signal": contrast}
+    if u_tilde is not None:  # a standard deviation: B-spline overshoot below 0 clipped
+        arrays["uncertainty"] = np.where(tissue_in, np.maximum(on_input_grid(u_tilde), 0), np.float32(0))
     out = {}
     for name, array in arrays.items():
         image = sitk.GetImageFromArray(array.astype(np.float32))

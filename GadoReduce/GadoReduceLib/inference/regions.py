@@ -82,7 +82,8 @@ def enhancing_regions(contrast_signal: sitk.Image, noise_sigma: float, brain_mas
 
 
 def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference_contrast: sitk.Image | None = None,
-                      low_dose: sitk.Image | None = None, pre_contrast: sitk.Image | None = None) -> list[dict]:
+                      low_dose: sitk.Image | None = None, pre_contrast: sitk.Image | None = None,
+                      uncertainty: sitk.Image | None = None) -> list[dict]:
     """One dict per label > 0 (ascending label order).
 
     Keys: ``label``, ``voxels``, ``volume_mm3``, ``centroid_ras`` (x, y, z in mm, RAS as Slicer
@@ -90,7 +91,8 @@ def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference
     (the standard-dose contrast x_SD - x_PC on the same grid and in the same units), also
     ``c_bar`` = sum_L y / sum_L y_ref and ``c_hat`` = max_L y / max_L y_ref (paper 001), NaN
     where the reference's sum or max is not positive. With ``low_dose`` and ``pre_contrast``,
-    ``mean_low_dose`` and ``mean_pre_contrast`` (mean intensity in the region).
+    ``mean_low_dose`` and ``mean_pre_contrast`` (mean intensity in the region). With ``uncertainty`` (the contrast
+    signal's spread, ``inference.uncertainty``), ``mean_uncertainty`` (in the contrast signal's units).
     """
     _check_image(labels, "labels")
     _check_same_grid(labels, contrast_signal, "contrast_signal")
@@ -99,7 +101,7 @@ def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference
         raise ValueError(f"labels must be an integer label image, not {labels.GetPixelIDTypeAsString()}.")
     extras = {}
     for name, image in (("reference_contrast", reference_contrast), ("low_dose", low_dose),
-                        ("pre_contrast", pre_contrast)):
+                        ("pre_contrast", pre_contrast), ("uncertainty", uncertainty)):
         if image is not None:
             _check_same_grid(labels, image, name)
             extras[name] = sitk.GetArrayViewFromImage(image)
@@ -120,6 +122,8 @@ def region_statistics(labels: sitk.Image, contrast_signal: sitk.Image, reference
         row = {"label": int(label), "voxels": int(region.sum()), "volume_mm3": float(region.sum() * voxel_volume),
                "centroid_ras": (-float(lps[0]), -float(lps[1]), float(lps[2])),
                "mean_contrast_signal": float(values.mean()), "max_contrast_signal": float(values.max())}
+        if "uncertainty" in extras:
+            row["mean_uncertainty"] = float(extras["uncertainty"][box][region].astype(np.float64).mean())
         if "reference_contrast" in extras:
             ref = extras["reference_contrast"][box][region].astype(np.float64)
             row["c_bar"] = float(values.sum() / ref.sum()) if ref.sum() > 0 else float("nan")

@@ -6,6 +6,10 @@ code is ever executed. Beside it: ``NAME.pt.sha256`` (``<hex digest>  NAME.pt``,
 ``sha256sum``) checked before loading (a shipped model against the digest the package knows,
 ``checksums.SHIPPED_MODELS``), and ``NAME.md``, a model card generated from the metadata.
 
+An ensemble file (:func:`save_ensemble`, format version 2) holds ``"members"``, a list of state dicts of one
+configuration, instead of ``"state_dict"``, and its header a ``members`` list (each member's gamma and origin);
+inference averages the members (``inference.uncertainty``).
+
 Metadata (JSON): ``config`` (:class:`ModelConfig`), ``condition_normalization``, ``gamma`` (paper eq. after
 (3): y~ = gamma s_LD y^ / sigma_LD), and the free ``metadata`` dict given to :func:`save_model`, conventionally with
 ``name``, ``description``, ``training_data`` (str or dict) and ``validation_metrics`` (dict name -> value).
@@ -28,12 +32,14 @@ from .checksums import (DEFAULT_MODEL, ModelCheck, ModelFileError, check_model_f
                         default_model_path, sha256_of, verify_checksum)
 from .network import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
 
-__all__ = ["DEFAULT_MODEL", "FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelCheck", "ModelFileError", "card_path",
+__all__ = ["DEFAULT_MODEL", "ENSEMBLE_VERSION", "FORMAT", "FORMAT_VERSION", "LoadedModel", "ModelCheck", "ModelFileError", "card_path",
            "check_model_file", "checksum_path", "default_model_path", "load_model", "model_card", "read_header",
-           "save_model", "sha256_of", "verify_checksum"]
+           "save_ensemble", "save_model", "sha256_of", "verify_checksum"]
 """The checksum names come from the torch-free ``checksums`` module and stay importable from here."""
 FORMAT = "gadoreduce-model"
 FORMAT_VERSION = 1
+"""Version written for one network; an ensemble file (:func:`save_ensemble`) is version :data:`ENSEMBLE_VERSION`."""
+ENSEMBLE_VERSION = 2
 
 
 @dataclass
@@ -48,6 +54,12 @@ class LoadedModel:
     path: Path | None = None
     check: ModelCheck | None = None
     """How the file was verified (``checksums.check_model_file``); None for a model made in memory."""
+    members: tuple = ()
+    """An ensemble's (network, gamma) pairs, the first being ``model`` and ``gamma``; () for one model."""
+
+    def networks(self) -> tuple:
+        """(network, gamma) of every member whose outputs inference averages: the ensemble's, else the model."""
+        return self.members or ((self.model, self.gamma),)
 
 
 def card_path(path: str | os.PathLike) -> Path:
@@ -107,13 +119,15 @@ def read_header(path: str | os.PathLike, check: ModelCheck | None = None) -> tup
         header = json.loads(payload["metadata"])
     except (KeyError, TypeError, ValueError):
         raise ModelFileError(f"model file {str(path)!r} has no readable metadata") from None
-    if header.get("format_version", 0) > FORMAT_VERSION:
+    if header.get("format_version", 0) > ENSEMBLE_VERSION:
         raise ModelFileError(f"model file {str(path)!r} has format version {header.get('format_version')}, "
-                             f"this GadoReduce reads up to {FORMAT_VERSION}; update GadoReduce")
-    state = payload.get("state_dict")
-    if not isinstance(state, dict) or not all(isinstance(t, torch.Tensor) for t in state.values()):
+                             f"this GadoReduce reads up to {ENSEMBLE_VERSION}; update GadoReduce")
+    states = payload.get("members") if "members" in header else [payload.get("state_dict")]
+    if not (isinstance(states, list) and states and len(states) == len(header.get("members", [None]))
+            and all(isinstance(state, dict) and all(isinstance(t, torch.Tensor) for t in state.values())
+                    for state in states)):
         raise ModelFileError(f"model file {str(path)!r} holds no weights")
-    return header, state
+    return header, (states if "members" in header else states[0])
 
 
 def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu") -> LoadedModel:
@@ -128,14 +142,57 @@ def load_model(path: str | os.PathLike | None, device: str | torch.device = "cpu
         gamma = float(header["gamma"])
     except (KeyError, TypeError, ValueError) as error:
         raise ModelFileError(f"model file {str(path)!r} has invalid metadata: {error}") from None
-    model = ConditionalUNet(config)
+    states = state if isinstance(state, list) else [state]
     try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise ModelFileError(f"model file {str(path)!r}: weights do not fit the configuration "
-                             f"({str(error).splitlines()[0]})") from None
-    model.to(device).eval()
-    return LoadedModel(model, config, normalization, gamma, header.get("metadata", {}), path, check)
+        gammas = [float(m["gamma"]) for m in header["members"]] if "members" in header else [gamma]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ModelFileError(f"model file {str(path)!r} has invalid ensemble metadata: {error}") from None
+    networks = []
+    for member, member_gamma in zip(states, gammas):
+        model = ConditionalUNet(config)
+        try:
+            model.load_state_dict(member, strict=True)
+        except RuntimeError as error:
+            raise ModelFileError(f"model file {str(path)!r}: weights do not fit the configuration "
+                                 f"({str(error).splitlines()[0]})") from None
+        networks.append((model.to(device).eval(), member_gamma))
+    members = tuple(networks) if "members" in header else ()
+    return LoadedModel(networks[0][0], config, normalization, networks[0][1], header.get("metadata", {}), path,
+                       check, members)
+
+
+def save_ensemble(path: str | os.PathLike, members: list, metadata: dict | None = None) -> Path:
+    """Write an ensemble model file (format version 2) of ``members`` (``LoadedModel`` s of one configuration and
+    condition normalization, at least 2; an ensemble member's own members are not nested) with its ``.sha256``
+    and model card; inference averages the members and their spread is the uncertainty map. Returns ``path``."""
+    path = Path(path)
+    if path.suffix != ".pt":
+        raise ValueError(f"model file name {path.name!r} must end with .pt")
+    members = list(members)
+    if len(members) < 2 or any(len(m.networks()) != 1 for m in members):
+        raise ValueError(f"an ensemble needs at least 2 single models, got {len(members)} "
+                         f"(members that are ensembles themselves: {sum(len(m.networks()) > 1 for m in members)})")
+    first = members[0]
+    for index, member in enumerate(members[1:], 2):
+        if member.config != first.config or member.normalization != first.normalization:
+            raise ValueError(f"ensemble member {index} ({member.path or 'in memory'}) has another network "
+                             f"configuration or condition normalization than member 1; members must match")
+    described = [{"gamma": float(m.gamma), "file": m.path.name if m.path else None,
+                  "sha256": m.check.sha256 if m.check else None, "name": m.metadata.get("name")} for m in members]
+    header = {"format": FORMAT, "format_version": ENSEMBLE_VERSION, "gadoreduce_version": __version__,
+              "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "torch_version": torch.__version__, "config": first.config.to_dict(),
+              "condition_normalization": first.normalization.to_dict(),
+              "gamma": float(sum(m.gamma for m in members) / len(members)), "members": described,
+              "parameters": int(sum(p.numel() for m in members for p in m.model.parameters())),
+              "metadata": _json_safe(metadata or {})}
+    states = [{name: t.detach().to("cpu").clone().contiguous() for name, t in m.model.state_dict().items()}
+              for m in members]
+    with atomic_path(path) as partial:
+        torch.save({"format": FORMAT, "metadata": json.dumps(header), "members": states}, partial)
+    write_text(checksum_path(path), f"{sha256_of(path)}  {path.name}\n")
+    write_text(card_path(path), model_card(header))
+    return path
 
 
 def _format_value(value) -> str:
@@ -175,6 +232,9 @@ def model_card(header: dict) -> str:
              else "| parameters | ? |",
              f"| gamma (y~ = gamma s_LD y^ / sigma_LD) | {_format_value(header.get('gamma', '?'))} |"]
     lines += [f"| {k} | {v} |" for k, v in config.items()]
+    lines += _table(header.get("members"), "Ensemble members", "Inference averages the members' contrast "
+                    "signals; their spread (with flips) is the uncertainty map. The gamma in the table above is "
+                    "their mean.")
     lines += ["", "## Conditioning", "", "Each entry is normalized as (value - mean) / std.", "",
               "| condition | mean | std |", "|---|---|---|"]
     for cname, m, s in zip(norm.get("names", CONDITION_NAMES), norm.get("mean", []), norm.get("std", [])):

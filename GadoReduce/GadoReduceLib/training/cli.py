@@ -100,12 +100,55 @@ def run_train(args: argparse.Namespace) -> int:
     data = dict(values["data"], seed=o["seed"], cache_dir=Path(o["cache"]) if o["cache"] else output / "cache",
                 log=log)  # one seed for the case choice and the training
     cases, validation = rank_zero_first(lambda: training_sets(**data))
+    folds = int(getattr(args, "folds", None) or 1)
+    if folds > 1:
+        if distributed_context()[1] > 1:
+            raise ValueError("--folds trains its members one after the other in one process; run it without torchrun")
+        path = train_folds(cases, folds, output, config, args.resume, log)
+        print(f"ensemble of {folds} members written to {path}")
+        return 0
     result = train(cases, validation, output, config, resume=args.resume, log=log)
     if rank == 0:
         last = result["history"]["train"][-1] if result["history"]["train"] else None
         if last:
             print(f"step {last[0]}: training loss {last[1]:.5f}; gamma {result['gamma']:.4f}; outputs in {output}")
     return 0
+
+
+def fold_split(cases: list, folds: int, seed: int = 0) -> list[tuple[list, list]]:
+    """(training, validation) of each of ``folds`` members: the cases in a seeded random order dealt into ``folds``
+    disjoint validation folds; member k trains on the others. ValueError when a fold would be empty."""
+    import numpy as np
+    if folds < 2 or folds > len(cases):
+        raise ValueError(f"--folds {folds}: give 2 to {len(cases)} folds for {len(cases)} training cases")
+    order = np.random.default_rng([seed, 515151]).permutation(len(cases))
+    parts = [[cases[i] for i in order[k::folds]] for k in range(folds)]
+    return [([c for j, part in enumerate(parts) if j != k for c in part], parts[k]) for k in range(folds)]
+
+
+def train_folds(cases, folds: int, output: Path, config, resume: bool = False, log=print) -> Path:
+    """``train --folds K``: K members on disjoint validation folds (:func:`fold_split`; member k's weights seeded
+    ``seed + k``) in ``OUTPUT/fold_k``, then their ensemble ``OUTPUT/model.pt`` (``model.files.save_ensemble``).
+    With ``resume``, finished members are kept and an interrupted one continues. Returns the ensemble's path."""
+    from dataclasses import replace
+
+    from ..model.files import load_model, save_ensemble
+    from .loop import MODEL_NAME, train
+    members = []
+    for k, (fold_train, fold_validation) in enumerate(fold_split(cases, folds, config.seed)):
+        folder = output / f"fold_{k}"
+        if not (resume and (folder / MODEL_NAME).is_file()):
+            log(f"ensemble member {k + 1} of {folds}: {len(fold_train)} training, {len(fold_validation)} "
+                "validation cases")
+            train(fold_train, fold_validation, folder, replace(config, seed=config.seed + k),
+                  resume=resume and (folder / "checkpoint.pt").is_file(), log=log)
+        members.append(load_model(folder / MODEL_NAME))
+    first = members[0].metadata
+    metadata = {"name": f"GadoReduce ensemble of {folds} members", "folds": folds,
+                "description": f"{folds} conditional U-Nets trained on disjoint validation folds (gadoreduce train "
+                               f"--folds {folds}); inference averages them and their spread is the uncertainty map.",
+                "training_data": first.get("training_data", "as the members' cards say")}
+    return save_ensemble(output / MODEL_NAME, members, metadata)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -152,6 +195,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    "restart: new optimizer and schedule, same network options)")
     p.add_argument("--max-minutes", type=float, metavar="M", help="wall-time budget of the steps: the step count "
                    "and the learning-rate schedule are cut to what fits (measured over the first steps)")
+    p.add_argument("--folds", type=int, metavar="K", help="train an ensemble: K members on disjoint validation "
+                   "folds of the training cases (OUTPUT/fold_0 ...), written together as OUTPUT/model.pt; K times "
+                   "the training time")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=run_train)
     return p
