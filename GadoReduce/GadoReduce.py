@@ -31,9 +31,7 @@ CITATION = (
 )
 
 
-#
 # GadoReduce
-#
 
 class GadoReduce(ScriptedLoadableModule):  # noqa: F405
     def __init__(self, parent):
@@ -56,9 +54,7 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
         slicer.app.connect("startupCompleted()", lambda: register_sample_data(icon))
 
 
-#
 # GadoReduceParameterNode
-#
 
 @parameterNodeWrapper
 class GadoReduceParameterNode:
@@ -68,10 +64,11 @@ class GadoReduceParameterNode:
     dose: fraction of the standard dose, 0.01-1 (0.33 = 33 %); fieldStrength: tesla, 1-3.5; agent: generic name
     (one of the panel's list); modelPath: model file (.pt), default the shipped model; device: auto, cpu or cuda.
     Every value is bound to its widget both ways (connectGui): values set from the console show and stay.
-    thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3.
+    thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3; computeUncertainty:
+    also the uncertainty map (the spread over mirrored passes or ensemble members, GadoReduceLib.inference.uncertainty).
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
-    registeredStandardDose (with a standard dose only), virtualDoseVolume, enhancingRegions, regionTable,
-    lesionTable, runRecord (the run's record as JSON text): outputs (created when empty).
+    registeredStandardDose (with a standard dose only), virtualDoseVolume, uncertainty (with computeUncertainty),
+    enhancingRegions, regionTable, lesionTable, runRecord (the run's record as JSON text): outputs (created when empty).
     virtualDose: the virtual-dose slider, x_PC + virtualDose * contrast signal, 0 to 2.
     """
 
@@ -86,6 +83,7 @@ class GadoReduceParameterNode:
     device: Annotated[str, Choice(["auto", "cpu", "cuda"])] = "auto"
     thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = DEFAULT_THRESHOLD_SIGMAS
     minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = DEFAULT_MIN_VOLUME_MM3
+    computeUncertainty: bool = False
     syntheticStandardDose: vtkMRMLScalarVolumeNode
     beyondStandardDose: vtkMRMLScalarVolumeNode
     contrastSignal: vtkMRMLScalarVolumeNode
@@ -93,6 +91,7 @@ class GadoReduceParameterNode:
     registeredLowDose: vtkMRMLScalarVolumeNode
     registeredStandardDose: vtkMRMLScalarVolumeNode
     virtualDoseVolume: vtkMRMLScalarVolumeNode
+    uncertainty: vtkMRMLScalarVolumeNode
     enhancingRegions: vtkMRMLSegmentationNode
     regionTable: vtkMRMLTableNode
     lesionTable: vtkMRMLTableNode
@@ -100,9 +99,7 @@ class GadoReduceParameterNode:
     virtualDose: Annotated[float, WithinRange(0.0, 2.0)] = 1.0
 
 
-#
 # GadoReduceWidget
-#
 
 class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # noqa: F405
     def __init__(self, parent=None) -> None:
@@ -136,6 +133,7 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         self.ui.cancelButton.connect("clicked(bool)", self.onCancelButton)
         self.ui.virtualDoseSlider.connect("valueChanged(double)", self._onVirtualDose)
         self.ui.lowDoseSelector.connect("currentNodeChanged(vtkMRMLNode*)", self._onLowDoseChanged)
+        self.ui.showUncertaintyCheckBox.connect("toggled(bool)", self._onShowUncertainty)
         self.initializeParameterNode()
 
     def cleanup(self) -> None:
@@ -239,14 +237,16 @@ class GadoReduceWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):  # no
         if self._parameterNode and self._parameterNode.contrastSignal and not self.logic.busy:
             self.logic.setVirtualDose(value, self._parameterNode)
 
+    def _onShowUncertainty(self, show: bool) -> None:
+        if self._parameterNode:
+            self.logic.showOverlay(self._parameterNode, "uncertainty" if show else "contrastSignal")
+
     def _onProgress(self, fraction: float, message: str) -> None:
         self.ui.progressBar.value = int(100 * fraction)
         self.ui.statusLog.appendPlainText(message)
 
 
-#
 # GadoReduceLogic
-#
 
 class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
     """Works the same from the Python console as from the panel.
@@ -287,11 +287,6 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return node
 
     # --- inputs ---------------------------------------------------------------------------
-    @staticmethod
-    def agentNames() -> list:
-        from GadoReduceLib.module.inputs import agent_names
-        return agent_names()
-
     @staticmethod
     def relaxivityText(agent: str, fieldStrength: float) -> str:
         from GadoReduceLib.module.inputs import relaxivity_text
@@ -371,6 +366,12 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return set_virtual_dose(slicer.mrmlScene, parameters if parameters is not None else self.getParameterNode(),
                                 virtualDose)
 
+    @staticmethod
+    def showOverlay(parameters, name: str = "contrastSignal") -> None:
+        """Slice views: the pre-contrast with the output volume ``name`` (contrastSignal or uncertainty) as overlay."""
+        from GadoReduceLib.module.outputs import show_in_slice_views
+        show_in_slice_views(parameters.preContrast, getattr(parameters, name))
+
     # --- DICOM, dependencies ----------------------------------------------------------------
     def setAcquisitionFromVolume(self, volumeNode, parameters=None) -> dict:
         """Set dose, fieldStrength and agent of ``parameters`` (default: the module's) from the DICOM header of
@@ -405,9 +406,7 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         return ensure_dependencies(askConfirmation)
 
 
-#
 # GadoReduceTest
-#
 
 class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
     """Self-test run by Slicer (Reload and Test, the extension build's ctest) and by the headless harness.
@@ -444,7 +443,6 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
 
     def test_volume_round_trip(self):
         import numpy as np
-        self.delayDisplay("Volume node -> SimpleITK -> volume node")
         array = np.arange(4 * 5 * 6, dtype=np.float32).reshape(4, 5, 6)  # oblique, anisotropic grid
         ijkToRAS = np.array([[0.0, -1.1, 0.0, 12.0], [0.72, 0.0, -1.8, -30.0], [0.54, 0.0, 2.4, 7.5], [0, 0, 0, 1]])
         node = slicer.util.addVolumeFromArray(array, ijkToRAS, "pre")
@@ -456,8 +454,7 @@ class GadoReduceTest(ScriptedLoadableModuleTest):  # noqa: F405
         copy.GetIJKToRASMatrix(matrixB)
         np.testing.assert_allclose(slicer.util.arrayFromVTKMatrix(matrixB), slicer.util.arrayFromVTKMatrix(matrixA),
                                    rtol=0, atol=5e-7)  # 6 places
-        logging.info("GadoReduce self-test passed")
-        self.delayDisplay("Test passed")
+        self.delayDisplay("GadoReduce self-test passed")
 
     def test_phantom_process(self):
         """The panel's flow on the sample phantom (1 mm, 33 %, with its standard dose and true lesions): process,

@@ -267,3 +267,22 @@ def test_zoom_cases_must_name_evaluated_cases(tmp_path):
     with pytest.raises(ValueError, match=r"--zoom-cases names unknown cases \['nope'\].*phantom_0_small"):
         run(tmp_path / "out", phantoms=1, phantom_size="small", doses=(0.33,), zoom_cases=["nope"])
     assert not (tmp_path / "out").exists()
+
+
+def test_flip_passes_add_the_uncertainty_calibration(run_twice, tmp_path):
+    """With 2+ passes the report gains the Spearman correlation of |error| and uncertainty per (case, dose), the
+    error per uncertainty decile (CSV) and its figure; with one pass (the runs above) none of them."""
+    out, _, argv = run_twice
+    assert "Uncertainty calibration" not in (out / "summary.md").read_text()
+    assert not (out / "uncertainty_calibration.csv").exists()
+    flipped = tmp_path / "flipped"
+    assert main([a if a != str(out) else str(flipped) for a in argv] + ["--tta", "2", "--cache",
+                                                                         str(out / "cache")]) == 0
+    summary = (flipped / "summary.md").read_text()
+    assert "## Uncertainty calibration" in summary and "spread over 2 passes" in summary
+    bins = _read_csv(flipped / "uncertainty_calibration.csv")
+    assert len(bins) == 10 and {b["case"] for b in bins} == {"phantom_3_small"}
+    uncertainty = [float(b["mean_uncertainty"]) for b in bins]
+    assert uncertainty == sorted(uncertainty) and uncertainty[-1] > 0
+    assert -1 <= float(bins[0]["spearman"]) <= 1
+    assert (flipped / "figures" / "uncertainty_calibration.png").stat().st_size > 1000

@@ -4,6 +4,7 @@ Tiny random-weight models; the phantom is the 2 mm 'small' one."""
 
 from __future__ import annotations
 
+import json
 import warnings
 
 import numpy as np
@@ -169,7 +170,7 @@ def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, pre
     model = _model()
     loaded = LoadedModel(model, SMALL, ConditionNormalization(), gamma=1.5)
     out = synthesize(loaded, preprocessed, 0.25, 3.0, "gadobutrol")
-    assert set(out) == set(OUTPUT_NAMES)
+    assert set(out) == set(OUTPUT_NAMES) - {"uncertainty"}  # one pass: no spread
     pre = case.pre_contrast
     for image in out.values():
         assert image.GetSize() == pre.GetSize() and np.allclose(image.GetOrigin(), pre.GetOrigin())
@@ -194,6 +195,10 @@ def test_synthesize_reverts_the_normalization_on_the_pre_contrast_grid(case, pre
                                atol=1e-4 * q)
     normalized = synthesize(loaded, preprocessed, 0.25, 3.0, "gadobutrol", intensity="normalized")
     np.testing.assert_allclose(a(normalized["contrast_signal"]) * q, y, rtol=1e-5, atol=1e-6 * y.max())
+    flipped = synthesize(loaded, preprocessed, 0.25, 3.0, "gadobutrol", tta=2)  # two passes: a spread
+    spread = a(flipped["uncertainty"])
+    assert set(flipped) == set(OUTPUT_NAMES) and spread.min() >= 0 and spread[tissue].max() > 0
+    assert (spread[~tissue] == 0).all()
     other = synthesize(loaded, preprocessed, 0.1, 3.0, "gadobutrol")["contrast_signal"]
     assert np.abs(a(other) - y).max() > 1e-3 * y.max()  # the dose conditions the output
     with pytest.raises(ValueError, match="fraction of the standard dose"):
@@ -212,12 +217,20 @@ def test_cli_predict_writes_three_volumes_and_a_montage(case, tmp_path, capsys):
             "--agent", "Gadovist", "--output", str(tmp_path / "out"), "--backend", "itk"]
     assert cli.main(base + ["--model", str(tmp_path / "absent.pt")]) == 2
     assert "absent.pt" in capsys.readouterr().err
-    assert cli.main(base + ["--model", str(model_path), "--device", "cpu", "--tile", "48"]) == 0
+    assert cli.main(base + ["--model", str(model_path), "--device", "cpu", "--tile", "48", "--uncertainty",
+                            "--tta", "2"]) == 0
     for name in OUTPUT_NAMES:
         image = read_image(tmp_path / "out" / f"{name}.nii.gz")
         assert image.GetSize() == case.pre_contrast.GetSize()
     synthetic = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "synthetic_standard_dose.nii.gz"))
     signal = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "contrast_signal.nii.gz"))
+    # --uncertainty with 2 flipped passes of the one model: their spread >= 0, zero where the signal is cut
+    spread = sitk.GetArrayFromImage(read_image(tmp_path / "out" / "uncertainty.nii.gz"))
+    record = json.loads((tmp_path / "out" / "record.json").read_text())
+    assert record["tta"] == 2 and record["passes"] == 2 and record["ensemble_members"] == 1
+    assert spread.min() >= 0 and spread.max() > 0 and (spread[signal == 0] == 0).mean() > 0.5
+    header = (tmp_path / "out" / "enhancing_regions.csv").read_text().splitlines()[0].split(",")
+    assert "mean_uncertainty" in header
     np.testing.assert_allclose(synthetic - signal, sitk.GetArrayFromImage(case.pre_contrast), rtol=1e-4,
                                atol=1e-3 * float(synthetic.max()))
     assert (tmp_path / "out" / "prediction.png").stat().st_size > 1000

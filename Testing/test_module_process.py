@@ -23,7 +23,7 @@ from GadoReduceLib.inference.regions import LARGE_LESION_MM3
 from test_mrml_geometry import node_matrix, node_voxels
 
 OUTPUT_VOLUMES = ("syntheticStandardDose", "beyondStandardDose", "contrastSignal", "subtraction",
-                  "registeredLowDose", "registeredStandardDose", "virtualDoseVolume")
+                  "registeredLowDose", "registeredStandardDose", "virtualDoseVolume", "uncertainty")
 
 
 def _model_path() -> str:
@@ -67,7 +67,7 @@ def processed(_harness_session):
     job = logic.process(params, progress=lambda f, m: messages.append((f, m)), background=True,
                         preContrast=pre, lowDose=low, standardDose=standard, lesionSegmentation=lesions,
                         dose=0.33, fieldStrength=3.0, agent="gadobutrol", modelPath=model, device="cpu",
-                        thresholdSigmas=THRESHOLD_SIGMAS)
+                        thresholdSigmas=THRESHOLD_SIGMAS, computeUncertainty=True)
     folder = job.folder
     start = time.monotonic()
     while not logic.pollJob():
@@ -150,6 +150,28 @@ def test_the_run_record_is_in_the_scene(processed):
     assert len(record["model_sha256"]) == 64 and record["stages"]["network"]["seconds"] > 0
     shnode = slicer.vtkMRMLSubjectHierarchyNode.GetSubjectHierarchyNode(processed["scene"])
     assert shnode.GetItemParent(shnode.GetItemByDataNode(params.runRecord)) == processed["study"]
+
+
+def test_uncertainty_overlay_and_region_column(processed):
+    """computeUncertainty: the uncertainty volume (the spread over 4 flipped passes, input units) has its heat colour
+    map, is 0 outside the head's tissue like the contrast signal, and each region's mean is in the table."""
+    from GadoReduceLib.inference.region_defaults import UNCERTAINTY_TTA
+    from GadoReduceLib.module.outputs import UNCERTAINTY_COLOR_NODE
+    params, logic = processed["params"], processed["logic"]
+    node = params.uncertainty
+    assert node.GetName() == f"{processed['pre'].GetName()} uncertainty"
+    assert node.GetDisplayNode().GetColorNodeID() == UNCERTAINTY_COLOR_NODE
+    spread, signal = node_voxels(node), node_voxels(params.contrastSignal)
+    assert spread.min() >= 0 and spread.max() > 0 and (spread[signal == 0] == 0).mean() > 0.99
+    assert node.GetDisplayNode().GetWindow() == pytest.approx(2 * node.GetDisplayNode().GetLevel())  # from 0
+    import json
+    assert json.loads(params.runRecord.GetText())["passes"] == UNCERTAINTY_TTA
+    table = params.regionTable
+    column = table.GetColumnIndex("mean_uncertainty")
+    assert column >= 0 and table.GetColumnUnitLabel("mean_uncertainty") == "input units"
+    means = [float(table.GetCellText(r, column)) for r in range(table.GetNumberOfRows())]
+    assert means and all(0 <= m <= spread.max() for m in means)
+    logic.showOverlay(params, "uncertainty")  # headless: no slice views, and no error
 
 
 def test_inputs_are_bit_identical(processed):

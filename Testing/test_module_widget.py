@@ -76,6 +76,11 @@ def test_every_parameter_widget_is_bound_both_ways(panel, tmp_path):
             assert w.currentPath == str(model)
             w.currentPath = str(tmp_path / "again.pt")
             assert getattr(params, parameter) == tmp_path / "again.pt"
+        elif kind == "QCheckBox":
+            setattr(params, parameter, True)
+            assert w.checked, parameter
+            w.checked = False
+            assert getattr(params, parameter) is False, parameter
         else:
             pytest.fail(f"no round trip written for {kind} {widget_name}")
 

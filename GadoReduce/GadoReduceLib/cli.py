@@ -358,12 +358,13 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 def _add_predict(sub) -> None:
     from .pipeline import OUTPUT_IMAGES, RECORD_FILE, REGIONS_FILE, add_predict_arguments
-    written = ", ".join(image.name for image in OUTPUT_IMAGES if not image.needs_standard_dose)
+    written = ", ".join(image.name for image in OUTPUT_IMAGES if not (image.needs_standard_dose or image.needs_spread))
     p = sub.add_parser("predict", help="synthesize standard-dose images from a pre-contrast and a low-dose scan",
                        description="Preprocess a pre-contrast and a low-dose T1w pair, predict the standard-dose "
                                    "contrast signal with the conditional CNN, label the enhancing regions and "
                                    f"write {written} (.nii.gz, on the pre-contrast grid, in the pre-contrast's "
-                                   f"intensity units), {REGIONS_FILE}, {RECORD_FILE} and prediction.png. "
+                                   f"intensity units), {REGIONS_FILE}, {RECORD_FILE} and prediction.png (with --uncertainty "
+                                   "or 2+ passes also uncertainty). "
                                    + DISCLAIMER)
     add_predict_arguments(p)
     p.set_defaults(func=_cmd_predict)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import DISCLAIMER, __version__
-from .inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS, DEFAULT_TTA
+from .inference.region_defaults import DEFAULT_MIN_VOLUME_MM3, DEFAULT_THRESHOLD_SIGMAS, DEFAULT_TTA, UNCERTAINTY_TTA
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,8 @@ class OutputImage:
     name: key of ``CaseResult.images`` and file stem; title: for people (montage, node names); units: "input"
     (the pre-contrast scan's input intensity units), "normalized" (95th brain percentile of the pre-contrast = 1)
     or "labels" (uint16, 0 = background); signed: contrast-like, displayed with a window around 0; source: "cnn"
-    (``inference.predict.synthesize``), "regions" or "preprocessing"; needs_standard_dose: only with a standard dose.
+    (``inference.predict.synthesize``), "regions" or "preprocessing"; needs_standard_dose: only with a standard dose;
+    needs_spread: only with 2+ passes (flips times ensemble members, ``inference.uncertainty``).
     """
 
     name: str
@@ -39,12 +40,14 @@ class OutputImage:
     signed: bool
     source: str
     needs_standard_dose: bool = False
+    needs_spread: bool = False
 
 
 OUTPUT_IMAGES = (
     OutputImage("synthetic_standard_dose", "synthetic standard dose", "input", False, "cnn"),
     OutputImage("beyond_standard_dose", "beyond standard dose", "input", False, "cnn"),
     OutputImage("contrast_signal", "contrast signal", "input", True, "cnn"),
+    OutputImage("uncertainty", "uncertainty", "input", False, "cnn", needs_spread=True),
     OutputImage("enhancing_labels", "enhancing regions", "labels", False, "regions"),
     OutputImage("normalized_subtraction", "normalized subtraction", "normalized", True, "preprocessing"),
     OutputImage("low_dose_registered", "registered low dose", "input", False, "preprocessing"),
@@ -57,8 +60,15 @@ CNN_OUTPUT_NAMES = tuple(image.name for image in OUTPUT_IMAGES if image.source =
 """The images ``inference.predict.synthesize`` returns: x_PC + y~, x_LD + y~ and y~."""
 REGION_COLUMNS = ("label", "voxels", "volume_mm3", "centroid_ras_R", "centroid_ras_A", "centroid_ras_S",
                   "mean_contrast_signal", "max_contrast_signal")
-"""Columns of the region table (``regions.region_statistics`` rows, centroid in RAS mm, signal in input units;
-c_bar and c_hat follow with a standard dose): ``enhancing_regions.csv`` and the module's table."""
+"""Columns of the region table (``regions.region_statistics`` rows, centroid in RAS mm, signal in input units):
+``enhancing_regions.csv`` and the module's table; :func:`region_columns` adds those of the optional inputs."""
+
+
+def region_columns(uncertainty: bool, standard_dose: bool) -> tuple[str, ...]:
+    """The region table's columns: :data:`REGION_COLUMNS`, mean_uncertainty with an uncertainty map, c_bar and c_hat
+    with a standard dose (also the header of a table without regions)."""
+    return REGION_COLUMNS + (("mean_uncertainty",) if uncertainty else ()) + (("c_bar", "c_hat") if standard_dose
+                                                                               else ())
 REGIONS_FILE = "enhancing_regions.csv"
 LESIONS_FILE = "lesion_metrics.csv"
 RECORD_FILE = "record.json"
@@ -111,13 +121,15 @@ class Pipeline:
     ``predict.MEMORY_FRACTION``); precision: fp32, bf16 or fp16 (CUDA); backend: registration backend (``registration.BACKENDS``); threads: elastix threads (None:
     all cores); threshold_sigmas / min_volume_mm3: enhancing regions above threshold_sigmas x the low-dose
     subtraction's noise sigma, of at least min_volume_mm3 (mm^3); tta: flip test-time augmentation, 1 (none)
-    to 8 passes averaged (``inference.predict.FLIPS``). ValueError naming the parameter.
+    to 8 passes averaged (``inference.predict.FLIPS``); uncertainty: make sure of an uncertainty map (the spread
+    over 2+ passes, ``inference.uncertainty``): a single model runs at least ``UNCERTAINTY_TTA`` flips. ValueError
+    naming the parameter.
     """
 
     def __init__(self, model=None, device="auto", tile: int | str | None = "auto", precision: str = "fp32",
                  backend: str = "auto", threads: int | None = None,
                  threshold_sigmas: float = DEFAULT_THRESHOLD_SIGMAS, min_volume_mm3: float = DEFAULT_MIN_VOLUME_MM3,
-                 tta: int = DEFAULT_TTA, memory_limit_gb: float | None = None):
+                 tta: int = DEFAULT_TTA, memory_limit_gb: float | None = None, uncertainty: bool = False):
         from .inference.predict import choose_device
         from .model.files import LoadedModel, load_model
         from .preprocessing.registration import BACKENDS
@@ -146,6 +158,10 @@ class Pipeline:
         alignment = self.loaded.config.alignment
         if isinstance(self.tile, int) and self.tile < 2 * alignment:
             raise ValueError(f"tile {self.tile} is too small for this model; use at least {2 * alignment} voxels")
+        from .inference.uncertainty import passes
+        if uncertainty and passes(self.loaded, self.tta) < 2:
+            self.tta = UNCERTAINTY_TTA
+        self.passes = passes(self.loaded, self.tta)
         self.model_path = str(self.loaded.path) if self.loaded.path else None
         self.model_name = str(self.loaded.metadata.get("name", self.loaded.path.name if self.loaded.path else "model"))
         check = self.loaded.check
@@ -211,7 +227,8 @@ class Pipeline:
                 labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
                                            threshold_sigmas=self.threshold_sigmas, min_volume_mm3=self.min_volume_mm3)
                 reference = mapped["subtraction_sd"] * scale if standard_dose is not None else None
-                regions = region_statistics(labels, images["contrast_signal"], reference_contrast=reference)
+                regions = region_statistics(labels, images["contrast_signal"], reference_contrast=reference,
+                                            uncertainty=images.get("uncertainty"))
                 lesions = []
                 if lesion_labels is not None:
                     compared = {"low_dose": images["low_dose_registered"],
@@ -229,7 +246,7 @@ class Pipeline:
             "model_path": self.model_path, "model_name": self.model_name, "model_sha256": self.model_sha256,
             "model_verified": self.model_verified,
             "device": str(self.device), "precision": self.precision, "tile": tile, "tile_setting": self.tile,
-            "tta": self.tta,
+            "tta": self.tta, "passes": self.passes, "ensemble_members": len(self.loaded.networks()),
             "registration_backend": prep.low_dose.registration.backend,
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
@@ -252,14 +269,6 @@ def output_files(folder, suffix: str = ".nii.gz") -> list[Path]:
             + [folder / name for name in (REGIONS_FILE, LESIONS_FILE, RECORD_FILE, MONTAGE_FILE)])
 
 
-def dicom_outputs(folder) -> list[str]:
-    """The files of an earlier ``--dicom-out`` run in ``folder`` (``io.dicom_out.DICOM_SERIES`` prefixes)."""
-    from .io.dicom_out import DICOM_SERIES
-    folder = Path(folder)
-    prefixes = tuple(f"{prefix}_" for prefix, _, _ in DICOM_SERIES.values())
-    return sorted(p.name for p in folder.glob("*.dcm") if p.name.startswith(prefixes)) if folder.is_dir() else []
-
-
 def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
     """Write every image of ``result`` as ``folder/<name><suffix>`` (atomic); returns name -> path."""
     from .io.imageio import write_image
@@ -276,13 +285,14 @@ def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | Non
     import SimpleITK as sitk
 
     from .io.atomic import write_json, write_text
-    from .io.tables import csv_text
     from .io.preview import montage
     from .io.profiling import active, stage
+    from .io.tables import csv_text
     folder = Path(folder)
     with stage("writing"):
         paths = write_images(result, folder, suffix)
-        paths["enhancing_regions"] = write_text(folder / REGIONS_FILE, csv_text(result.regions, REGION_COLUMNS))
+        columns = region_columns("uncertainty" in result.images, "standard_dose_registered" in result.images)
+        paths["enhancing_regions"] = write_text(folder / REGIONS_FILE, csv_text(result.regions, columns))
         if result.lesions:
             paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
         r = result.record
@@ -291,8 +301,9 @@ def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | Non
                             "Synthetic images: research only, not for diagnosis.")
         pre = result.preprocessing.pre_contrast_input
         arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
-        arrays += [sitk.GetArrayFromImage(result.images[name]) for name in CNN_OUTPUT_NAMES]
-        titles = ["pre-contrast"] + [image.title for image in OUTPUT_IMAGES if image.source == "cnn"]
+        shown = [image for image in OUTPUT_IMAGES if image.source == "cnn" and image.name in result.images]
+        arrays += [sitk.GetArrayFromImage(result.images[image.name]) for image in shown]
+        titles = ["pre-contrast"] + [image.title for image in shown]
         paths["montage"] = montage(arrays, titles, folder / MONTAGE_FILE, spacing=pre.GetSpacing(), footer=footer)
     stages = active()
     if stages is not None:  # the record holds every stage of this run, writing included
@@ -358,6 +369,8 @@ def add_predict_arguments(parser) -> None:
     p.add_argument("--tta", type=int, default=DEFAULT_TTA, metavar="N",
                    help="flip test-time augmentation: mean of N flipped passes, 1 (none) to 8; N times the CNN "
                         "time (default %(default)s)")
+    p.add_argument("--uncertainty", action="store_true", help="also write uncertainty.nii.gz, the contrast signal's "
+                   f"spread over ensemble members and flips (a single model runs {UNCERTAINTY_TTA} flipped passes)")
     p.add_argument("--backend", default="auto", choices=backend_choices(),
                    help="elastix backend (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="elastix threads (default: all cores)")
@@ -405,6 +418,7 @@ def check_predict_arguments(args) -> dict:
     model = check_model_file(args.model)
     check_output_folder(args.output, [path.name for path in outputs], overwrite=args.overwrite)
     if getattr(args, "dicom_out", None):
+        from .io.dicom_out import dicom_outputs
         check_output_folder(args.dicom_out, dicom_outputs(args.dicom_out), overwrite=args.overwrite,
                             option="--dicom-out")
         if Path(args.dicom_out).resolve() in (Path(args.low).resolve(), Path(args.pre).resolve()):
@@ -440,7 +454,8 @@ def pipeline_from_arguments(args) -> Pipeline:
     """The :class:`Pipeline` (model loaded) of the ``gadoreduce predict`` options ``args``."""
     return Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
                     memory_limit_gb=args.memory_limit, backend=args.backend, threads=args.threads,
-                    threshold_sigmas=args.threshold_sigmas, min_volume_mm3=args.min_volume, tta=args.tta)
+                    threshold_sigmas=args.threshold_sigmas, min_volume_mm3=args.min_volume, tta=args.tta,
+                    uncertainty=getattr(args, "uncertainty", False))
 
 
 def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipeline, CaseResult, dict]:
@@ -477,7 +492,7 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
                          **result.record}
         written = write(result, staging)
         if getattr(args, "dicom_out", None):  # committed just before the other outputs
-            from .io.dicom_out import write_dicom_outputs
+            from .io.dicom_out import dicom_outputs, write_dicom_outputs
             with stage("writing DICOM"), staged_folder(args.dicom_out, dicom_outputs(args.dicom_out),
                                                        option="--dicom-out") as dicom_staging:
                 write_dicom_outputs(result.images, args.low, dicom_staging, args.low_series_uid)

@@ -157,7 +157,8 @@ def _worker_pipeline(args):
     """The pipeline of this worker process for these options (loaded at its first case)."""
     from ..pipeline import pipeline_from_arguments
     key = tuple(str(getattr(args, k, None)) for k in ("model", "device", "tile", "precision", "memory_limit",
-                                                      "backend", "threads", "threshold_sigmas", "min_volume", "tta"))
+                                                      "backend", "threads", "threshold_sigmas", "min_volume", "tta",
+                                                      "uncertainty"))
     if key not in _PIPELINES:
         _PIPELINES[key] = pipeline_from_arguments(args)
     return _PIPELINES[key]

@@ -147,17 +147,19 @@ def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None, simulat
 
 def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: float, agent: str,
                    tile: int | str | None = "auto", device=None, fixed_conditions: dict | None = None,
-                   tta: int = 1) -> np.ndarray:
+                   tta: int = 1, uncertainty: bool = False):
     """Model contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] on the working grid, normalized units: the
     function ``inference.predict.synthesize`` uses before mapping back to the input grid
     (``predict.model_contrast_signal``). ``fixed_conditions``: {"dose", "field_strength", "relaxivity",
     "noise_sigma"} replacing the case's conditions (fixed-condition ablation); zero outside the tissue
-    (``inference.tissue``) as in ``synthesize``; tta: flip test-time augmentation passes."""
+    (``inference.tissue``) as in ``synthesize``; tta: flip test-time augmentation passes; uncertainty: return
+    (contrast, its spread over the passes) (``inference.uncertainty``)."""
     from ..inference.predict import model_contrast_signal
     from ..inference.tissue import tissue_array
     return model_contrast_signal(loaded, arrays.z_ld, arrays.low, arrays.s_ld, arrays.noise_sigma_ld, dose,
                                  field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions,
-                                 tta=tta, tissue=tissue_array(arrays.pre, arrays.brain, arrays.spacing))
+                                 tta=tta, tissue=tissue_array(arrays.pre, arrays.brain, arrays.spacing),
+                                 uncertainty=uncertainty)
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -243,7 +245,9 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
     specs: ``io.cases.CaseSpec`` list; loaded / ablation: ``model.files.LoadedModel`` (ablation optional);
     simulators: for cases without a real low dose, each (case, dose) is evaluated with the low dose of every
     simulator in this list (``cases.SIMULATORS``); rows of a simulator other than the first carry the case name
-    "NAME (SIMULATOR)" and every row a "simulator" column ("real" for real low doses); tta: flip passes;
+    "NAME (SIMULATOR)" and every row a "simulator" column ("real" for real low doses); tta: flip passes (with 2+
+    passes of the model, ensemble members included, "calibration" lists per (case, dose) how the gadoreduce
+    image's absolute error inside the brain rises with its uncertainty: ``uncertainty.calibration``);
     on_images: called as ``on_images(case_name, dose, arrays, images)`` while a case's images are in memory
     (figures), so that only one case is held at a time.
     """
@@ -254,7 +258,9 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
     simulators = tuple(simulators)
     if not simulators or any(s not in SIMULATORS for s in simulators):
         raise ValueError(f"--simulators {','.join(simulators)}: use one or more of {', '.join(SIMULATORS)}")
-    case_rows, lesion_rows, timings = [], [], {}
+    case_rows, lesion_rows, timings, calibrations = [], [], {}, []
+    from ..inference.uncertainty import calibration, passes
+    spread = passes(loaded, tta) > 1
     runs = [(spec, dose, simulator) for spec in specs for simulator in simulators for dose in doses]
     load, loaded_name = None, None
     for spec, dose, simulator in runs:
@@ -271,14 +277,18 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
         meta = {"field_strength": arrays.field_strength, "agent": arrays.agent,
                 "assumed": arrays.assumed_metadata}
         start = time.perf_counter()
-        contrasts = {"gadoreduce": model_contrast(loaded, arrays, dose, meta["field_strength"], meta["agent"],
-                                                  tile, device, tta=tta)}
+        predicted = model_contrast(loaded, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
+                                   tta=tta, uncertainty=spread)
+        contrasts = {"gadoreduce": predicted[0] if spread else predicted}
         if ablation is not None:
             contrasts["gadoreduce_fixed_condition"] = model_contrast(
                 ablation, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
                 ablation.metadata.get("fixed_conditions"), tta=tta)
         t_model = time.perf_counter() - start
         images = method_images(arrays, dose, contrasts)
+        if spread:
+            calibrations.append({"case": name, "dose": dose, "simulator": kind, **calibration(
+                images["gadoreduce"] - arrays.standard, predicted[1], arrays.brain)})
         start = time.perf_counter()
         threshold = ENHANCING_SIGMAS * arrays.noise_sigma_sd
         common = {"case": name, "source": spec.source, "dose": dose,
@@ -295,7 +305,7 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
             f"model {t_model:.1f} s, {len(np.unique(arrays.lesions[arrays.lesions > 0]))} lesions")
         if on_images is not None:
             on_images(name, dose, arrays, images)
-    return {"cases": case_rows, "lesions": lesion_rows, "timings": timings}
+    return {"cases": case_rows, "lesions": lesion_rows, "timings": timings, "calibration": calibrations}
 
 
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
@@ -313,6 +323,7 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
     from .cases import folder_cases, phantom_cases
     from .figures import lesion_zoom, write_figures
     from .report import write_report
+    from ..inference.uncertainty import passes
     from ..model.files import load_model, sha256_of
     doses = check_doses(doses)
     for name, path in (("--model", model), ("--ablation-model", ablation_model)):
@@ -354,7 +365,7 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
                            "sha256": sha256_of(lm.path)}
     info = {"command": command, "model_name": describe(loaded)["name"], "model_file": loaded.path.name,
             "model_sha256": sha256_of(loaded.path), "ablation": describe(ablation) if ablation else None,
-            "figures": figures, "simulators": list(simulators), "tta": tta}
+            "figures": figures, "simulators": list(simulators), "tta": tta, "passes": passes(loaded, tta)}
     paths = write_report(result, methods, doses, output, info)
     log(f"wrote {', '.join(p.name for p in paths.values())} and {len(figures)} figures to {output}")
     return {**paths, "figures": [output / f for f in figures], "result": result}

@@ -183,6 +183,33 @@ def _pil_chart(groups, label: str, path: Path, boxes: bool) -> Path:
     return _save_png(canvas, path)
 
 
+def calibration_plot(calibrations: list[dict], path) -> Path | None:
+    """Mean absolute error of the gadoreduce image against its uncertainty, per uncertainty decile of the brain's
+    voxels (``uncertainty.calibration``), one line per (case, dose, simulator) with its Spearman correlation in
+    the legend; None without matplotlib."""
+    mpl = _matplotlib()
+    if mpl is None or not calibrations:
+        return None
+    path = Path(path)
+    Figure, Canvas = mpl
+    fig = Figure(figsize=(6.4, 4.2), dpi=100)
+    Canvas(fig)
+    ax = fig.add_subplot()
+    for c in calibrations:
+        u = [b["mean_uncertainty"] for b in c["bins"]]
+        e = [b["mean_abs_error"] for b in c["bins"]]
+        ax.plot(u, e, marker="o", ms=3, lw=1, label=f"{c['case']} dose {c['dose']:g}: rho {c['spearman']:.2f}")
+    ax.set_xscale("symlog", linthresh=1e-3)
+    ax.set_xlabel("uncertainty (mean per decile of brain voxels, normalized units)")
+    ax.set_ylabel("mean |error| against the standard dose")
+    ax.legend(fontsize=6, loc="best")
+    ax.set_title("Error against uncertainty inside the brain (research only)", fontsize=9)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    return path
+
+
 def write_figures(result: dict, methods, doses, output: Path) -> list[str]:
     """Box plots and the dose-response plot under ``output/figures``; returns paths relative to ``output``.
     (Lesion zooms are written per case during the evaluation: :func:`lesion_zoom`.)"""
@@ -191,4 +218,6 @@ def write_figures(result: dict, methods, doses, output: Path) -> list[str]:
     written = [box_plot(result["cases"], metric, label, methods, doses, folder / f"box_{metric}.png")
                for metric, label in BOX_METRICS]
     written.append(dose_response(result["cases"], methods, doses, folder / "dose_response_c_hat.png"))
+    calibrated = calibration_plot(result.get("calibration", []), folder / "uncertainty_calibration.png")
+    written += [calibrated] if calibrated is not None else []
     return sorted(str(Path(p).relative_to(output)) for p in written)

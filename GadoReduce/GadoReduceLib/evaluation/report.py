@@ -193,6 +193,15 @@ def summary_markdown(result: dict, methods: list[str], doses, info: dict) -> str
                 lines.append(f"| {label} | {c['quantity']} | {c['baseline']} | {c['n']} | "
                              f"{c['mean_difference']:.4g} | {_p(c['t_pvalue'])} | {_p(c['wilcoxon_pvalue'])} |")
         lines.append("")
+    calibrations = result.get("calibration", [])
+    if calibrations:
+        lines += ["## Uncertainty calibration", "", "Spearman rank correlation of the gadoreduce image's voxel-wise "
+                  "absolute error (against the standard dose) with its uncertainty (spread over "
+                  f"{info.get('passes', '?')} passes: ensemble members times flips) inside the brain; "
+                  "`uncertainty_calibration.csv` and `figures/uncertainty_calibration.png` give the error per "
+                  "uncertainty decile.", "", "| case | dose | simulator | Spearman |", "|---|---|---|---|"]
+        lines += [f"| {c['case']} | {c['dose']:g} | {c['simulator']} | {c['spearman']:.3f} |" for c in calibrations]
+        lines.append("")
     lines += ["## Files", "", "- `per_case.csv`: one row per case, dose and method (every metric).",
               "- `per_lesion.csv`: one row per case, dose, method and reference lesion (c-bar, c^, PSNR_L, "
               "detected).", "- `timings.json`: seconds per case and dose (not part of the reproducible files)."]
@@ -208,4 +217,8 @@ def write_report(result: dict, methods: list[str], doses, output: Path, info: di
                                              if result["lesions"] else "case,dose,method,lesion\n"),
              "summary": write_text(output / "summary.md", summary_markdown(result, methods, doses, info)),
              "timings": write_text(output / "timings.json", json.dumps(result["timings"], indent=1) + "\n")}
+    if result.get("calibration"):
+        rows = [{"case": c["case"], "dose": c["dose"], "simulator": c["simulator"], "spearman": c["spearman"], "bin": i,
+                 **b} for c in result["calibration"] for i, b in enumerate(c["bins"])]
+        paths["calibration"] = write_text(output / "uncertainty_calibration.csv", csv_text(rows, format_value=fmt))
     return paths

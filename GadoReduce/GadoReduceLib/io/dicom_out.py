@@ -116,3 +116,10 @@ def write_dicom_outputs(images: dict, low_dose_folder, folder, series_uid: str |
     ``low_dose_folder`` (``series_uid``: the one chosen there), into ``folder``; returns name -> list of paths."""
     template = source_headers(low_dose_folder, series_uid)[0]
     return {name: write_series(images[name], template, folder, name) for name in DICOM_SERIES if name in images}
+
+
+def dicom_outputs(folder) -> list[str]:
+    """The files of an earlier ``--dicom-out`` run in ``folder`` (:data:`DICOM_SERIES` prefixes)."""
+    folder = Path(folder)
+    prefixes = tuple(f"{prefix}_" for prefix, _, _ in DICOM_SERIES.values())
+    return sorted(p.name for p in folder.glob("*.dcm") if p.name.startswith(prefixes)) if folder.is_dir() else []

@@ -225,7 +225,8 @@ def job_settings(parameters) -> dict:
     model = model_file(parameters.modelPath)
     return {"dose": parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
             "model": str(model) if model is not None else None, "device": parameters.device, "tile": "auto",
-            "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume}
+            "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume,
+            "uncertainty": bool(parameters.computeUncertainty)}
 
 
 def start_job(parameters, backend: str = "auto", temporary_path: str | None = None) -> BackgroundJob:

@@ -15,18 +15,19 @@ import numpy as np
 import SimpleITK as sitk
 
 from ..io import mrml
-from ..pipeline import OUTPUT_IMAGES, REGION_COLUMNS
+from ..pipeline import OUTPUT_IMAGES, region_columns
 
 SEGMENT_NAME = "Enhancing region {label}"
 SEGMENT_COLORS = ((0.95, 0.35, 0.2), (0.2, 0.7, 0.95), (0.95, 0.85, 0.2), (0.55, 0.9, 0.35),
                   (0.85, 0.4, 0.9), (0.3, 0.9, 0.8), (0.95, 0.6, 0.75), (0.6, 0.6, 0.95))
 """Colours (RGB 0-1) of the enhancing-region segments, cycled by label."""
 REGION_UNITS = {"volume_mm3": "mm3", "centroid_ras": "mm", "mean_contrast_signal": "input units",
-                "max_contrast_signal": "input units", "c_bar": "ratio", "c_hat": "ratio"}
+                "max_contrast_signal": "input units", "mean_uncertainty": "input units", "c_bar": "ratio", "c_hat": "ratio"}
 LESION_UNITS = {"volume_mm3": "mm3"}
 VOLUME_PARAMETERS = {"synthetic_standard_dose": "syntheticStandardDose", "beyond_standard_dose": "beyondStandardDose",
                      "contrast_signal": "contrastSignal", "normalized_subtraction": "subtraction",
-                     "low_dose_registered": "registeredLowDose", "standard_dose_registered": "registeredStandardDose"}
+                     "low_dose_registered": "registeredLowDose", "standard_dose_registered": "registeredStandardDose",
+                     "uncertainty": "uncertainty"}
 """Output image (``pipeline.OUTPUT_IMAGES``) -> the parameter-node volume it goes into; every output image but the
 region labels (a segmentation, ``enhancingRegions``)."""
 VOLUME_OUTPUTS = tuple((VOLUME_PARAMETERS[image.name], image.name, image.title, image.signed)
@@ -34,6 +35,9 @@ VOLUME_OUTPUTS = tuple((VOLUME_PARAMETERS[image.name], image.name, image.title, 
 """(parameter, worker image name, node name suffix, signed window) of each output volume, in the order of
 ``pipeline.OUTPUT_IMAGES``; one whose image the job did not write (the registered standard dose without a
 reference) is left as it is and returned as None."""
+UNCERTAINTY_COLOR_NODE = "vtkMRMLColorTableNodeIron"
+"""Colour map of the uncertainty volume (black - red - yellow - white: a heat map built into every Slicer, headless
+included), so that it never looks like a grey-scale image."""
 SEGMENT_STATISTICS_REFERENCE = "GadoReduceSegmentStatistics"
 """Node reference from the enhancing-region segmentation to its Segment Statistics table."""
 _AXIS_SUFFIXES = {"_ras": ("R", "A", "S"), "_lps": ("L", "P", "S")}
@@ -275,9 +279,9 @@ def window_level(array: np.ndarray, signed: bool = False) -> tuple[float, float]
     return max(high - low, 1e-6), (high + low) / 2.0
 
 
-def volume_output(scene, image: sitk.Image, name: str, existing=None, signed: bool = False):
+def volume_output(scene, image: sitk.Image, name: str, existing=None, signed: bool = False, color_node_id=None):
     """``image`` written into ``existing`` when given, else into a new volume node named ``name``, displayed
-    with :func:`window_level`; returns the node."""
+    with :func:`window_level` (from 0 with a colour map ``color_node_id``); returns the node."""
     import slicer
     if existing is None:
         node = mrml.volume_node_from_image(scene, image, name)
@@ -287,8 +291,13 @@ def volume_output(scene, image: sitk.Image, name: str, existing=None, signed: bo
     if node.GetDisplayNode() is None:
         node.CreateDefaultDisplayNodes()
     window, level = window_level(slicer.util.arrayFromVolume(node), signed)
-    node.GetDisplayNode().SetAutoWindowLevel(False)
-    node.GetDisplayNode().SetWindowLevel(window, level)
+    display = node.GetDisplayNode()
+    if color_node_id is not None:  # a map of positive values: 0 at the bottom of the colour map
+        display.SetAndObserveColorNodeID(color_node_id)
+        top = level + window / 2.0
+        window, level = top, top / 2.0
+    display.SetAutoWindowLevel(False)
+    display.SetWindowLevel(window, level)
     return node
 
 
@@ -370,13 +379,15 @@ def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
         if image_name not in images:
             nodes[parameter] = None
             continue
-        node = volume_output(scene, images[image_name], f"{base} {suffix}", getattr(parameters, parameter), signed)
+        color = UNCERTAINTY_COLOR_NODE if image_name == "uncertainty" else None
+        node = volume_output(scene, images[image_name], f"{base} {suffix}", getattr(parameters, parameter), signed,
+                             color)
         setattr(parameters, parameter, node)
         nodes[parameter] = node
     parameters.enhancingRegions = segmentation_output(scene, images["enhancing_labels"],
                                                       f"{base} enhancing regions", pre, parameters.enhancingRegions)
     nodes["enhancingRegions"] = parameters.enhancingRegions
-    columns = REGION_COLUMNS + (("c_bar", "c_hat") if parameters.standardDose else ())
+    columns = region_columns("uncertainty" in images, parameters.standardDose is not None)
     parameters.regionTable = table_output(scene, record["regions"], f"{base} enhancing region statistics",
                                           REGION_UNITS, parameters.regionTable, columns)
     nodes["regionTable"] = parameters.regionTable

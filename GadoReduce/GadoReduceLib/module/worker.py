@@ -5,7 +5,8 @@ Run as ``python -m GadoReduceLib.module.worker JOB_FOLDER`` (Slicer starts it wi
 ``JOB_FOLDER/job.json`` names the inputs (NRRD files written by the module: ``pre_contrast``, ``low_dose``,
 optional ``standard_dose`` and ``lesion_labels``) and the parameters (``dose``, ``field_strength`` tesla,
 ``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``, ``backend``,
-``threshold_sigmas``, ``min_volume_mm3``, ``input_labels``: words naming each input volume in messages).
+``threshold_sigmas``, ``min_volume_mm3``, ``uncertainty`` (bool: an uncertainty map), ``input_labels``: words
+naming each input volume in messages).
 Progress goes to stdout as lines ``PROGRESS <0-100> <message>``; a user error as one line ``ERROR <message>``
 and exit status 2; SIGTERM (the module's Cancel) or SIGINT as exit status 130, with the staged outputs removed.
 The computation is :class:`GadoReduceLib.pipeline.Pipeline`'s, as for ``gadoreduce predict``. Outputs
@@ -87,7 +88,7 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
         with stages.stage("model loading"):
             pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
                                 backend=job.get("backend", "auto"), threshold_sigmas=job["threshold_sigmas"],
-                                min_volume_mm3=job["min_volume_mm3"])
+                                min_volume_mm3=job["min_volume_mm3"], uncertainty=job.get("uncertainty", False))
         result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"],
                                        job["field_strength"], job["agent"], standard_dose=inputs["standard_dose"],
                                        lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
