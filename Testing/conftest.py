@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,10 @@ MODULE_DIR = REPO / "GadoReduce"
 for path in (str(MODULE_DIR), str(REPO / "Testing")):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+# Files GadoReduce derives from its resources (io.resources.user_cache_dir) go to a fresh folder, not the user's
+# cache; subprocesses of the tests inherit it.
+os.environ.setdefault("GADOREDUCE_CACHE_DIR", tempfile.mkdtemp(prefix="gadoreduce-test-cache-"))
 
 SHARED_DATA = Path(os.environ.get("GADOREDUCE_SHARED_DATA", REPO.parent / "shared" / "data"))
 

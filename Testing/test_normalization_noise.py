@@ -123,3 +123,23 @@ def test_regrid_nested_grid_maps_back_exactly(rng):
     # a grid that is not nested falls back to interpolation, still onto the exact reference geometry
     other = regrid.to_grid(image, regrid.isotropic_reference(image, 1.3))
     assert Geometry.from_image(regrid.back_to_grid(other, image)).is_close(Geometry.from_image(image), atol=1e-9)
+
+
+def test_preprocessing_blocks_keep_the_local_statistics(rng):
+    """Preprocessing's 2-mm blocks (``noise.BLOCK_MM``) change s by well under 1 % and m by a few % of sigma."""
+    assert [noise.block_shrink(s) for s in ((1.0, 1.0, 1.0), (0.5, 0.5, 1.2), (1.2, 1.2, 1.2), (2.5, 2.5, 2.5))] \
+        == [2, 4, 1, 1]
+    k, j, i = np.meshgrid(*[np.linspace(-1, 1, n) for n in SHAPE], indexing="ij")
+    pre, post, brain, _ = synthetic_head(rng, noise_sigma=10.0, enhancement=500.0, noise_map=1.0 + 0.5 * (i + 1))
+    geometry = Geometry(GEOMETRY.size, (1.0, 1.0, 1.0), GEOMETRY.origin, GEOMETRY.direction)  # 1 mm: 2-voxel blocks
+    subtraction = array_to_image(post - pre, geometry)
+    mask = array_to_image(brain.astype(np.uint8), geometry)
+    sigma = noise.noise_sigma(subtraction, mask)
+    shrink = noise.block_shrink(geometry.spacing)
+    assert shrink >= 2, "the test geometry must use blocks"
+    full = [sitk.GetArrayFromImage(x) for x in noise.local_statistics(subtraction, mask, sigma, kernel_sigma_mm=16.0)]
+    blocks = [sitk.GetArrayFromImage(x) for x in noise.local_statistics(subtraction, mask, sigma,
+                                                                        kernel_sigma_mm=16.0, shrink=shrink)]
+    assert blocks[1].shape == full[1].shape
+    assert np.percentile(np.abs(blocks[1] / full[1] - 1)[brain], 99) < 0.01
+    assert np.abs(blocks[0] - full[0])[brain].max() < 0.05 * sigma

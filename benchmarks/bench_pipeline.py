@@ -69,7 +69,7 @@ def run_predict(inputs: dict, output: Path, allocator: str, extra: list[str]) ->
         env["GADOREDUCE_ALLOCATOR"] = "glibc"
     command = [sys.executable, "-m", "GadoReduceLib.cli", "predict", "--pre", str(inputs["pre"]),
                "--low", str(inputs["low"]), "--dose", str(DOSE), "--field-strength", str(inputs["field_strength"]),
-               "--agent", inputs["agent"], "--output", str(output)] + extra
+               "--agent", inputs["agent"], "--output", str(output), "--overwrite"] + extra
     start = time.perf_counter()
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     out = process.stdout.read()

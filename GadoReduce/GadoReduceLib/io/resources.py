@@ -31,3 +31,22 @@ def resource_path(*parts: str) -> Path:
             "Reinstall GadoReduce; the file ships with it."
         )
     return path
+
+
+CACHE_ENV = "GADOREDUCE_CACHE_DIR"
+
+
+def user_cache_dir() -> Path:
+    """Folder for files GadoReduce can always recompute (derived from its resources): ``$GADOREDUCE_CACHE_DIR``,
+    else the platform's user cache (``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux, ``~/Library/Caches`` on macOS,
+    ``%LOCALAPPDATA%`` on Windows) + ``gadoreduce``. Not created here."""
+    import os
+    import sys
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    if sys.platform == "win32":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+        return base / "gadoreduce" / "Cache"
+    if sys.platform == "darwin":
+        return Path.home() / "Library" / "Caches" / "gadoreduce"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "gadoreduce"

@@ -7,7 +7,8 @@ For a subtraction image z~ (post - pre, intensity-normalized) and the brain mask
   |z~| <= CLIP_SIGMAS * noise_sigma (enhancing voxels and artefacts left out), computed as
   normalized convolutions m = G(z~ M) / G(M), s^2 = G(z~^2 M) / G(M) - m^2. Because the clipped
   samples come from a normal truncated at +-2 sigma, s is divided by that truncated normal's std
-  ratio (0.880 for 2 sigma), so that s estimates the local noise std itself;
+  ratio (0.880 for 2 sigma), so that s estimates the local noise std itself; the three sums are added up over
+  blocks of about BLOCK_MM before the smoothing (``block_shrink``) and m, s interpolated back;
 - normalized subtraction (eq. 1): z = (z~ - m) / s * sigma_LD (sigma_LD for low and standard dose);
 - contrast mask (eq. 2): p = sigmoid(w z + b) with f(sigma_LD) = 0.01, f(4 sigma_LD) = 0.99;
 - training target: y = p * z.
@@ -25,6 +26,11 @@ from .noise_estimate import estimate_noise_sigma
 
 KERNEL_SIGMA_MM = 16.0
 """Gaussian kernel sigma (mm) of the local noise statistics (paper: 16 pixels at about 1 mm)."""
+BLOCK_MM = 2.0
+"""Preprocessing adds the local statistics' weighted sums over blocks of about this size (mm) before the Gaussian
+smoothing (``local_statistics(shrink=...)``, :func:`block_shrink`): 1/8 of the kernel sigma. On a BraTS pair
+(1 mm) that changes s by at most 0.6 % in the brain (99th percentile 0.25 %) and m by at most 1.5 % of the noise
+sigma, for 5 times less time (3.6 s to 0.7 s on a 2-core EPYC; ``Testing/test_normalization_noise.py``)."""
 CLIP_SIGMAS = 2.0
 """Voxels with |z~| above this many noise sigmas are left out of the local statistics."""
 CONTRAST_MASK_LEVELS = ((1.0, 0.01), (4.0, 0.99))
@@ -45,6 +51,11 @@ def noise_sigma(subtraction: sitk.Image | np.ndarray, mask) -> float:
     return estimate_noise_sigma(z, m)
 
 
+def block_shrink(spacing, block_mm: float = BLOCK_MM) -> int:
+    """Voxels per block edge for blocks of about ``block_mm`` on a grid of ``spacing`` (mm; at least 1)."""
+    return max(1, int(block_mm / min(float(v) for v in spacing) + 1e-6))
+
+
 def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
                      kernel_sigma_mm: float = KERNEL_SIGMA_MM, clip: float = CLIP_SIGMAS, shrink: int = 1
                      ) -> tuple[sitk.Image, sitk.Image]:
@@ -55,7 +66,8 @@ def local_statistics(subtraction: sitk.Image, mask: sitk.Image, sigma: float,
     added up over blocks of shrink^3 voxels, smoothed on that coarse grid and m, s interpolated back
     (linear); with the 16-mm kernel at 1 mm and shrink 4 this changes s by about 1 % at one kernel
     sigma or more inside the image border (a few % at the border) for 64 times less smoothing work (the
-    on-the-fly training sampler, whose patches lie 32 mm inside their windows).
+    on-the-fly training sampler, whose patches lie 32 mm inside their windows); preprocessing uses blocks of
+    :data:`BLOCK_MM` (``block_shrink``).
     """
     if not sigma > 0:
         raise ValueError(f"noise sigma must be positive, got {sigma}")

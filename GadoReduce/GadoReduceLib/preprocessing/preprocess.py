@@ -299,7 +299,8 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
         warnings.warn(message, RegistrationWarning, stacklevel=4)
     qc["noise_sigma"] = sigma
     with stage("noise statistics"):
-        mean, std = noise.local_statistics(subtraction, valid, sigma)
+        mean, std = noise.local_statistics(subtraction, valid, sigma,
+                                            shrink=noise.block_shrink(subtraction.GetSpacing()))
         z = noise.normalize_subtraction(subtraction, mean, std, sigma if sigma_ld is None else sigma_ld)
         z = sitk.Cast(z * sitk.Cast(coverage, sitk.sitkFloat32), sitk.sitkFloat32)
     return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, coverage, qc)
