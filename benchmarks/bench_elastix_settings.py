@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +25,7 @@ import SimpleITK as sitk
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "GadoReduce"))
 
+from GadoReduceLib.demo import true_motion  # noqa: E402
 from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom  # noqa: E402
 from GadoReduceLib.preprocessing import brainmask  # noqa: E402
 from GadoReduceLib.preprocessing.registration import (RIGID_PARAMETER_FILE, parameter_file_path, register,  # noqa: E402
@@ -59,8 +61,7 @@ def rigid_cases() -> list:
     for seed in (7, 8):
         case = generate_phantom(PhantomConfig(seed=seed, size="full", doses=(0.1,), max_motion_deg=10.0,
                                               max_motion_mm=10.0))
-        m = np.asarray(case.parameters["scans"]["low_dose_010"]["motion"]["pre_to_post_lps"])
-        truth = sitk.AffineTransform(m[:3, :3].ravel().tolist(), m[:3, 3].tolist())
+        truth = true_motion(case, "low_dose_010")
         mask = sitk.BinaryDilate(sitk.Cast(case.brain_mask, sitk.sitkUInt8), [5] * 3)
         cases.append((f"phantom {seed}", case.pre_contrast, case.low_dose[0.1], truth, mask, case.brain_mask))
     if DATA.is_dir():
@@ -101,7 +102,6 @@ def main() -> None:
         for subject in ("Brats18_TCIA02_370_1", "Brats18_TCIA01_378_1"):
             pre = brats(subject, "t1")
             cases.append((subject, pre, sitk.Cast(pre > 0, sitk.sitkUInt8), "atlas_mask"))
-    import time
     for name, path in files.items():
         brainmask.AFFINE_ATLAS_PARAMETER_FILE = path  # brain_mask reads the module's setting
         cells = []

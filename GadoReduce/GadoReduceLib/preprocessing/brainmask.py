@@ -108,28 +108,23 @@ def _compute_atlas_products(t1: sitk.Image) -> dict:
 
 
 @functools.lru_cache(maxsize=1)
-def atlas_products(cache: bool = True) -> AtlasProducts:
-    """The atlas products, computed once per process and, with ``cache``, kept in ``io.resources.user_cache_dir()``
-    (keyed by the atlas files' sha256 and the settings): loading them takes about 0.1 s instead of 1 s. A cache
-    that cannot be read or written is recomputed or skipped, never an error."""
+def atlas_products() -> AtlasProducts:
+    """The atlas products, computed once per process and kept in ``io.resources.user_cache_dir()`` (keyed by the
+    atlas files' sha256 and the settings): loading them takes about 0.1 s instead of 1 s. A cache that cannot be
+    read or written is recomputed or skipped, never an error."""
     from ..io.imageio import write_image
     t1 = sitk.ReadImage(str(resource_path("Atlas", ATLAS_FILES["t1"])), sitk.sitkFloat32)
-    products = None
-    if cache:
-        folder = user_cache_dir() / f"atlas-{_atlas_key()}"
-        try:
-            products = {name: sitk.ReadImage(str(folder / f"{name}.nrrd")) for name in AtlasProducts.NAMES}
-        except (OSError, RuntimeError):
-            products = None
-    if products is None:
+    folder = user_cache_dir() / f"atlas-{_atlas_key()}"
+    try:
+        products = {name: sitk.ReadImage(str(folder / f"{name}.nrrd")) for name in AtlasProducts.NAMES}
+    except (OSError, RuntimeError):
         products = _compute_atlas_products(t1)
-        if cache:
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                for name, image in products.items():
-                    write_image(image, folder / f"{name}.nrrd")
-            except (OSError, RuntimeError, ValueError):
-                pass  # a read-only or full cache folder: recomputed next time
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            for name, image in products.items():
+                write_image(image, folder / f"{name}.nrrd")
+        except (OSError, RuntimeError, ValueError):
+            pass  # a read-only or full cache folder: recomputed next time
     return AtlasProducts(t1, **products)
 
 
@@ -187,18 +182,17 @@ def brain_mask(pre_contrast: sitk.Image, backend: str = "auto", threads: int | N
     """
     check_3d(pre_contrast, "pre-contrast image")
     atlas = atlas_products()
-    atlas_t1, atlas_brain, moving, moving_brain = atlas.t1, atlas.brain, atlas.moving, atlas.moving_brain
     fixed = downsample(pre_contrast, REGISTRATION_SPACING_MM)
     head = foreground_mask(fixed)
     volume_ml = float(sitk.GetArrayViewFromImage(head).sum()) * REGISTRATION_SPACING_MM ** 3 / 1000.0
     if skull_stripped is None:
         skull_stripped = volume_ml < SKULL_STRIPPED_MAX_ML
     fixed_mask = sitk.BinaryDilate(head, [2, 2, 2])
-    shift = initial_translation(head, moving_brain, skull_stripped)
-    result = register(fixed, moving, AFFINE_ATLAS_PARAMETER_FILE, backend=backend, fixed_mask=fixed_mask,
+    shift = initial_translation(head, atlas.moving_brain, skull_stripped)
+    result = register(fixed, atlas.moving, AFFINE_ATLAS_PARAMETER_FILE, backend=backend, fixed_mask=fixed_mask,
                       moving_mask=atlas.moving_mask, initial_translation=shift, threads=threads,
                       interpolator=sitk.sitkLinear)
-    prob = sitk.Resample(sitk.Cast(atlas_brain, sitk.sitkFloat32), pre_contrast, result.transform,
+    prob = sitk.Resample(sitk.Cast(atlas.brain, sitk.sitkFloat32), pre_contrast, result.transform,
                          sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     mask = prob >= 0.5
     atlas_only = sitk.Cast(mask, sitk.sitkUInt8)
@@ -209,7 +203,7 @@ def brain_mask(pre_contrast: sitk.Image, backend: str = "auto", threads: int | N
         nonzero = sitk.BinaryFillhole(sitk.Cast(sitk.Abs(sitk.Cast(pre_contrast, sitk.sitkFloat32)) > 0, sitk.sitkUInt8))
         margin = [max(1, int(round(SKULL_STRIPPED_ATLAS_MARGIN_MM / s))) for s in pre_contrast.GetSpacing()]
         mask = sitk.And(nonzero, sitk.BinaryDilate(sitk.Cast(mask, sitk.sitkUInt8), margin))
-    atlas_on_scan = sitk.Resample(atlas_t1, pre_contrast, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
+    atlas_on_scan = sitk.Resample(atlas.t1, pre_contrast, result.transform, sitk.sitkLinear, 0.0, sitk.sitkFloat32)
     return BrainMaskResult(sitk.Cast(mask, sitk.sitkUInt8), atlas_only, sitk.Cast(head_full, sitk.sitkUInt8), result,
                            bool(skull_stripped), atlas_on_scan, tuple(float(v) for v in shift))
 
