@@ -172,13 +172,15 @@ class Pipeline:
 
     def predict_case(self, pre_contrast, low_dose, dose: float, field_strength: float, agent: str,
                      standard_dose=None, lesion_labels=None, lesion_names: dict | None = None,
-                     progress=None) -> CaseResult:
+                     progress=None, sequences: dict | None = None) -> CaseResult:
         """Synthetic standard dose, contrast signal, enhancing regions (and lesion metrics) of one case.
 
         pre_contrast, low_dose, standard_dose (optional reference): 3D SimpleITK images; dose: low-dose fraction
         of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent name (``agents.get_agent``);
         lesion_labels: label image on the pre-contrast grid (CNR/LBR/CEP per label) with ``lesion_names``
-        {str(label): name}; progress(percent 0-100, message). The inputs are checked before the slow work.
+        {str(label): name}; progress(percent 0-100, message); sequences: {"flair"/"t2": image} of the same session
+        for a model with those inputs (``model.network.choose_sequences``: a missing one is an error, one the model
+        does not take a warning). The inputs are checked before the slow work.
         """
         import SimpleITK as sitk
 
@@ -193,6 +195,11 @@ class Pipeline:
                                       ("lesion_labels", lesion_labels, False)):
             if (image is not None or required) and not isinstance(image, sitk.Image):
                 raise ValueError(f"{name} must be a SimpleITK image, not {type(image).__name__}")
+        from .model.network import choose_sequences
+        sequences, sequence_notes = choose_sequences(self.loaded.config, sequences)
+        for name, image in sequences.items():
+            if not isinstance(image, sitk.Image):
+                raise ValueError(f"the {name} sequence must be a SimpleITK image, not {type(image).__name__}")
         dose, field_strength, agent_name, relaxivity = check_condition(dose, field_strength, agent)
         if lesion_labels is not None and not same_grid(lesion_labels, pre_contrast):
             raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
@@ -204,7 +211,7 @@ class Pipeline:
             report(10, "Registration, brain mask, intensity and noise normalization ...")
             with stages.stage("preprocessing"):
                 prep = preprocess(pre_contrast, low_dose, standard_dose, backend=self.backend,
-                                  threads=self.threads, warn=False)
+                                  threads=self.threads, warn=False, sequences=sequences)
             release_free_memory()  # what preprocessing freed goes back before the network's peak
             report(60, "Predicting the contrast signal with the CNN ...")
             with stages.stage("network"), returned_when_freed(), warnings.catch_warnings(record=True) as caught:
@@ -247,12 +254,12 @@ class Pipeline:
             "model_verified": self.model_verified,
             "device": str(self.device), "precision": self.precision, "tile": tile, "tile_setting": self.tile,
             "tta": self.tta, "passes": self.passes, "ensemble_members": len(self.loaded.networks()),
-            "registration_backend": prep.low_dose.registration.backend,
+            "registration_backend": prep.low_dose.registration.backend, "sequences": list(sequences),
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
             "threshold": self.threshold_sigmas * noise_sigma, "n_regions": len(regions), "n_lesions": len(lesions),
             "warnings": ([] if self.model_verified else [self.model_warning]) + list(prep.qc.get("warnings", []))
-                        + _kept_warnings(caught),
+                        + sequence_notes + _kept_warnings(caught),
             "units": "images in the pre-contrast's input units (normalized_subtraction: 95th brain percentile "
                      "of the pre-contrast = 1); noise_sigma and threshold in input units",
             "stages": stages.as_record(),
@@ -329,6 +336,8 @@ def add_predict_arguments(parser) -> None:
                    "this Series Instance UID or Series Description")
     p.add_argument("--low-series", metavar="UID|TEXT", help="--low is a DICOM folder of several series: as "
                    "--pre-series")
+    p.add_argument("--flair", metavar="FILE", help="FLAIR image of the same session, for a model with FLAIR input")
+    p.add_argument("--t2", metavar="FILE", help="T2-weighted image of the same session, for a model with T2 input")
     p.add_argument("--dose", type=float, metavar="D",
                    help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25 (a cohort: for the "
                         "cases whose case.json or table row gives none)")
@@ -381,75 +390,6 @@ def add_predict_arguments(parser) -> None:
                    help="smallest enhancing region kept, mm^3 (default %(default)g)")
 
 
-def check_predict_arguments(args) -> dict:
-    """The validation stage of ``gadoreduce predict``: every check that needs only the arguments (condition, device,
-    tile, test-time augmentation, precision, thresholds, model file, outputs) before torch is loaded or an image is
-    read. Returns {"condition": (dose, field, agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError
-    naming the option and the fix."""
-    from .io.atomic import check_output_folder, check_outputs_spare_inputs
-    from .model.checksums import check_model_file
-    from .physics.agents import DEFAULT_AGENT
-    from .validation.arguments import (check_condition, check_device, check_tta, optional_int, parse_tile,
-                                       positive)
-    if not hasattr(args, "sources"):  # where each acquisition value came from (the cohort sets its own)
-        args.sources = {"dose": "argument", "field_strength": "argument",
-                        "agent": "argument" if args.agent else "default"}
-    from_dicom = dicom_acquisition(args)
-    missing = [option for option, value in (("--pre", args.pre), ("--low", args.low), ("--dose", args.dose),
-                                            ("--field-strength", args.field_strength)) if value is None]
-    if missing:
-        absent = [m[2:] for m in missing if m in ("--dose", "--field-strength")] if from_dicom is not None else []
-        raise ValueError(f"{', '.join(missing)} missing: give --pre, --low, --dose and --field-strength for one "
-                         "case, or --cases DIR or --table FILE for a cohort"
-                         + (f"; the low-dose DICOM header gives no {' and no '.join(absent)}" if absent else ""))
-    args.agent = args.agent or DEFAULT_AGENT
-    condition = check_condition(args.dose, args.field_strength, args.agent,
-                                names=("--dose", "--field-strength", "--agent"))
-    check_device(args.device, "--device")
-    parse_tile(args.tile, "--tile")
-    check_tta(args.tta, "--tta")
-    optional_int(args.threads, "--threads", 1)
-    positive(args.threshold_sigmas, "--threshold-sigmas")
-    positive(args.min_volume, "--min-volume", allow_zero=True)
-    if args.memory_limit is not None:
-        positive(args.memory_limit, "--memory-limit")
-    outputs = output_files(args.output)
-    check_outputs_spare_inputs(outputs, {"--pre": args.pre, "--low": args.low, "--model": args.model})
-    model = check_model_file(args.model)
-    check_output_folder(args.output, [path.name for path in outputs], overwrite=args.overwrite)
-    if getattr(args, "dicom_out", None):
-        from .io.dicom_out import dicom_outputs
-        check_output_folder(args.dicom_out, dicom_outputs(args.dicom_out), overwrite=args.overwrite,
-                            option="--dicom-out")
-        if Path(args.dicom_out).resolve() in (Path(args.low).resolve(), Path(args.pre).resolve()):
-            raise ValueError(f"--dicom-out {args.dicom_out} is an input folder; give a folder of its own, so that "
-                             "the new series are not mixed with the scans")
-        if not Path(args.low).is_dir():
-            raise ValueError(f"--dicom-out derives its series from the low-dose DICOM series, but --low {args.low} "
-                             "is not a DICOM folder; give --low the folder of the low-dose series")
-    return {"condition": condition, "model": model}
-
-
-def dicom_acquisition(args) -> dict | None:
-    """Choose the DICOM series of ``--pre``/``--low`` (``--pre-series``/``--low-series``, stored as
-    ``args.pre_series_uid``/``args.low_series_uid``) and fill the dose, field strength and agent that the
-    command line left out from the low-dose series' header (``io.dicom.acquisition_from_tags``; their source
-    "dicom"). Returns what the header gave (None when --low is no DICOM folder)."""
-    from .io.dicom import acquisition_from_dicom_file, choose_series
-    found = None
-    for key in ("pre", "low"):
-        path = getattr(args, key, None)
-        chosen = choose_series(path, getattr(args, f"{key}_series", None), f"--{key}") if path else None
-        setattr(args, f"{key}_series_uid", chosen["uid"] if chosen else None)
-        if key == "low" and chosen is not None:
-            found = acquisition_from_dicom_file(chosen["files"][0])
-    for name in ("dose", "field_strength", "agent"):
-        if found and name in found and getattr(args, name, None) is None:
-            setattr(args, name, found[name])
-            args.sources[name] = "dicom"
-    return found
-
-
 def pipeline_from_arguments(args) -> Pipeline:
     """The :class:`Pipeline` (model loaded) of the ``gadoreduce predict`` options ``args``."""
     return Pipeline(args.model, device=args.device, tile=args.tile, precision=args.precision,
@@ -469,6 +409,8 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
     from .cohort.record import RECORD_SCHEMA_VERSION, acquisition_record, input_record
     from .io.atomic import staged_folder
     from .io.profiling import stage
+    from .io.cases import SEQUENCES
+    from .validation.commands import check_predict_arguments
     from .validation.images import read_inputs
     with stage("validation"):
         check_predict_arguments(args)
@@ -476,17 +418,20 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
     with staged_folder(args.output, known) as staging:
         progress = getattr(args, "progress", None)
         with stage("reading"):  # before the model (torch takes seconds to load): image errors come first
-            images = read_inputs({"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)},
+            given = {"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)}
+            given.update({key: (f"--{key}", getattr(args, key)) for key in SEQUENCES if getattr(args, key, None)})
+            images = read_inputs(given,
                                  series={"pre_contrast": getattr(args, "pre_series_uid", None),
                                          "low_dose": getattr(args, "low_series_uid", None)})
         if pipeline is None:
             with stage("model loading"):
                 pipeline = pipeline_from_arguments(args)
         result = pipeline.predict_case(images["pre_contrast"], images["low_dose"], args.dose, args.field_strength,
-                                       args.agent, progress=progress)
+                                       args.agent, progress=progress,
+                                       sequences={key: images[key] for key in SEQUENCES if key in images})
         result.record = {"schema_version": RECORD_SCHEMA_VERSION,
                          "inputs": {key: input_record(path, images[key])
-                                    for key, path in (("pre_contrast", args.pre), ("low_dose", args.low))},
+                                    for key, (_, path) in given.items()},
                          "acquisition": acquisition_record({"dose": args.dose, "field_strength": args.field_strength,
                                                             "agent": args.agent}, args.sources),
                          **result.record}

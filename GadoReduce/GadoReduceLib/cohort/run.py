@@ -195,7 +195,8 @@ def predict_cohort(args, stream=None) -> int:
     more: ``cohort.distributed``). Progress goes to ``stream`` (default: standard error; see :class:`Progress`)."""
     import json
 
-    from ..pipeline import RECORD_FILE, check_predict_arguments
+    from ..pipeline import RECORD_FILE
+    from ..validation.commands import check_predict_arguments
     from .distributed import resolve_workers, run_on_dask
     progress = Progress(0, stream)
     log = progress.log

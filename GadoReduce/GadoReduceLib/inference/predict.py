@@ -40,7 +40,7 @@ from ..physics.agents import get_agent
 from .region_defaults import FLIPS, PRECISION_NAMES
 from .uncertainty import RunningMoments
 from ..physics.lowdose import check_dose
-from ..model.network import ConditionalUNet, input_tensor, network_arrays
+from ..model.network import ConditionalUNet, input_tensor, model_inputs, network_arrays
 
 PRECISIONS = dict(zip(PRECISION_NAMES, (None, torch.bfloat16, torch.float16)))
 GAUSSIAN_SIGMA_SCALE = 0.125
@@ -201,10 +201,13 @@ def _run(model: ConditionalUNet, x: torch.Tensor, conditions: torch.Tensor, devi
 def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray,
                      conditions: torch.Tensor, tile: int | str | None = "auto", overlap: int | None = None,
                      precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1,
-                     memory_budget: float | None = None, moments=None, scale: float = 1.0) -> np.ndarray:
+                     memory_budget: float | None = None, moments=None, scale: float = 1.0,
+                     sequences: dict | None = None) -> np.ndarray:
     """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
 
-    z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std);
+    z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std); sequences:
+    {"flair"/"t2": registered, normalized array [k, j, i]} for a model with extra input sequences
+    (``ModelConfig.sequences``; ValueError when one it needs is missing, the others are not used);
     conditions: [1, 4] normalized condition vector (``ConditionNormalization.normalize``);
     tile: tile edge in voxels (rounded up to the alignment), None = whole volume, "auto" = the whole volume
     when its forward pass fits into ``memory_budget`` bytes (default: :data:`MEMORY_FRACTION` of the free
@@ -225,7 +228,7 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
                       "slower than fp32; use precision fp32", RuntimeWarning, stacklevel=2)
     if conditions.ndim != 2 or conditions.shape[0] != 1:
         raise ValueError(f"conditions must be [1, {model.config.condition_dim}], got {tuple(conditions.shape)}")
-    arrays = network_arrays(z_ld, x_ld, s_ld)
+    arrays = network_arrays(*model_inputs(model.config, z_ld, x_ld, s_ld, sequences))
     shape = arrays[0].shape
     layout = channels_last(dev, precision)
     was_training = model.training
@@ -255,7 +258,7 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
 
 
 def _predict_tiled(model, arrays, conditions, tile, overlap, precision, dev, layout: bool) -> np.ndarray:
-    """Gaussian-blended tiles (module docstring) over the three input ``arrays`` [k, j, i]; each tile's input is
+    """Gaussian-blended tiles (module docstring) over the input ``arrays`` [k, j, i]; each tile's input is
     copied from the arrays (zero beyond them, up to the alignment), so no volume-sized input tensor exists."""
     shape = arrays[0].shape
     align = model.config.alignment
@@ -343,7 +346,7 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
                           dose: float, field_strength: float, agent: str, tile: int | str | None = "auto",
                           overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
                           fixed_conditions: dict | None = None, tta: int = 1,
-                          tissue: np.ndarray | None = None, uncertainty: bool = False):
+                          tissue: np.ndarray | None = None, uncertainty: bool = False, sequences: dict | None = None):
     """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units: the
     mean over the passes (every ensemble member on every flip, ``uncertainty``); with ``uncertainty=True`` the pair
     (y~, its per-voxel standard deviation over the passes, same units and shape).
@@ -353,7 +356,7 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
     dose in (0, 1]; field_strength: tesla; agent: ``agents.get_agent`` name (its relaxivity at field_strength is a
     condition); fixed_conditions: {"dose", "field_strength", "relaxivity", "noise_sigma"} replacing the case's
     conditions (fixed-condition ablation); tissue: boolean mask [k, j, i] (``inference.tissue``) outside which
-    the contrast signal is exactly 0. tile, overlap, precision, device, tta: as :func:`predict_contrast`.
+    the contrast signal is exactly 0. tile, overlap, precision, device, tta, sequences: as :func:`predict_contrast`.
     """
     dose = check_dose(dose)
     conditions = {"dose": dose, "field_strength": field_strength,
@@ -365,7 +368,7 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
     moments = RunningMoments(spread=uncertainty)
     for network, gamma in loaded.networks():  # each member scaled by its own gamma: y~ = s_LD (gamma y^) / sigma_LD
         predict_contrast(network, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap, precision=precision,
-                         device=device, tta=tta, moments=moments, scale=gamma)
+                         device=device, tta=tta, moments=moments, scale=gamma, sequences=sequences)
     outputs = [moments.mean] + ([moments.std()] if uncertainty else [])
     outputs = [revert_normalization(y, s_ld, 1.0, noise_sigma_ld) for y in outputs]
     if tissue is not None:
@@ -407,7 +410,8 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     predicted = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
                                       _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
                                       agent, tile=tile, overlap=overlap, precision=precision, device=device, tta=tta,
-                                      tissue=tissue, uncertainty=spread)
+                                      tissue=tissue, uncertainty=spread,
+                                      sequences={k: _array(v) for k, v in preprocess_result.sequences.items()})
     y_tilde, u_tilde = predicted if spread else (predicted, None)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
     source = preprocess_result.pre_contrast_input

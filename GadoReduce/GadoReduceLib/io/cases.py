@@ -7,9 +7,10 @@ Sources, each giving a :class:`CaseSpec` whose ``load`` returns a :class:`Case`:
   ``case.json``; a sidecar ``case.json`` ({"dose": 0.25, "field_strength": 3, "agent": "gadobutrol"}; "dose"
   only for a ``low_dose.*`` file) or ``phantom.json`` (as ``gadoreduce synth phantom`` writes); optional
   ``brain_mask.*`` and lesion labels ``lesion_labels.*`` or ``lesions.*`` (first found) on the pre-contrast
-  grid. A folder without low doses and sidecar is read with assumed metadata (see below);
+  grid; optional sequences ``flair.*`` and ``t2.*`` (:data:`SEQUENCES`). A folder without low doses
+  and sidecar is read with assumed metadata (see below);
 - a BraTS subject: ``SUBJECT_t1.nii.gz`` (pre-contrast), ``SUBJECT_t1ce.nii.gz`` (standard dose), optional
-  ``SUBJECT_seg.nii.gz``; no low dose and no scanner metadata;
+  ``SUBJECT_seg.nii.gz``, ``SUBJECT_flair.nii.gz`` and ``SUBJECT_t2.nii.gz``; no low dose and no scanner metadata;
 - a digital phantom generated on the fly (``phantom.generate_phantom``): real low doses at its doses.
 
 A lesion is one integer label (0 = background) on the pre-contrast grid: a label image with several labels
@@ -46,6 +47,10 @@ LESION_STEMS = ("lesion_labels", "lesions")
 """File stems of lesion label images in a case folder (first found wins)."""
 CASE_JSON, PHANTOM_JSON = "case.json", "phantom.json"
 CASE_JSON_EXAMPLE = '{"dose": 0.25, "field_strength": 3, "agent": "gadobutrol"}'
+SEQUENCES = {"flair": "FLAIR", "t2": "T2"}
+"""Optional input sequences (papers 002/003): key (file stem, option and model-configuration name) -> the name users
+read. Registered rigidly to the pre-contrast like the low dose; a model's channels follow z_LD, x_LD, s_LD in this
+order (``model.network.ModelConfig.sequences``)."""
 CACHE_VERSION = 1
 """Bump when preprocessing changes so that cached cases (training and evaluation) are recomputed."""
 
@@ -128,7 +133,8 @@ def case_folders(root) -> list[Path]:
 
 
 def case_files(folder, require=("pre_contrast", "standard_dose"), purpose: str = "") -> dict:
-    """{"pre_contrast", "standard_dose", "brain_mask", "lesions": path or None, "low_dose": [paths]};
+    """{"pre_contrast", "standard_dose", "brain_mask", "lesions": path or None, "low_dose": [paths], "sequences":
+    {"flair"/"t2": path}};
     ValueError naming the folder, the missing images and the fix when one of ``require`` is absent."""
     folder = Path(folder)
     if not folder.is_dir():
@@ -136,6 +142,7 @@ def case_files(folder, require=("pre_contrast", "standard_dose"), purpose: str =
                          "and low_dose images and case.json")
     files = {stem: find_image(folder, stem) for stem in ("pre_contrast", "standard_dose", "brain_mask")}
     files["lesions"] = next((p for p in (find_image(folder, s) for s in LESION_STEMS) if p is not None), None)
+    files["sequences"] = {key: path for key in SEQUENCES if (path := find_image(folder, key)) is not None}
     files["low_dose"] = low_dose_files(folder)
     missing = [name for name in require if not files[name]]
     if missing:
@@ -267,7 +274,8 @@ class Case:
 
     low_doses: real low-dose scans {dose: image}; lesions: integer labels (one per lesion) or None;
     brain_mask: binary image or None (atlas registration); field_strength (T), agent; assumed_metadata:
-    True when field strength and agent are defaults; metadata: notes of the source (JSON-serializable).
+    True when field strength and agent are defaults; metadata: notes of the source (JSON-serializable);
+    sequences: optional {"flair"/"t2": image} of the same session.
     """
 
     name: str
@@ -281,6 +289,7 @@ class Case:
     brain_mask: sitk.Image | None = None
     assumed_metadata: bool = False
     metadata: dict = field(default_factory=dict)
+    sequences: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -316,7 +325,7 @@ def read_case_folder(folder, low_dose_names=None, require=("pre_contrast", "stan
             entries = _read_json(folder / PHANTOM_JSON).get("lesions", [])
             lesions = without_non_enhancing(lesions, entries, lesions)
     return Case(folder.name, "folder", pre, sd, lows, meta.field_strength, meta.agent, lesions, brain, meta.assumed,
-                {"folder": str(folder)})
+                {"folder": str(folder)}, {key: read_image(path) for key, path in files["sequences"].items()})
 
 
 def folder_spec(folder) -> CaseSpec:
@@ -357,8 +366,10 @@ def read_brats_subject(subject: str, t1, t1ce, seg=None) -> Case:
     if seg is not None:
         seg_image = on_grid(read_image(seg), pre, "segmentation", Path(t1).parent)
         lesions = labels_image(connected_lesions(sitk.GetArrayFromImage(seg_image) == BRATS_ENHANCING_LABEL), pre)
+    sequences = {key: sitk.Cast(read_image(path), sitk.sitkFloat32) for key in SEQUENCES
+                 if (path := Path(t1).with_name(f"{subject}_{key}.nii.gz")).exists()}
     return Case(subject, "brats", pre, sd, {}, DEFAULT_FIELD_STRENGTH_T, DEFAULT_AGENT, lesions, None, True,
-                {"subject": subject})
+                {"subject": subject}, sequences)
 
 
 def brats_spec(subject: str, t1: Path, t1ce: Path, seg: Path | None) -> CaseSpec:
@@ -455,9 +466,11 @@ def save_case_npz(path, arrays: dict, lesions, scalars: dict) -> Path:
     return save_npz(path, meta=np.array(json.dumps(scalars)), **arrays)
 
 
-def load_case_npz(path, names) -> tuple[dict, np.ndarray | None, dict]:
-    """(arrays ``names``, lesions or None, scalars) of a file written by :func:`save_case_npz`."""
+def load_case_npz(path, names, optional=()) -> tuple[dict, np.ndarray | None, dict]:
+    """(arrays ``names`` and those of ``optional`` that the file has, lesions or None, scalars) of a file written
+    by :func:`save_case_npz`."""
     with np.load(path, allow_pickle=False) as data:
+        names = list(names) + [name for name in optional if name in data]
         return ({name: data[name] for name in names}, data["lesions"] if "lesions" in data else None,
                 json.loads(str(data["meta"])))
 

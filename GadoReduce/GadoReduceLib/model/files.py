@@ -28,6 +28,7 @@ import torch
 
 from .. import DISCLAIMER, __version__
 from ..io.atomic import atomic_path, write_text
+from ..io.cases import SEQUENCES
 from .checksums import (DEFAULT_MODEL, ModelCheck, ModelFileError, check_model_file, checksum_path,
                         default_model_path, sha256_of, verify_checksum)
 from .network import CONDITION_NAMES, ConditionalUNet, ConditionNormalization, ModelConfig
@@ -231,7 +232,9 @@ def model_card(header: dict) -> str:
              f"| parameters | {header.get('parameters', '?'):,} |" if isinstance(header.get("parameters"), int)
              else "| parameters | ? |",
              f"| gamma (y~ = gamma s_LD y^ / sigma_LD) | {_format_value(header.get('gamma', '?'))} |"]
-    lines += [f"| {k} | {v} |" for k, v in config.items()]
+    lines += [f"| {k} | {v} |" if k != "sequences" else
+              f"| input sequences | T1w pre-contrast and low dose{''.join(' + ' + SEQUENCES.get(n, n) for n in v)} |"
+              for k, v in config.items()]
     lines += _table(header.get("members"), "Ensemble members", "Inference averages the members' contrast "
                     "signals; their spread (with flips) is the uncertainty map. The gamma in the table above is "
                     "their mean.")

@@ -1,7 +1,9 @@
 """The conditional U-Net of paper 001 (section 3.3 and supplementary "CNN architecture details").
 
-Inputs: 3 channels (z_LD normalized subtraction, x_LD registered low-dose, s_LD local std), all in the
-pre-contrast's normalized intensity units, shape [B, 3, D, H, W] (D, H, W = k, j, i of the image arrays).
+Inputs: 3 channels (z_LD normalized subtraction, x_LD registered low-dose, s_LD local std), then one channel per
+optional sequence of ``ModelConfig.sequences`` (registered FLAIR, T2; papers 002/003), all in the
+pre-contrast's normalized intensity units (each sequence divided by its own 95th brain percentile), shape
+[B, C, D, H, W] (D, H, W = k, j, i of the image arrays; C = ``ModelConfig.in_channels``).
 Condition vector c = (dose, field_strength, relaxivity, noise_sigma), normalized by
 :class:`ConditionNormalization`, shape [B, 4]. Output y^ (noise-normalized contrast signal), [B, 1, D, H, W],
 non-negative (ReLU).
@@ -29,10 +31,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..io.cases import SEQUENCES  # noqa: F401  (re-exported: the optional input sequences)
+
 CONDITION_NAMES = ("dose", "field_strength", "relaxivity", "noise_sigma")
 """Order of the entries of the condition vector (dose: fraction of standard dose; field strength: tesla;
 relaxivity: r1 of the agent at that field strength, L/(mmol s); noise_sigma: of the low-dose subtraction,
 normalized intensity units)."""
+
+LOW_DOSE_INPUTS = ("z_ld", "x_ld", "s_ld")
+"""The network's first input channels: normalized subtraction z_LD, registered low dose x_LD, local std s_LD."""
 
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 FUSION_SLAB_VOXELS = 1 << 21
@@ -41,21 +48,42 @@ FUSION_SLAB_VOXELS = 1 << 21
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Network size. Defaults are the paper's configuration (18.1 M parameters)."""
+    """Network size and inputs. Defaults are the paper's configuration (18.1 M parameters, T1w inputs only).
 
-    in_channels: int = 3
+    sequences: optional input sequences (keys of :data:`SEQUENCES`, in that order), each one more input channel;
+    in_channels: 3 + len(sequences) (derived when None)."""
+
+    in_channels: int | None = None
     base_features: int = 32
     scales: int = 4
     blocks_per_scale: int = 2
     embedding_dim: int = 128
     condition_dim: int = 4
+    sequences: tuple[str, ...] = ()
 
     def __post_init__(self):
+        sequences = tuple(self.sequences or ())
+        unknown = [name for name in sequences if name not in SEQUENCES]
+        if unknown or len(set(sequences)) != len(sequences):
+            raise ValueError(f"model input sequences {list(sequences)}: use each of {', '.join(SEQUENCES)} at most "
+                             "once")
+        sequences = tuple(name for name in SEQUENCES if name in sequences)  # one order for every model
+        object.__setattr__(self, "sequences", sequences)
+        if self.in_channels is None:
+            object.__setattr__(self, "in_channels", len(LOW_DOSE_INPUTS) + len(sequences))
         for name in ("in_channels", "base_features", "scales", "blocks_per_scale", "embedding_dim",
                      "condition_dim"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"ModelConfig.{name} must be a positive integer, got {value!r}")
+        if self.in_channels != len(self.inputs):
+            raise ValueError(f"ModelConfig.in_channels is {self.in_channels}, but the inputs {list(self.inputs)} "
+                             f"are {len(self.inputs)} channels")
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """Names of the input channels in order: LOW_DOSE_INPUTS, then ``sequences``."""
+        return LOW_DOSE_INPUTS + self.sequences
 
     def features(self, scale: int) -> int:
         """Feature channels at a scale (0 = finest)."""
@@ -76,7 +104,36 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model configuration fields {sorted(unknown)}; this model file needs a "
                              f"newer GadoReduce")
-        return cls(**{k: int(v) for k, v in data.items()})
+        return cls(**{k: tuple(str(x) for x in v) if k == "sequences" else int(v) for k, v in data.items()})
+
+
+def sequence_names(names) -> str:
+    """'FLAIR and T2' for ("flair", "t2"): sequence keys as users read them."""
+    shown = [SEQUENCES.get(name, name) for name in names]
+    return " and ".join(shown) if len(shown) <= 2 else ", ".join(shown[:-1]) + " and " + shown[-1]
+
+
+def choose_sequences(config: ModelConfig, given: dict | None) -> tuple[dict, list[str]]:
+    """({key: image} of the ``given`` sequences that the model takes, a note per given one it does not take).
+    ValueError naming the sequence the model needs but was not given, and the fix."""
+    given = {k: v for k, v in (given or {}).items() if v is not None}
+    missing = [name for name in config.sequences if name not in given]
+    if missing:
+        raise ValueError(f"This model was trained with {sequence_names(config.sequences)} inputs besides the T1w "
+                         f"scans and needs the {sequence_names(missing)} image of this case: give it (--"
+                         f"{' --'.join(missing)} FILE on the command line, the optional selectors in the module), "
+                         "or use a model without extra sequences (the default model).")
+    unused = [name for name in given if name not in config.sequences]
+    notes = [f"The {sequence_names(unused)} image was given, but this model does not take "
+             f"{'it' if len(unused) == 1 else 'them'} as input: not used."] if unused else []
+    return {name: given[name] for name in config.sequences}, notes
+
+
+def model_inputs(config: ModelConfig, z_ld, x_ld, s_ld, sequences: dict | None = None) -> list:
+    """The network's input arrays in the order of ``config.inputs``: z_LD, x_LD, s_LD, then each sequence the
+    model takes from ``sequences`` ({key of SEQUENCES: array [k, j, i]}); :func:`choose_sequences` checks them."""
+    sequences, _ = choose_sequences(config, sequences)
+    return [z_ld, x_ld, s_ld] + [sequences[name] for name in config.sequences]
 
 
 def receptive_field_radius(config: ModelConfig) -> int:
@@ -135,33 +192,34 @@ class ConditionNormalization:
         return cls(tuple(data["mean"]), tuple(data["std"]))
 
 
-def network_arrays(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray) -> list[np.ndarray]:
-    """The three input arrays [k, j, i] as float32 (views where they are float32 already), checked: 3D, one
-    shape, finite. ValueError otherwise."""
-    arrays = [np.asarray(a, dtype=np.float32) for a in (z_ld, x_ld, s_ld)]
+def network_arrays(*inputs: np.ndarray) -> list[np.ndarray]:
+    """The input arrays [k, j, i] (z_LD, x_LD, s_LD and any sequences, :func:`model_inputs`) as float32 (views
+    where they are float32 already), checked: 3D, one shape, finite. ValueError otherwise."""
+    arrays = [np.asarray(a, dtype=np.float32) for a in inputs]
     if any(a.ndim != 3 for a in arrays) or len({a.shape for a in arrays}) != 1:
-        raise ValueError(f"z_LD, x_LD and s_LD must be 3D arrays of one shape, got "
-                         f"{[a.shape for a in arrays]}")
+        raise ValueError(f"the network inputs (z_LD, x_LD, s_LD and any sequences) must be 3D arrays of one shape, "
+                         f"got {[a.shape for a in arrays]}")
     if not all(np.isfinite(a).all() for a in arrays):
         raise ValueError("network inputs contain NaN or infinite values; check the preprocessing")
     return arrays
 
 
-def input_tensor(z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.ndarray, channels_last: bool = False,
-                 region: tuple | None = None, size: tuple | None = None) -> Tensor:
-    """Network input [1, 3, D, H, W] float32 from three arrays [k, j, i] of equal shape, written once into its
+def input_tensor(*inputs: np.ndarray, channels_last: bool = False, region: tuple | None = None,
+                 size: tuple | None = None) -> Tensor:
+    """Network input [1, C, D, H, W] float32 from C arrays [k, j, i] of equal shape, written once into its
     memory (``channels_last``: in channels_last_3d format, as inference runs on the CPU). ``region``: a tuple of
     three slices, the part of the arrays to take (a tile); ``size``: the (D, H, W) of the tensor, zero beyond the
     arrays (a tile reaching into the padding at the volume's end)."""
     if region is None:
-        arrays = network_arrays(z_ld, x_ld, s_ld)
+        arrays = network_arrays(*inputs)
     else:  # a tile of arrays that the caller has checked with network_arrays
-        arrays = [np.asarray(a, np.float32)[region] for a in (z_ld, x_ld, s_ld)]
+        arrays = [np.asarray(a, np.float32)[region] for a in inputs]
     shape = arrays[0].shape
     size = tuple(size) if size is not None else shape
     inside = tuple(slice(0, n) for n in shape)
     new = torch.zeros if size != shape else torch.empty
-    out = new((1,) + size + (3,) if channels_last else (1, 3) + size, dtype=torch.float32)
+    channels = len(arrays)
+    out = new((1,) + size + (channels,) if channels_last else (1, channels) + size, dtype=torch.float32)
     target = out.numpy()  # numpy writes the (possibly read-only or flipped) arrays into the tensor's memory
     for c, a in enumerate(arrays):
         target[(0,) + inside + (c,) if channels_last else (0, c) + inside] = a

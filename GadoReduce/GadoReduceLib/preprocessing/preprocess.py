@@ -10,7 +10,8 @@
 5. each scan divided by its 95th percentile in b; radiometric scalar per post-contrast scan;
 6. subtraction z~ = post - pre; noise sigma; local mean/std; z = (z~ - m)/s * sigma_LD (eq. 1);
 7. with a standard dose: contrast mask p = sigmoid(w z_SD + b) and target y = p * z_SD (eq. 2);
-8. QC: registration metric, brain correlation before/after, warnings.
+8. QC: registration metric, brain correlation before/after, warnings;
+9. optional sequences (FLAIR, T2): registered and normalized alike, no subtraction (``sequences``).
 Intensities of the outputs are in units of the pre-contrast's 95th brain percentile.
 """
 
@@ -94,6 +95,8 @@ class PreprocessResult:
     contrast_mask: sitk.Image | None
     contrast_signal: sitk.Image | None
     qc: dict
+    sequences: dict[str, sitk.Image] = field(default_factory=dict)
+    """{"flair"/"t2": registered sequence, normalized (its 95th brain percentile = 1)} on the working grid."""
 
     def outputs(self) -> dict[str, sitk.Image]:
         """Every intermediate image on the pre-contrast grid (exact sub-sampling when regridded), named as in
@@ -106,6 +109,7 @@ class PreprocessResult:
             images.update(zip(output_names(True)[len(images):],
                               (sd.registered, sd.subtraction, sd.local_mean, sd.local_std, sd.normalized_subtraction,
                                sd.coverage, self.contrast_mask, self.contrast_signal)))
+        images.update({f"{name}_registered": image for name, image in self.sequences.items()})
         ref = self.pre_contrast_input
         out = {}
         for name, image in images.items():
@@ -160,11 +164,14 @@ def overlap_fraction(reference: sitk.Image, other: sitk.Image) -> float:
     return float(np.prod(inter) / np.prod(hi1 - lo1))
 
 
-def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None) -> None:
+def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
+                 sequences: dict | None = None) -> None:
     """All input checks of :func:`preprocess` (ValueError naming the problem and the fix)."""
+    from ..io.cases import SEQUENCES
     check_image(pre_contrast, "pre-contrast image")
     scans = [(low_dose, "low-dose image")] + ([(standard_dose, "standard-dose image")] if standard_dose is not None else [])
-    for image, name in scans:
+    extra = [(image, f"{SEQUENCES[key]} image") for key, image in (sequences or {}).items()]
+    for image, name in scans + extra:
         check_image(image, name)
         fraction = overlap_fraction(pre_contrast, image)
         if fraction < MIN_OVERLAP:
@@ -309,7 +316,8 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
 def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
                backend: str = "auto", threads: int | None = None, isotropic: bool = True,
                brain: bm.BrainMaskResult | sitk.Image | None = None,
-               require_enhancement: bool = True, warn: bool = True) -> PreprocessResult:
+               require_enhancement: bool = True, warn: bool = True,
+               sequences: dict[str, sitk.Image] | None = None) -> PreprocessResult:
     """The preprocessing chain of paper 001 (see the module docstring); returns every intermediate image.
 
     warn: False keeps every warning out of Python's warnings (entry points that print or store
@@ -321,17 +329,21 @@ def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: si
     skips the atlas registration); require_enhancement: refuse post-contrast scans that are nowhere brighter
     but clearly darker than the pre-contrast (swapped inputs; the default; False only for low doses known to be
     right, e.g. synthetic ones, where this is a QC warning). Little enhancement alone is a QC warning.
+    sequences: optional {"flair"/"t2": image} of the same session (``preprocessing.sequences``), in
+    ``result.sequences``.
     """
     with warnings.catch_warnings():
         if not warn:
             warnings.simplefilter("ignore")
         return _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotropic, brain,
-                           require_enhancement)
+                           require_enhancement, sequences)
 
 
 def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotropic, brain,
-                require_enhancement) -> PreprocessResult:
-    check_inputs(pre_contrast, low_dose, standard_dose)
+                require_enhancement, sequences=None) -> PreprocessResult:
+    from .sequences import check_sequences, register_sequence
+    sequences = check_sequences(sequences)
+    check_inputs(pre_contrast, low_dose, standard_dose, sequences)
     pre_native = sitk.Cast(pre_contrast, sitk.sitkFloat32)
     if isotropic and regrid.is_anisotropic(pre_native):
         pre_work = regrid.to_grid(pre_native, regrid.nested_isotropic_grid(pre_native))
@@ -366,6 +378,10 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
         sd = _post_contrast(standard_dose, "standard-dose image", pre_native, pre_normalized, mask_native,
                             mask_work, registration_mask, backend, threads, sigma_ld)
         y, p = noise.contrast_signal(sd.normalized_subtraction, sigma_ld)
+    registered_sequences, sequence_qc = {}, {}
+    for key, image in sequences.items():
+        registered_sequences[key], sequence_qc[key] = register_sequence(
+            image, key, pre_native, pre_normalized, mask_work, registration_mask, backend, threads)
     qc = {"brain_volume_ml": brain_ml, "brain_mask_source": "atlas registration" if brain else "given",
           "skull_stripped_input": brain.skull_stripped if brain else None,
           "atlas_registration_metric": brain.registration.metric if brain else None,
@@ -382,4 +398,10 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
         qc["noise_sigma_sd"] = sd.noise_sigma
         qc["contrast_mask_w_b"] = list(noise.contrast_mask_parameters(sigma_ld))
         qc["warnings"] += sd.qc["warnings"]
-    return PreprocessResult(pre_native, pre_normalized, pre_q, mask_work, brain, low, sd, sigma_ld, p, y, qc)
+    for key, record in sequence_qc.items():
+        qc[key] = record
+        for message in record["warnings"]:
+            qc["warnings"].append(message)
+            warnings.warn(message, RegistrationWarning, stacklevel=3)
+    return PreprocessResult(pre_native, pre_normalized, pre_q, mask_work, brain, low, sd, sigma_ld, p, y, qc,
+                            registered_sequences)

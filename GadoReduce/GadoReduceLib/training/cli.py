@@ -22,7 +22,8 @@ TRAIN_OPTIONS = {"cases": ("data", "case_dirs"), "phantoms": ("data", "phantoms"
                  "checkpoint_every": ("train", "checkpoint_every"), "validate_every": ("train", "validate_every"),
                  "threads": ("train", "threads"), "low_doses": ("data", "low_doses"),
                  "precision": ("train", "precision"), "channels_last": ("train", "channels_last"),
-                 "init": ("train", "init"), "max_minutes": ("train", "max_minutes")}
+                 "init": ("train", "init"), "max_minutes": ("train", "max_minutes"),
+                 "sequences": ("model", "sequences")}
 """Option (command line and --config key) -> (where its default is defined, parameter name there): "train"
 ``TrainConfig``, "model" ``ModelConfig``, "data" ``training_sets``."""
 
@@ -84,6 +85,17 @@ def _typed(value, default):
     return tuple(value) if isinstance(default, tuple) else type(default)(value)
 
 
+def _sequence_list(text: str) -> tuple[str, ...]:
+    """``--sequences flair,t2`` -> ("flair", "t2"); argparse error for names GadoReduce does not take."""
+    from ..io.cases import SEQUENCES
+    names = tuple(n.strip().lower() for n in text.split(",") if n.strip())
+    bad = [n for n in names if n not in SEQUENCES]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown sequence {', '.join(bad)}: use {', '.join(SEQUENCES)} "
+                                         "(comma-separated)")
+    return names
+
+
 def run_train(args: argparse.Namespace) -> int:
     """The ``gadoreduce train`` command."""
     from ..model.network import ModelConfig
@@ -97,7 +109,8 @@ def run_train(args: argparse.Namespace) -> int:
     config = TrainConfig(**values["train"], model=ModelConfig(**values["model"]))
     rank, _ = distributed_context()
     log = print if rank == 0 else (lambda *a, **k: None)
-    data = dict(values["data"], seed=o["seed"], cache_dir=Path(o["cache"]) if o["cache"] else output / "cache",
+    data = dict(values["data"], seed=o["seed"], sequences=config.model.sequences,
+                cache_dir=Path(o["cache"]) if o["cache"] else output / "cache",
                 log=log)  # one seed for the case choice and the training
     cases, validation = rank_zero_first(lambda: training_sets(**data))
     folds = int(getattr(args, "folds", None) or 1)
@@ -198,6 +211,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--folds", type=int, metavar="K", help="train an ensemble: K members on disjoint validation "
                    "folds of the training cases (OUTPUT/fold_0 ...), written together as OUTPUT/model.pt; K times "
                    "the training time")
+    p.add_argument("--sequences", type=_sequence_list, metavar="LIST",
+                   help="extra input sequences of the model, comma-separated: flair, t2 (papers 002/003); every "
+                        "training pair needs them (BraTS subjects with *_flair/*_t2, case folders with flair.*/t2.*), "
+                        "pairs without are left out, phantoms have none; --init from a T1-only model starts "
+                        "the added channels at zero")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=run_train)
     return p

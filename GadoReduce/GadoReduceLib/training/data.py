@@ -229,7 +229,7 @@ LOW_DOSE_SOURCES = ("on-the-fly", "fixed")
 
 def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, seed: int = 0,
                   phantom_size: str = "full", dose_range=DOSE_RANGE, cache_dir=None, backend: str = "auto",
-                  low_doses: str = "on-the-fly", log=None) -> tuple[list, list]:
+                  low_doses: str = "on-the-fly", log=None, sequences=()) -> tuple[list, list]:
     """(training cases, validation cases) from case folders, ``phantoms`` phantoms generated on the fly and
     BraTS pairs. Validation: the last ``holdout`` BraTS subjects (sorted by name), or without BraTS the last
     ``holdout`` case folders. All choices are seeded by ``seed``.
@@ -237,14 +237,18 @@ def training_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3,
     low_doses "on-the-fly": :class:`training.simulate.PairCase` s (pre-contrast and standard dose only; every
     sample makes its own low dose, :func:`pair_sets`); "fixed": TrainingCases with one low dose each (a
     case folder's real ones; phantoms and BraTS pairs one synthetic dose from ``dose_range``, field
-    strength and agent varied for phantoms)."""
+    strength and agent varied for phantoms). sequences: the optional sequences (``io.cases.SEQUENCES``) a model
+    with extra inputs needs: registered with every pair, which is left out when it lacks one (on the fly only)."""
     if not case_dirs and not phantoms and brats is None:
         raise ValueError("no training data: give case folders (--cases), phantoms (--phantoms N) or BraTS pairs "
                          "(--brats DIR)")
     if low_doses not in LOW_DOSE_SOURCES:
         raise ValueError(f"--low-doses {low_doses!r}: use one of {', '.join(LOW_DOSE_SOURCES)}")
     if low_doses == "on-the-fly":
-        return pair_sets(case_dirs, phantoms, brats, holdout, seed, phantom_size, cache_dir, backend, log)
+        return pair_sets(case_dirs, phantoms, brats, holdout, seed, phantom_size, cache_dir, backend, log, sequences)
+    if sequences:
+        raise ValueError("a model with extra input sequences trains on low doses made on the fly only; "
+                         "leave out --low-doses fixed")
     lo, hi = (float(d) for d in dose_range)
     if not 0 < lo <= hi < 1:
         raise ValueError(f"dose range {dose_range} must lie in (0, 1), e.g. 0.1-0.33")
@@ -296,11 +300,19 @@ def held_out(index: int, count: int, holdout: int) -> bool:
 
 
 def pair_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, seed: int = 0,
-              phantom_size: str = "full", cache_dir=None, backend: str = "auto", log=None) -> tuple[list, list]:
+              phantom_size: str = "full", cache_dir=None, backend: str = "auto", log=None,
+              sequences=()) -> tuple[list, list]:
     """(training, validation) :class:`training.simulate.PairCase` s: one per case folder (its pre-contrast and
     standard dose), phantom (field strength and agent varied, seeded by ``seed``) and BraTS subject, each
-    preprocessed once and cached. Held out as in :func:`training_sets`."""
+    preprocessed once and cached. Held out as in :func:`training_sets`. With ``sequences``, phantoms are refused
+    (they have no FLAIR or T2) and cases without every sequence left out (logged); the held-out subjects stay
+    the same."""
+    from ..io.cases import SEQUENCES
     from .simulate import PairCase, pair_from_case
+    sequences = tuple(k for k in SEQUENCES if k in (sequences or ()))
+    if sequences and phantoms:
+        raise ValueError("the digital phantoms have no FLAIR or T2 images; leave out --phantoms for a model with "
+                         "--sequences (train it on --brats or --cases with flair/t2 images)")
     rng = np.random.default_rng([seed, 424242])
     specs, held = [], []
     folders = [f for d in case_dirs for f in _case_folders(d)]
@@ -320,8 +332,15 @@ def pair_sets(case_dirs=(), phantoms: int = 0, brats=None, holdout: int = 3, see
         def build(spec=spec):
             if log:
                 log(f"preprocessing the pair of {spec.name} (cached afterwards) ...")
-            return pair_from_case(spec.name, spec.load(), backend, {"source": spec.source})
-        identity = {**spec.identity, "backend": backend}
-        case = cached(cache_file(cache_dir, spec.name, f"pair-{spec.source}", identity), build, PairCase.load)[0]
+            return pair_from_case(spec.name, spec.load(), backend, {"source": spec.source}, sequences)
+        identity = {**spec.identity, "backend": backend, **({"sequences": list(sequences)} if sequences else {})}
+        try:
+            case = cached(cache_file(cache_dir, spec.name, f"pair-{spec.source}", identity), build, PairCase.load)[0]
+        except ValueError as error:
+            if not sequences or "which a model with --sequences" not in str(error):
+                raise
+            if log:
+                log(f"leaving out {spec.name}: {error}")
+            continue
         (val if is_held else train).append(case)
     return train, val

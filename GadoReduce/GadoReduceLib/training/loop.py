@@ -203,7 +203,7 @@ def validate(model, fixed: list[tuple], config: TrainConfig, normalization: Cond
     inner = (slice(m, -m),) * 3 if m > 0 else (slice(None),) * 3
     sums: dict[str, list] = {}
     for group, patch, conditions in fixed:
-        batch = collate([patch], [conditions])
+        batch = collate([patch], [conditions], config.model.inputs)
         pred = model(batch["inputs"].to(device), normalization.normalize(*batch["conditions"].T).to(device)).cpu()
         loss = float(weighted_huber_loss(pred, batch["y"], batch["b"], batch["p"], m, config.huber_epsilon,
                                          config.lambda1, config.lambda2))
@@ -252,8 +252,19 @@ def train_step(net, optimizer, batch: dict, config: TrainConfig, normalization: 
     return loss.detach()
 
 
+def check_sequences(cases, sequences) -> None:
+    """ValueError unless every case holds each of ``sequences`` (a model with extra input sequences)."""
+    from ..model.network import sequence_names
+    for case in cases:
+        missing = [k for k in sequences if k not in getattr(case, "sequences", {})]
+        if missing:
+            raise ValueError(f"training case {case.case_id} has no {sequence_names(missing)} image, which the model "
+                             "(--sequences) takes as input; train on pairs with those images (on the fly)")
+
+
 def init_weights(model, path) -> None:
-    """Load the weights of a model file or checkpoint at ``path`` into ``model`` (same configuration)."""
+    """Load the weights of a model file or checkpoint at ``path`` into ``model`` (same configuration, or the same
+    network with fewer input sequences: the added channels start with zero weights)."""
     from ..model.files import checksum_path, load_model
     path = Path(path)
     if not path.exists():
@@ -265,9 +276,24 @@ def init_weights(model, path) -> None:
         state = load_checkpoint(path)
         config, weights = ModelConfig.from_dict(state["config"]["model"]), state["model"]
     if config != model.config:
-        raise ValueError(f"--init {path} holds a {config} network, not the requested {model.config}; give the "
-                         "same --base-features and model options")
+        weights = _with_new_inputs(weights, config, model.config)
+        if weights is None:
+            raise ValueError(f"--init {path} holds a {config} network, not the requested {model.config}; give the "
+                             "same --base-features and model options")
     model.load_state_dict(weights)
+
+
+def _with_new_inputs(weights: dict, old: ModelConfig, new: ModelConfig) -> dict | None:
+    """``weights`` of an ``old`` network for a ``new`` one that differs only by more input sequences: the stem's
+    kernels of the added channels are 0, so the new network starts out computing exactly what the old one did.
+    None when the configurations differ otherwise."""
+    if replace(old, in_channels=new.in_channels, sequences=new.sequences) != new or not set(old.inputs) <= set(new.inputs):
+        return None
+    kernel = weights["stem.weight"]
+    grown = kernel.new_zeros((kernel.shape[0], new.in_channels) + tuple(kernel.shape[2:]))
+    for index, name in enumerate(old.inputs):
+        grown[:, new.inputs.index(name)] = kernel[:, index]
+    return {**weights, "stem.weight": grown}
 
 
 # ----------------------------------------------------------------------------- checkpoints
@@ -307,6 +333,7 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
         raise ValueError("no training cases: give --cases, --phantoms or --brats")
     for case in cases:
         check_patch(config.patch_size, case.shape, case.case_id)
+    check_sequences(cases + validation_cases, config.model.sequences)
     rank, world = distributed_context()
     device = torch.device(device) if device is not None else default_device()
     if config.threads:
@@ -376,7 +403,8 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
             patches.append(augment(patch, rng) if config.augment else patch)
             conditions.append(condition)
         lr = optimizer.param_groups[0]["lr"]
-        loss = train_step(net, optimizer, collate(patches, conditions), config, normalization, device)
+        loss = train_step(net, optimizer, collate(patches, conditions, config.model.inputs), config, normalization,
+                          device)
         scheduler.step()
         value = _mean_over_ranks(float(loss.detach()), world)
         if not math.isfinite(value):

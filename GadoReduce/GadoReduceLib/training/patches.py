@@ -16,13 +16,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..model.network import LOW_DOSE_INPUTS
+
 LAMBDA1 = 0.01
 LAMBDA2 = 1.0
 HUBER_EPSILON = 0.1
 LOSS_MARGIN = 8
 ENHANCING_THRESHOLD = 0.5
 """Voxels with p_SD above this count as contrast-enhancing (patch centres, lesion fallback)."""
-INPUT_CHANNELS = ("z_ld", "x_ld", "s_ld")
+INPUT_CHANNELS = LOW_DOSE_INPUTS
+"""The T1w input channels (a model's optional sequences follow them, ``ModelConfig.inputs``)."""
 TARGET_CHANNELS = ("y", "p", "b")
 
 
@@ -111,9 +114,10 @@ def augment(patch: dict, rng: np.random.Generator) -> dict:
     return out
 
 
-def collate(patches: list[dict], conditions: list) -> dict:
-    """Batch tensors: inputs [B, 3, D, H, W], y/p/b [B, 1, D, H, W], raw conditions [B, 4] (float32)."""
-    inputs = torch.from_numpy(np.stack([np.stack([p[c] for c in INPUT_CHANNELS]) for p in patches]))
+def collate(patches: list[dict], conditions: list, inputs=INPUT_CHANNELS) -> dict:
+    """Batch tensors: inputs [B, C, D, H, W] of the channels ``inputs`` (``ModelConfig.inputs``), y/p/b
+    [B, 1, D, H, W], raw conditions [B, 4] (float32)."""
+    inputs = torch.from_numpy(np.stack([np.stack([p[c] for c in inputs]) for p in patches]))
     batch = {"inputs": inputs, "conditions": torch.tensor(np.asarray(conditions, dtype=np.float32))}
     for name in TARGET_CHANNELS:
         batch[name] = torch.from_numpy(np.stack([p[name][None] for p in patches]))

@@ -73,7 +73,8 @@ class PairCase:
     pre: normalized pre-contrast x_PC; standard_dose: registered, radiometrically normalized x_SD; b: brain mask;
     coverage: standard dose's field of view; signal_sd: p_SD (z~_SD - m_SD), the contrast signal in image units;
     p: contrast mask p_SD; sigma_sd: noise sigma of z~_SD; wm_level: white-matter level of x_PC; field_strength
-    (T) and agent of the standard-dose acquisition; lesions: labels or None."""
+    (T) and agent of the standard-dose acquisition; lesions: labels or None; sequences: {"flair"/"t2": registered,
+    normalized sequence} (``preprocessing.sequences``), the inputs of a model with extra sequences."""
 
     case_id: str
     pre: np.ndarray
@@ -89,6 +90,7 @@ class PairCase:
     lesions: np.ndarray | None = None
     spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
     metadata: dict = field(default_factory=dict)
+    sequences: dict = field(default_factory=dict)
 
     ARRAYS = ("pre", "standard_dose", "b", "coverage", "signal_sd", "p")
     scale_ratio = 1.0  # target in s_LD units: gamma = 1 (module docstring)
@@ -101,14 +103,17 @@ class PairCase:
         """Atomic npz write (``io.cases.save_case_npz``)."""
         scalars = {k: getattr(self, k) for k in ("case_id", "sigma_sd", "wm_level", "field_strength", "agent",
                                                    "metadata")}
-        return save_case_npz(path, {name: getattr(self, name) for name in self.ARRAYS}, self.lesions,
-                             {**scalars, "spacing": list(self.spacing)})
+        arrays = {name: getattr(self, name) for name in self.ARRAYS}
+        arrays.update({f"sequence_{key}": array for key, array in self.sequences.items()})
+        return save_case_npz(path, arrays, self.lesions, {**scalars, "spacing": list(self.spacing)})
 
     @classmethod
     def load(cls, path: Path) -> "PairCase":
-        arrays, lesions, meta = load_case_npz(path, cls.ARRAYS)
+        from ..io.cases import SEQUENCES
+        arrays, lesions, meta = load_case_npz(path, cls.ARRAYS, optional=[f"sequence_{k}" for k in SEQUENCES])
         spacing = tuple(meta.pop("spacing"))
-        return cls(**meta, **arrays, lesions=lesions, spacing=spacing)
+        sequences = {k: arrays.pop(f"sequence_{k}") for k in SEQUENCES if f"sequence_{k}" in arrays}
+        return cls(**meta, **arrays, lesions=lesions, spacing=spacing, sequences=sequences)
 
 
 def pair_from_preprocessing(case_id: str, result, field_strength: float, agent: str, lesions=None,
@@ -129,16 +134,24 @@ def pair_from_preprocessing(case_id: str, result, field_strength: float, agent: 
     return PairCase(case_id, pre, view(sd.registered), b, sitk.GetArrayFromImage(sd.coverage).astype(np.uint8),
                     signal_sd.astype(np.float32), p, float(sd.noise_sigma), white_matter_level(pre, b),
                     float(field_strength), get_agent(agent).name, labels,
-                    tuple(float(s) for s in result.pre_contrast.GetSpacing()), metadata or {})
+                    tuple(float(s) for s in result.pre_contrast.GetSpacing()), metadata or {},
+                    {key: view(image) for key, image in result.sequences.items()})
 
 
-def pair_from_case(case_id: str, case, backend: str = "auto", metadata: dict | None = None) -> PairCase:
-    """Preprocess a loaded ``io.cases.Case`` (pre-contrast and standard dose) into a PairCase."""
+def pair_from_case(case_id: str, case, backend: str = "auto", metadata: dict | None = None,
+                   sequences=()) -> PairCase:
+    """Preprocess a loaded ``io.cases.Case`` (pre-contrast and standard dose; the optional ``sequences`` of the case
+    registered too, ValueError when one is missing) into a PairCase."""
+    from ..io.cases import SEQUENCES
     from ..preprocessing.preprocess import preprocess
     if case.standard_dose is None:
         raise ValueError(f"case {case_id} has no standard-dose image; on-the-fly training needs one")
+    missing = [SEQUENCES[k] for k in sequences if k not in case.sequences]
+    if missing:
+        raise ValueError(f"case {case_id} has no {' or '.join(missing)} image, which a model with --sequences "
+                         f"{','.join(sequences)} needs; add it or leave the case out")
     result = preprocess(case.pre_contrast, case.standard_dose, None, backend=backend, brain=case.brain_mask,
-                        warn=False)
+                        warn=False, sequences={k: case.sequences[k] for k in sequences})
     return pair_from_preprocessing(case_id, result, case.field_strength, case.agent, case.lesions, metadata)
 
 
@@ -299,23 +312,34 @@ def simulate_window(case: PairCase, window, draw: SimulatorDraw, rng: np.random.
     mean, std = (sitk.GetArrayFromImage(x) for x in local_statistics(image, mask, sigma_ld, shrink=STATISTICS_SHRINK))
     z = (subtraction - mean) / std * sigma_ld * coverage
     y = case.signal_sd[window] * (sigma_ld / std)
-    return {"z_ld": z.astype(np.float32), "x_ld": low, "s_ld": std.astype(np.float32), "y": y.astype(np.float32),
-            "p": case.p[window].astype(np.float32), "b": case.b[window].astype(np.float32), "noise_sigma": sigma_ld}
+    out = {"z_ld": z.astype(np.float32), "x_ld": low, "s_ld": std.astype(np.float32), "y": y.astype(np.float32),
+           "p": case.p[window].astype(np.float32), "b": case.b[window].astype(np.float32), "noise_sigma": sigma_ld}
+    out.update({key: array[window] for key, array in case.sequences.items()})
+    return out
+
+
+def _patch(case: PairCase, full: dict, window, inner) -> dict:
+    """The patch ``inner`` of a simulated ``window``: every channel (with the case's sequences and lesions)."""
+    names = INPUT_CHANNELS + TARGET_CHANNELS + tuple(case.sequences)
+    patch = {name: np.ascontiguousarray(full[name][inner], dtype=np.float32) for name in names}
+    if case.lesions is not None:
+        patch["lesions"] = np.ascontiguousarray(case.lesions[window][inner], dtype=np.float32)
+    return patch
 
 
 def simulate_sample(case: PairCase, rng: np.random.Generator, patch_size: int, enhancing_fraction: float = 0.5,
                     draw: SimulatorDraw | None = None, margin: int | None = None,
                     with_lesions: bool = False) -> tuple[dict, tuple]:
-    """(patch {name: float32 [P, P, P]} of INPUT_CHANNELS + TARGET_CHANNELS (+ "lesions"), conditions
+    """(patch {name: float32 [P, P, P]} of INPUT_CHANNELS + TARGET_CHANNELS (+ the case's sequences, "lesions"), conditions
     (dose, field strength, relaxivity, noise sigma)) of one on-the-fly sample; ``draw`` default: random."""
     check_patch(patch_size, case.shape, case.case_id)
     draw = draw_parameters(rng) if draw is None else draw
     window, inner = _windows(case, patch_centre(case, rng, enhancing_fraction), patch_size,
                              margin_voxels(case) if margin is None else margin)
     full = simulate_window(case, window, draw, rng)
-    patch = {name: np.ascontiguousarray(full[name][inner]) for name in INPUT_CHANNELS + TARGET_CHANNELS}
-    if with_lesions and case.lesions is not None:
-        patch["lesions"] = np.ascontiguousarray(case.lesions[window][inner], dtype=np.float32)
+    patch = _patch(case, full, window, inner)
+    if not with_lesions:
+        patch.pop("lesions", None)
     return patch, (draw.dose, draw.field_strength, draw.relaxivity, float(full["noise_sigma"]))
 
 
@@ -346,9 +370,7 @@ def validation_samples(cases, patch_size: int, seed: int = 0, doses=VALIDATION_D
                 for simulator in SIMULATORS:
                     low = None if simulator == "signal-model" else kspace[window]
                     full = simulate_window(case, window, draw, np.random.default_rng([seed, index, j, 3]), low)
-                    patch = {name: np.ascontiguousarray(full[name][inner]) for name in INPUT_CHANNELS + TARGET_CHANNELS}
-                    if case.lesions is not None:
-                        patch["lesions"] = np.ascontiguousarray(case.lesions[window][inner], dtype=np.float32)
+                    patch = _patch(case, full, window, inner)
                     samples.append((f"{simulator} d{dose:g}", patch,
                                     (draw.dose, draw.field_strength, draw.relaxivity, float(full["noise_sigma"]))))
     return samples

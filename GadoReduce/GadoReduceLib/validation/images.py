@@ -7,8 +7,11 @@ not constant, size, spacing, overlap, not identical), each error prefixed with t
 
 from __future__ import annotations
 
+from ..io.cases import SEQUENCES
+
 INPUT_NAMES = {"pre_contrast": "pre-contrast image", "low_dose": "low-dose image",
-               "standard_dose": "standard-dose image", "lesion_labels": "lesion segmentation"}
+               "standard_dose": "standard-dose image", "lesion_labels": "lesion segmentation",
+               **{key: f"{name} image" for key, name in SEQUENCES.items()}}
 """Input keys and the words messages use for them (``preprocess.check_inputs``)."""
 
 
@@ -44,7 +47,8 @@ def read_inputs(paths: dict, series: dict | None = None) -> dict:
         except ValueError as error:
             raise type(error)(_named(option, path, error)) from None
     try:
-        check_inputs(images["pre_contrast"], images["low_dose"], images.get("standard_dose"))
+        check_inputs(images["pre_contrast"], images["low_dose"], images.get("standard_dose"),
+                     {key: images[key] for key in SEQUENCES if images.get(key) is not None})
     except ValueError as error:
         text = str(error)
         named = [(text.find(words), k) for k, words in INPUT_NAMES.items()
