@@ -286,3 +286,47 @@ def test_flip_passes_add_the_uncertainty_calibration(run_twice, tmp_path):
     assert uncertainty == sorted(uncertainty) and uncertainty[-1] > 0
     assert -1 <= float(bins[0]["spearman"]) <= 1
     assert (flipped / "figures" / "uncertainty_calibration.png").stat().st_size > 1000
+
+
+# ----------------------------------------------------------------------------- model variants
+
+def test_model_variants_are_evaluated_beside_the_model_with_their_sequences(tmp_path, tiny_model, capsys):
+    """``--variant NAME=FILE``: each model file becomes method gadoreduce_NAME; a multi-modal variant makes the
+    cases preprocessed with FLAIR and T2 (cached with them), and a case without them is refused by name."""
+    from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom, write_phantom
+    torch.manual_seed(8)
+    config = ModelConfig(base_features=4, scales=2, blocks_per_scale=1, sequences=("flair", "t2"))
+    model = ConditionalUNet(config)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    multimodal = save_model(tmp_path / "mm.pt", model, config, ConditionNormalization(), 1.0, {"name": "tiny-mm"})
+    case = generate_phantom(PhantomConfig(seed=3, size="small", doses=(DOSE,)))
+    folder = tmp_path / "cases" / "p3"
+    write_phantom(case, folder)
+    for name in ("flair", "t2"):  # stand-in sequences: the pre-contrast itself (registers exactly)
+        sitk.WriteImage(case.pre_contrast, str(folder / f"{name}.nii.gz"))
+    out = tmp_path / "out"
+    argv = ["evaluate", "--cases", str(folder.parent), "--doses", str(DOSE), "--output", str(out), "--model",
+            str(tiny_model), "--variant", f"same={tiny_model}", "--variant", f"mm={multimodal}", "--simulators",
+            "signal-model"]
+    assert main(argv) == 0
+    rows = {r["method"]: r for r in _read_csv(out / "per_case.csv")}
+    assert {"gadoreduce", "gadoreduce_same", "gadoreduce_mm"} <= set(rows)
+    values = lambda method: {k: v for k, v in rows[method].items() if k != "method"}  # noqa: E731
+    assert values("gadoreduce_same") == values("gadoreduce")  # the same file: the same numbers
+    assert values("gadoreduce_mm") != values("gadoreduce")  # the sequences reached the multi-modal network
+    (cached,) = (out / "cache").glob("p3_d020_*.npz")
+    arrays = ev.CaseArrays.load(cached)
+    assert set(arrays.sequences) == {"flair", "t2"} and arrays.sequences["flair"].shape == arrays.pre.shape
+    summary = (out / "summary.md").read_text()
+    assert "Variant `gadoreduce_mm`: model tiny-mm" in summary
+    (folder / "t2.nii.gz").unlink()
+    with pytest.raises(ValueError, match=r"case p3 has no T2 image.*t2.nii.gz"):
+        ev.run(tmp_path / "out2", cases_dir=folder.parent, doses=[DOSE], model=tiny_model,
+               variants={"mm": multimodal}, simulators=("signal-model",))
+    for bad, message in ((["--variant", "mm"], "NAME=MODEL_FILE"), (["--variant", "MM=x.pt"], "lower-case"),
+                         (["--variant", f"a={tiny_model}", "--variant", f"a={tiny_model}"], "given twice")):
+        capsys.readouterr()
+        assert main(argv[:-6] + bad) == 2
+        assert message in capsys.readouterr().err

@@ -381,8 +381,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=parse_tile(args.tile),
         cache=False if args.no_cache else (args.cache or True), command=command,
         zoom_cases=args.zoom_cases or 3, simulators=tuple(s for s in args.simulators.split(",") if s),
-        tta=args.tta)
+        tta=args.tta, variants=_variants(args.variant))
     return 0
+
+
+def _variants(values) -> dict:
+    """{NAME: FILE} of ``--variant NAME=FILE`` options; ValueError for a malformed or repeated one."""
+    from .evaluation.methods import check_variant_name
+    variants = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--variant {value}: write NAME=MODEL_FILE, e.g. --variant multimodal=model.pt")
+        if check_variant_name(name) in variants:
+            raise ValueError(f"--variant {name} is given twice; give each variant one model file")
+        variants[name] = path
+    return variants
 
 
 def _add_evaluate(sub) -> None:
@@ -406,6 +420,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--output", required=True, metavar="DIR", help="output folder")
     p.add_argument("--model", metavar="PATH", help="model file (default: the shipped model)")
     p.add_argument("--ablation-model", metavar="PATH", help="fixed-condition ablation model file (optional)")
+    p.add_argument("--variant", action="append", metavar="NAME=FILE",
+                   help="also evaluate this model file as method gadoreduce_NAME (repeatable), e.g. a model with "
+                        "FLAIR and T2 inputs: cases are then preprocessed with those sequences too")
     _add_backend(p, "elastix backend")
     p.add_argument("--device", default="cpu", help="cpu (default), auto, cuda, cuda:N or mps")
     p.add_argument("--tile", default="auto", metavar="N",

@@ -9,6 +9,8 @@ on the working grid, in normalized units (95th percentile of the pre-contrast br
 - ``gadoreduce``: x_PC + y~, y~ = gamma s_LD y^ / sigma_LD the model's contrast signal (as ``inference.predict.synthesize``);
 - ``gadoreduce_fixed_condition``: the same with an ablation model (``--ablation-model``) whose conditions
   are those in its metadata ``fixed_conditions`` when present, else the case's;
+- ``gadoreduce_NAME``: the same with another model file (``--variant NAME=FILE``: a multi-modal model with FLAIR
+  and T2 inputs, an ensemble, a differently trained one), with the case's conditions;
 - ``standard_dose``: x_SD itself, the reference (PSNR inf, SSIM 1, c-bar = c^ = 1; its CNR, LBR, CEP and
   detection are the targets the others are compared with).
 
@@ -30,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +43,8 @@ from ..io.imageio import dose_name
 from ..metrics import quality as m
 from ..metrics.detection import SIZE_THRESHOLDS_MM, detection_by_size, lesion_geometry
 from ..inference.regions import DEFAULT_MIN_VOLUME_MM3, enhancing_regions
-from .methods import BASELINES, DEFAULT_DOSES, ENHANCING_SIGMAS, OVERLAP_PERCENTS, REFERENCE
+from .methods import (BASELINES, DEFAULT_DOSES, ENHANCING_SIGMAS, OVERLAP_PERCENTS, REFERENCE, check_variant_name,
+                      variant_method)
 
 
 @dataclass
@@ -51,7 +54,8 @@ class CaseArrays:
     pre (x_PC), low (registered x_LD), standard (registered x_SD), brain (bool), z_ld / s_ld (network inputs),
     lesions (uint16 reference lesion labels, 0 = none), spacing (i, j, k) mm of the working grid,
     noise_sigma_ld / noise_sigma_sd (of the subtractions), real_low_dose (False: synthetic); the case's
-    field_strength (T), agent and assumed_metadata (True: defaults, not recorded).
+    field_strength (T), agent and assumed_metadata (True: defaults, not recorded); sequences: {key of
+    ``io.cases.SEQUENCES``: registered, normalized array} preprocessed for models with extra input sequences.
     """
 
     pre: np.ndarray
@@ -68,10 +72,12 @@ class CaseArrays:
     field_strength: float
     agent: str
     assumed_metadata: bool
+    sequences: dict = field(default_factory=dict)
 
     def save(self, path: Path) -> None:
-        """Atomic npz write (``io.cases.save_npz``)."""
-        save_npz(path, **{k: np.asarray(v) for k, v in self.__dict__.items()})
+        """Atomic npz write (``io.cases.save_npz``); sequences as ``sequence_<key>`` arrays."""
+        arrays = {k: np.asarray(v) for k, v in self.__dict__.items() if k != "sequences"}
+        save_npz(path, **arrays, **{f"sequence_{k}": v for k, v in self.sequences.items()})
 
     @classmethod
     def load(cls, path: Path) -> "CaseArrays":
@@ -80,7 +86,8 @@ class CaseArrays:
         return cls(d["pre"], d["low"], d["standard"], d["brain"].astype(bool), d["z_ld"], d["s_ld"], d["lesions"],
                    tuple(float(s) for s in d["spacing"]), float(d["noise_sigma_ld"]), float(d["noise_sigma_sd"]),
                    bool(d["real_low_dose"]), float(d["field_strength"]), str(d["agent"]),
-                   bool(d["assumed_metadata"]))
+                   bool(d["assumed_metadata"]),
+                   {k[len("sequence_"):]: v for k, v in d.items() if k.startswith("sequence_")})
 
 
 def reference_lesions(labels: np.ndarray, pre: np.ndarray, standard: np.ndarray, spacing) -> np.ndarray:
@@ -97,14 +104,22 @@ def reference_lesions(labels: np.ndarray, pre: np.ndarray, standard: np.ndarray,
     return out
 
 
-def preprocess_case(case, dose: float, backend: str = "auto", simulator: str = "signal-model") -> CaseArrays:
-    """Preprocess one case at one dose (real or synthetic low dose from ``simulator``) into :class:`CaseArrays`."""
+def preprocess_case(case, dose: float, backend: str = "auto", simulator: str = "signal-model",
+                    sequences: tuple = ()) -> CaseArrays:
+    """Preprocess one case at one dose (real or synthetic low dose from ``simulator``) into :class:`CaseArrays`;
+    ``sequences``: keys of ``io.cases.SEQUENCES`` registered too (ValueError when the case lacks one)."""
     from .cases import low_dose_for
+    from ..model.network import sequence_names
     from ..preprocessing.preprocess import preprocess
+    missing = [k for k in sequences if k not in case.sequences]
+    if missing:
+        raise ValueError(f"case {case.name} has no {sequence_names(missing)} image, which a model evaluated here "
+                         "takes; add it to the case folder (flair.nii.gz, t2.nii.gz) or leave out that case "
+                         "(--subjects) or that model")
     low, real = low_dose_for(case, dose, simulator)
     # warn=False: QC warnings stay in result.qc
     result = preprocess(case.pre_contrast, low, case.standard_dose, backend=backend, brain=case.brain_mask,
-                        require_enhancement=real, warn=False)
+                        require_enhancement=real, warn=False, sequences={k: case.sequences[k] for k in sequences})
     return arrays_from_result(result, case.lesions, real, case.field_strength, case.agent, case.assumed_metadata)
 
 
@@ -116,9 +131,10 @@ def arrays_from_result(result, lesions: sitk.Image | None, real_low_dose: bool, 
     labels = w.lesions
     if lesions is not None:
         labels = reference_lesions(labels, w.pre_contrast, w.standard_dose, w.spacing)
+    sequences = {k: sitk.GetArrayFromImage(v).astype(np.float32) for k, v in result.sequences.items()}
     return CaseArrays(w.pre_contrast, w.low_dose, w.standard_dose, w.brain_mask, w.z_ld, w.s_ld, labels, w.spacing,
                       w.noise_sigma_ld, w.noise_sigma_sd, bool(real_low_dose), float(field_strength), str(agent),
-                      bool(assumed_metadata))
+                      bool(assumed_metadata), sequences)
 
 
 def _load_case(spec, backend: str):
@@ -130,17 +146,20 @@ def _load_case(spec, backend: str):
     return case
 
 
-def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None, simulator: str = "signal-model"
-                  ) -> tuple[CaseArrays, bool]:
+def cached_arrays(spec, dose: float, backend: str, cache_dir, load=None, simulator: str = "signal-model",
+                  sequences: tuple = ()) -> tuple[CaseArrays, bool]:
     """(arrays, from_cache) for a case spec at ``dose``; cached as ``cache_dir/<case>_dNNN_<key>.npz``
     (``io.cases.cache_file``). ``load``: returns the loaded case (default ``spec.load``; pass a memo to load a
-    case once for all doses); simulator: of synthetic low doses (``cases.SIMULATORS``)."""
+    case once for all doses); simulator: of synthetic low doses (``cases.SIMULATORS``); sequences: as
+    :func:`preprocess_case`."""
     load = load or spec.load
     identity = {"case": spec.identity, "dose": dose_name(dose), "backend": backend}
     if simulator != "signal-model":
         identity["simulator"] = simulator
+    if sequences:
+        identity["sequences"] = list(sequences)
     path = cache_file(cache_dir, f"{spec.name}_d{dose_digits(dose)}", "evaluate", identity)
-    return cached(path, lambda: preprocess_case(load(), dose, backend, simulator), CaseArrays.load)
+    return cached(path, lambda: preprocess_case(load(), dose, backend, simulator, sequences), CaseArrays.load)
 
 
 # ----------------------------------------------------------------------------- methods
@@ -159,7 +178,7 @@ def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: floa
     return model_contrast_signal(loaded, arrays.z_ld, arrays.low, arrays.s_ld, arrays.noise_sigma_ld, dose,
                                  field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions,
                                  tta=tta, tissue=tissue_array(arrays.pre, arrays.brain, arrays.spacing),
-                                 uncertainty=uncertainty)
+                                 uncertainty=uncertainty, sequences=arrays.sequences)
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -239,7 +258,8 @@ def image_metrics(image: np.ndarray, arrays: CaseArrays, detection_threshold: fl
 # ----------------------------------------------------------------------------- the run
 
 def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_dir=None, tile="auto", device=None,
-             log=print, on_images=None, simulators=("signal-model",), tta: int = 1) -> dict:
+             log=print, on_images=None, simulators=("signal-model",), tta: int = 1, variants: dict | None = None
+             ) -> dict:
     """Run every method on every (case, dose); returns {"cases": [...], "lesions": [...], "timings": {...}}.
 
     specs: ``io.cases.CaseSpec`` list; loaded / ablation: ``model.files.LoadedModel`` (ablation optional);
@@ -249,7 +269,9 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
     passes of the model, ensemble members included, "calibration" lists per (case, dose) how the gadoreduce
     image's absolute error inside the brain rises with its uncertainty: ``uncertainty.calibration``);
     on_images: called as ``on_images(case_name, dose, arrays, images)`` while a case's images are in memory
-    (figures), so that only one case is held at a time.
+    (figures), so that only one case is held at a time; variants: {NAME: ``LoadedModel``}, each evaluated as
+    method ``gadoreduce_NAME`` (:func:`variant_method`). Cases are preprocessed with every input sequence that
+    one of the models takes (ValueError naming a case that lacks one).
     """
     doses = check_doses(doses)
     if not specs:
@@ -261,6 +283,10 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
     case_rows, lesion_rows, timings, calibrations = [], [], {}, []
     from ..inference.uncertainty import calibration, passes
     spread = passes(loaded, tta) > 1
+    variants = dict(variants or {})
+    models = [loaded, ablation, *variants.values()]
+    from ..io.cases import SEQUENCES
+    needed = tuple(k for k in SEQUENCES if any(k in m.config.sequences for m in models if m is not None))
     runs = [(spec, dose, simulator) for spec in specs for simulator in simulators for dose in doses]
     load, loaded_name = None, None
     for spec, dose, simulator in runs:
@@ -270,7 +296,7 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
                 spec.source == "folder" and has_real_low_dose(load(), dose))):
             continue  # a real low dose is evaluated once
         start = time.perf_counter()
-        arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load, simulator)
+        arrays, hit = cached_arrays(spec, dose, backend, cache_dir, load, simulator, needed)
         kind = "real" if arrays.real_low_dose else simulator
         name = spec.name if kind in ("real", simulators[0]) else f"{spec.name} ({simulator})"
         t_pre = time.perf_counter() - start
@@ -284,6 +310,9 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
             contrasts["gadoreduce_fixed_condition"] = model_contrast(
                 ablation, arrays, dose, meta["field_strength"], meta["agent"], tile, device,
                 ablation.metadata.get("fixed_conditions"), tta=tta)
+        for variant, model in variants.items():
+            contrasts[variant_method(variant)] = model_contrast(model, arrays, dose, meta["field_strength"],
+                                                                meta["agent"], tile, device, tta=tta)
         t_model = time.perf_counter() - start
         images = method_images(arrays, dose, contrasts)
         if spread:
@@ -311,11 +340,12 @@ def evaluate(specs, doses, loaded, ablation=None, backend: str = "auto", cache_d
 def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: int = 0, phantom_size: str = "small",
         doses=DEFAULT_DOSES, model=None, ablation_model=None, backend: str = "auto", device="cpu", tile="auto",
         cache: bool | str | Path = True, command: str = "", zoom_cases: int | list = 3, log=print,
-        simulators=("signal-model", "kspace"), tta: int = 1) -> dict:
+        simulators=("signal-model", "kspace"), tta: int = 1, variants: dict | None = None) -> dict:
     """The ``gadoreduce evaluate`` command: evaluate, then write the report and figures under ``output``.
 
     simulators: low-dose simulators of cases without a real low dose (:func:`evaluate`); tta: flip passes.
     model: model file (None: the shipped default); ablation_model: optional fixed-condition model file;
+    variants: {NAME: model file} evaluated beside it as ``gadoreduce_NAME`` (:func:`evaluate`);
     cache: keep preprocessed (case, dose) arrays in ``output/cache`` (True), in the given folder, or not (False);
     command: the command line, quoted in the summary; zoom_cases: lesion zoom figures for this many cases (the first by name), or for the cases
     named in a list (e.g. phantoms only, for a report that may not show third-party images). Returns the paths.
@@ -326,11 +356,16 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
     from ..inference.uncertainty import passes
     from ..model.files import load_model, sha256_of
     doses = check_doses(doses)
-    for name, path in (("--model", model), ("--ablation-model", ablation_model)):
+    variants = dict(variants or {})
+    for name in variants:
+        check_variant_name(name)
+    files = [("--model", model), ("--ablation-model", ablation_model)]
+    for name, path in files + [(f"--variant {v}=", p) for v, p in variants.items()]:
         if path is not None and not Path(path).is_file():
             raise ValueError(f"{name} {path} does not exist; give a model file (.pt with its .sha256 beside it)")
     loaded = load_model(model, device="cpu")
     ablation = load_model(ablation_model, device="cpu") if ablation_model else None
+    variant_models = {name: load_model(path, device="cpu") for name, path in variants.items()}
     specs = folder_cases(cases_dir, subjects) if cases_dir else []
     if subjects and not cases_dir:
         raise ValueError("--subjects needs --cases DIR (the folder holding those subjects)")
@@ -338,7 +373,8 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
     if not specs:
         raise ValueError("no cases to evaluate; give --cases DIR (case folders or BraTS subjects) and/or --phantoms N")
     output = Path(output)
-    methods = list(BASELINES) + ["gadoreduce"] + (["gadoreduce_fixed_condition"] if ablation else []) + [REFERENCE]
+    methods = (list(BASELINES) + ["gadoreduce"] + (["gadoreduce_fixed_condition"] if ablation else [])
+               + [variant_method(v) for v in variants] + [REFERENCE])
     if isinstance(zoom_cases, int):
         zoom_names = {s.name for s in sorted(specs, key=lambda s: s.name)[:zoom_cases]}
     else:
@@ -359,12 +395,13 @@ def run(output, cases_dir=None, subjects=None, phantoms: int = 0, phantom_seed: 
 
     cache_dir = (output / "cache" if cache is True else Path(cache)) if cache else None
     result = evaluate(specs, doses, loaded, ablation, backend, cache_dir, tile, device,
-                      log, on_images, simulators, tta)
+                      log, on_images, simulators, tta, variant_models)
     figures = sorted(write_figures(result, methods, doses, output) + zooms)
     describe = lambda lm: {"name": lm.metadata.get("name", lm.path.stem), "file": lm.path.name,  # noqa: E731
                            "sha256": sha256_of(lm.path)}
     info = {"command": command, "model_name": describe(loaded)["name"], "model_file": loaded.path.name,
             "model_sha256": sha256_of(loaded.path), "ablation": describe(ablation) if ablation else None,
+            "variants": {variant_method(v): describe(m) for v, m in variant_models.items()},
             "figures": figures, "simulators": list(simulators), "tta": tta, "passes": passes(loaded, tta)}
     paths = write_report(result, methods, doses, output, info)
     log(f"wrote {', '.join(p.name for p in paths.values())} and {len(figures)} figures to {output}")

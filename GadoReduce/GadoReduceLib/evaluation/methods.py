@@ -1,10 +1,13 @@
 """The evaluated methods and metric settings, shared by the run (``evaluate``) and the report (``report``).
 
 Methods: the baselines ``low_dose`` (registered x_LD) and ``linear_scaling`` (x_PC + (x_LD - x_PC) / d), the
-model methods ``gadoreduce`` and ``gadoreduce_fixed_condition`` (ablation) and the reference ``standard_dose``.
+model methods ``gadoreduce``, ``gadoreduce_fixed_condition`` (ablation) and ``gadoreduce_NAME`` (variants:
+other model files, :func:`variant_method`) and the reference ``standard_dose``.
 """
 
 from __future__ import annotations
+
+import re
 
 from ..inference.region_defaults import DEFAULT_THRESHOLD_SIGMAS
 
@@ -13,6 +16,21 @@ DEFAULT_DOSES = (0.1, 0.2, 0.33)
 BASELINES = ("low_dose", "linear_scaling")
 MODEL_METHODS = ("gadoreduce", "gadoreduce_fixed_condition")
 REFERENCE = "standard_dose"
+VARIANT_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,30}")
+"""A variant's name: lower-case letters, digits and underscores (it becomes a column value and file name)."""
+
+
+def check_variant_name(name: str) -> str:
+    """``name`` when it is a valid variant name, else ValueError with an example."""
+    if not VARIANT_NAME.fullmatch(name) or name in ("fixed_condition",):
+        raise ValueError(f"variant name {name!r}: use lower-case letters, digits and underscores, e.g. "
+                         "--variant multimodal=model.pt")
+    return name
+
+
+def variant_method(name: str) -> str:
+    """The method name of a model variant: ``gadoreduce_NAME``."""
+    return f"gadoreduce_{check_variant_name(name)}"
 OVERLAP_PERCENTS = (1, 5, 10, 20, 30)
 """Thresholds (% of brain voxels) of the enhancement overlap (paper 004 evaluates 1-30 %)."""
 ENHANCING_SIGMAS = DEFAULT_THRESHOLD_SIGMAS

@@ -123,7 +123,8 @@ def _p(value) -> str:
 
 def summary_markdown(result: dict, methods: list[str], doses, info: dict) -> str:
     """The Markdown summary (deterministic for the same inputs). ``info``: command, model_name, model_file,
-    model_sha256, ablation (None or {"name", "file", "sha256"}), figures (list of relative paths)."""
+    model_sha256, ablation (None or {"name", "file", "sha256"}), variants ({method: {"name", "file", "sha256"}},
+    optional), figures (list of relative paths)."""
     rows = result["cases"]
     cases = sorted({r["case"] for r in rows})
     sources = {}
@@ -143,6 +144,9 @@ def summary_markdown(result: dict, methods: list[str], doses, info: dict) -> str
     else:
         lines.append("- Fixed-condition ablation: not available (no --ablation-model given); the "
                      "gadoreduce_fixed_condition method is not evaluated.")
+    for method, variant in sorted(info.get("variants", {}).items()):
+        lines.append(f"- Variant `{method}`: model {variant['name']} (file `{variant['file']}`, "
+                     f"sha256 `{variant['sha256']}`)")
     by_source = {}
     for c in cases:
         by_source[sources[c]] = by_source.get(sources[c], 0) + 1
