@@ -60,7 +60,8 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
 class GadoReduceParameterNode:
     """Module parameters, saved with the scene.
 
-    preContrast, lowDose: input volumes (never modified); standardDose, lesionSegmentation: optional references.
+    preContrast, lowDose: input volumes (never modified); standardDose, lesionSegmentation: optional references;
+    flair, t2: optional FLAIR and T2 volumes of the same session, for a model trained with them (papers 002/003).
     dose: fraction of the standard dose, 0.01-1 (0.33 = 33 %); fieldStrength: tesla, 1-3.5; agent: generic name
     (one of the panel's list); modelPath: model file (.pt), default the shipped model; device: auto, cpu or cuda.
     Every value is bound to its widget both ways (connectGui): values set from the console show and stay.
@@ -76,6 +77,8 @@ class GadoReduceParameterNode:
     lowDose: vtkMRMLScalarVolumeNode
     standardDose: vtkMRMLScalarVolumeNode
     lesionSegmentation: vtkMRMLSegmentationNode
+    flair: vtkMRMLScalarVolumeNode
+    t2: vtkMRMLScalarVolumeNode
     dose: Annotated[float, WithinRange(*DOSE_RANGE)] = 0.33
     fieldStrength: Annotated[float, WithinRange(*FIELD_STRENGTH_RANGE)] = 3.0
     agent: Annotated[str, Choice(agent_names())] = DEFAULT_AGENT

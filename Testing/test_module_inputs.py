@@ -251,3 +251,38 @@ def test_image_problems_found_by_the_worker_name_the_volume(module, harness, pro
         assert np.array_equal(voxels(node), before[node.GetName()], equal_nan=True)
     assert harness.scene.GetNumberOfNodes() == count and not logic.busy
     assert not list(Path(slicer.app.temporaryPath).glob("GadoReduce-*"))
+
+
+def test_flair_and_t2_selectors_feed_a_multimodal_model(module, harness, tmp_path):
+    """Optional FLAIR/T2 volumes (parameters ``flair``, ``t2``): checked like the other inputs, required by a model
+    trained with them (the worker's error names the sequence and the selectors; nothing is created) and recorded
+    with their node names when given."""
+    import json
+
+    import torch
+    from GadoReduceLib.io.mrml import volume_node_from_image
+    from GadoReduceLib.model.files import save_model
+    from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
+    torch.manual_seed(5)
+    config = ModelConfig(base_features=4, scales=2, blocks_per_scale=1, sequences=("flair", "t2"))
+    model = save_model(tmp_path / "mm.pt", ConditionalUNet(config), config, ConditionNormalization(), 1.0,
+                       {"name": "tiny-mm"})
+    pre, low, case = _phantom_nodes(harness.scene)
+    flair = volume_node_from_image(harness.scene, case.pre_contrast, "FLAIR stand-in")
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    far, _ = make_oblique_node(harness.scene, name="far")
+    far.SetOrigin(500.0, 500.0, 500.0)
+    with pytest.raises(ValueError, match=r"'far' \(t2\) do not overlap"):
+        logic.process(params, preContrast=pre, lowDose=low, t2=far, dose=0.25, device="cpu", modelPath=str(model))
+    count = harness.scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"needs the T2 image.*optional selectors in the module"):
+        logic.process(params, flair=flair, t2=None)
+    assert harness.scene.GetNumberOfNodes() == count and not logic.busy
+    t2 = volume_node_from_image(harness.scene, case.pre_contrast, "T2 stand-in")
+    out = logic.process(params, t2=t2, computeUncertainty=False)
+    assert out["syntheticStandardDose"] is not None
+    record = json.loads(params.runRecord.GetText())
+    assert record["sequences"] == ["flair", "t2"]
+    assert record["inputs"]["flair"]["node"] == "'FLAIR stand-in' (flair)"
+    assert record["inputs"]["t2"]["node"] == "'T2 stand-in' (t2)"

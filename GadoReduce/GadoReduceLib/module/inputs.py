@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..io.cases import SEQUENCES
 from ..physics.agents import AGENTS, get_agent
 
 FIELD_STRENGTH_RANGE = (1.0, 3.5)
@@ -114,7 +115,9 @@ def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
         problems.append("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan.")
     if pre is not None and low is not None and pre == low:
         problems.append("Pre-contrast and low-dose must be two different volumes.")
-    for label, node in (("preContrast", pre), ("lowDose", low), ("standardDose", standard)):
+    sequences = [(key, getattr(parameters, key, None)) for key in SEQUENCES]  # parameter names = sequence keys
+    volumes = [("preContrast", pre), ("lowDose", low), ("standardDose", standard)] + sequences
+    for label, node in volumes:
         if node is None:
             continue
         if node.GetImageData() is None:
@@ -122,7 +125,7 @@ def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
         elif min(node.GetImageData().GetDimensions()) < 2:
             problems.append(f"The volume '{node.GetName()}' ({label}) is 2D; a 3D volume is needed.")
     if not problems:
-        for label, other in (("lowDose", low), ("standardDose", standard)):
+        for label, other in [("lowDose", low), ("standardDose", standard)] + sequences:
             if other is not None and not overlap(pre, other):
                 problems.append(f"The fields of view of '{pre.GetName()}' (preContrast) and '{other.GetName()}' "
                                 f"({label}) do not overlap; check that both scans are of the same patient and session.")

@@ -235,6 +235,7 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
     folder is removed again on failure)."""
     import tempfile
 
+    from ..io.cases import SEQUENCES
     from .outputs import labels_from_segmentation
     if temporary_path is None:
         import slicer
@@ -242,12 +243,13 @@ def start_job(parameters, backend: str = "auto", temporary_path: str | None = No
     folder = tempfile.mkdtemp(prefix="GadoReduce-", dir=temporary_path)
     pre, standard = parameters.preContrast, parameters.standardDose
     try:
+        sequences = [(key, getattr(parameters, key, None), key) for key in SEQUENCES]  # parameter = sequence key
         images = {"pre_contrast": pre, "low_dose": parameters.lowDose, "standard_dose": standard,
-                  "lesion_labels": None}
+                  "lesion_labels": None, **{key: node for key, node, _ in sequences if node is not None}}
         settings = job_settings(parameters)
-        settings["input_labels"] = {key: f"'{node.GetName()}' ({parameter})" for key, node, parameter in (
+        settings["input_labels"] = {key: f"'{node.GetName()}' ({parameter})" for key, node, parameter in [
             ("pre_contrast", pre, "preContrast"), ("low_dose", parameters.lowDose, "lowDose"),
-            ("standard_dose", standard, "standardDose")) if node is not None}
+            ("standard_dose", standard, "standardDose")] + sequences if node is not None}
         if parameters.lesionSegmentation:
             images["lesion_labels"], settings["lesion_names"] = labels_from_segmentation(
                 parameters.lesionSegmentation, pre)

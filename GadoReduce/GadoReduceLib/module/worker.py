@@ -3,7 +3,7 @@
 Run as ``python -m GadoReduceLib.module.worker JOB_FOLDER`` (Slicer starts it with PythonSlicer through
 :mod:`GadoReduceLib.module.jobs`, so that a long computation can be cancelled by killing the process).
 ``JOB_FOLDER/job.json`` names the inputs (NRRD files written by the module: ``pre_contrast``, ``low_dose``,
-optional ``standard_dose`` and ``lesion_labels``) and the parameters (``dose``, ``field_strength`` tesla,
+optional ``standard_dose``, ``lesion_labels``, ``flair`` and ``t2``) and the parameters (``dose``, ``field_strength`` tesla,
 ``agent``, ``model`` path or null for the shipped model, ``device``, ``tile``, ``backend``,
 ``threshold_sigmas``, ``min_volume_mm3``, ``uncertainty`` (bool: an uncertainty map), ``input_labels``: words
 naming each input volume in messages).
@@ -48,9 +48,10 @@ def case_record(record: dict, job: dict, folder: Path, inputs: dict, stages: dic
     inputs named by their volume nodes (sha256 of the file the module wrote) and the panel's values as
     acquisition (source "argument")."""
     from ..cohort.record import RECORD_SCHEMA_VERSION, acquisition_record, input_record
+    from ..io.cases import SEQUENCES
     labels = job.get("input_labels", {})
     named = {}
-    for key in ("pre_contrast", "low_dose", "standard_dose"):
+    for key in ("pre_contrast", "low_dose", "standard_dose", *SEQUENCES):
         if job["inputs"].get(key):
             named[key] = input_record(folder / job["inputs"][key], inputs[key])
             named[key]["node"] = labels.get(key)
@@ -72,6 +73,7 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     job = json.loads((folder / "job.json").read_text())
     out = folder / "out"
     from ..io.atomic import staged_folder
+    from ..io.cases import SEQUENCES
     from ..io.profiling import record as profile
     from ..model.checksums import check_model_file
     from ..validation.images import read_inputs
@@ -83,7 +85,8 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
             labels = job.get("input_labels", {})  # the module's node names: errors name the volume
             inputs = read_inputs({name: (labels.get(name), folder / job["inputs"][name] if job["inputs"].get(name)
                                          else None)
-                                  for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels")})
+                                  for name in ("pre_contrast", "low_dose", "standard_dose", "lesion_labels",
+                                               *SEQUENCES)})
         report(5, "Loading the model ...")
         with stages.stage("model loading"):
             pipeline = Pipeline(job.get("model"), device=job.get("device", "auto"), tile=job.get("tile", "auto"),
@@ -92,7 +95,7 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
         result = pipeline.predict_case(inputs["pre_contrast"], inputs["low_dose"], job["dose"],
                                        job["field_strength"], job["agent"], standard_dose=inputs["standard_dose"],
                                        lesion_labels=inputs["lesion_labels"], lesion_names=job.get("lesion_names"),
-                                       progress=report)
+                                       progress=report, sequences={k: inputs[k] for k in SEQUENCES})
         report(95, "Writing the results ...")
         with stages.stage("writing"):
             paths = write_images(result, staging, ".nrrd")
