@@ -373,30 +373,16 @@ def _add_predict(sub) -> None:
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import shlex
     from .evaluation.evaluate import run
+    from .evaluation.methods import parse_variants
     from .validation.arguments import parse_tile
-    doses = _numbers(args.doses, "--doses")
-    command = "gadoreduce " + shlex.join(args.argv)
     run(args.output, cases_dir=args.cases, subjects=args.subjects, phantoms=args.phantoms,
-        phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=doses, model=args.model,
+        phantom_seed=args.phantom_seed, phantom_size=args.phantom_size, doses=_numbers(args.doses, "--doses"),
+        model=args.model,
         ablation_model=args.ablation_model, backend=args.backend, device=args.device, tile=parse_tile(args.tile),
-        cache=False if args.no_cache else (args.cache or True), command=command,
+        cache=False if args.no_cache else (args.cache or True), command="gadoreduce " + shlex.join(args.argv),
         zoom_cases=args.zoom_cases or 3, simulators=tuple(s for s in args.simulators.split(",") if s),
-        tta=args.tta, variants=_variants(args.variant))
+        tta=args.tta, variants=parse_variants(args.variant))
     return 0
-
-
-def _variants(values) -> dict:
-    """{NAME: FILE} of ``--variant NAME=FILE`` options; ValueError for a malformed or repeated one."""
-    from .evaluation.methods import check_variant_name
-    variants = {}
-    for value in values or []:
-        name, sep, path = value.partition("=")
-        if not sep or not path:
-            raise ValueError(f"--variant {value}: write NAME=MODEL_FILE, e.g. --variant multimodal=model.pt")
-        if check_variant_name(name) in variants:
-            raise ValueError(f"--variant {name} is given twice; give each variant one model file")
-        variants[name] = path
-    return variants
 
 
 def _add_evaluate(sub) -> None:

@@ -412,9 +412,10 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
     from .io.cases import SEQUENCES
     from .validation.commands import check_predict_arguments
     from .validation.images import read_inputs
+    outputs = output_files(args.output)
     with stage("validation"):
-        check_predict_arguments(args)
-    known = [path.name for path in output_files(args.output)]
+        check_predict_arguments(args, outputs)
+    known = [path.name for path in outputs]
     with staged_folder(args.output, known) as staging:
         progress = getattr(args, "progress", None)
         with stage("reading"):  # before the model (torch takes seconds to load): image errors come first

@@ -195,7 +195,7 @@ def predict_cohort(args, stream=None) -> int:
     more: ``cohort.distributed``). Progress goes to ``stream`` (default: standard error; see :class:`Progress`)."""
     import json
 
-    from ..pipeline import RECORD_FILE
+    from ..pipeline import RECORD_FILE, output_files
     from ..validation.commands import check_predict_arguments
     from .distributed import resolve_workers, run_on_dask
     progress = Progress(0, stream)
@@ -212,7 +212,8 @@ def predict_cohort(args, stream=None) -> int:
     todo = [c for c in cases if c.name not in skipped]
     runnable = next((c for c in todo if c.error is None), None)
     if runnable is not None:  # the options every case shares (device, model, tiles, ...) are checked once, first
-        check_predict_arguments(_case_arguments(args, runnable, output / runnable.name))
+        check_predict_arguments(_case_arguments(args, runnable, output / runnable.name),
+                                output_files(output / runnable.name))
     rows = {}
     for name in (c.name for c in cases if c.name in skipped):
         rows[name] = _row(name, "done earlier", output / name, json.loads((output / name / RECORD_FILE).read_text()))

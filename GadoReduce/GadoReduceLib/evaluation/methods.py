@@ -31,6 +31,21 @@ def check_variant_name(name: str) -> str:
 def variant_method(name: str) -> str:
     """The method name of a model variant: ``gadoreduce_NAME``."""
     return f"gadoreduce_{check_variant_name(name)}"
+
+
+def parse_variants(values) -> dict:
+    """{NAME: FILE} of ``--variant NAME=FILE`` options; ValueError for a malformed or repeated one."""
+    variants = {}
+    for value in values or []:
+        name, sep, path = value.partition("=")
+        if not sep or not path:
+            raise ValueError(f"--variant {value}: write NAME=MODEL_FILE, e.g. --variant multimodal=model.pt")
+        if check_variant_name(name) in variants:
+            raise ValueError(f"--variant {name} is given twice; give each variant one model file")
+        variants[name] = path
+    return variants
+
+
 OVERLAP_PERCENTS = (1, 5, 10, 20, 30)
 """Thresholds (% of brain voxels) of the enhancement overlap (paper 004 evaluates 1-30 %)."""
 ENHANCING_SIGMAS = DEFAULT_THRESHOLD_SIGMAS

@@ -28,7 +28,7 @@ from . import noise, normalization
 from ..io import regrid
 from ..io.imageio import check_3d, same_grid
 from ..io.profiling import stage
-from .registration import RIGID_PARAMETER_FILE, RegistrationResult, register
+from .registration import RIGID_PARAMETER_FILE, RegistrationResult, field_of_view_mask, register
 
 MAX_SPACING_MM = 7.0
 """Scans with any voxel spacing above this (mm) are refused: too coarse for brain lesions."""
@@ -235,16 +235,6 @@ def correlation_in_mask(a: sitk.Image, b: sitk.Image, mask: sitk.Image) -> float
     if x.std() == 0 or y.std() == 0:
         return 0.0
     return float(np.corrcoef(x, y)[0, 1])
-
-
-def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
-                       margin_voxels: int = 2) -> sitk.Image:
-    """uint8 mask on ``reference``'s grid: 1 where ``transform`` maps into ``post``'s field of view,
-    at least ``margin_voxels`` from its border (where B-spline interpolation sees zero padding)."""
-    ones = sitk.Image(post.GetSize(), sitk.sitkUInt8) + 1
-    ones.CopyInformation(post)
-    inner = sitk.BinaryErode(ones, [margin_voxels] * 3, sitk.sitkBall, 0, 1, False)  # border voxels -> 0
-    return sitk.Cast(sitk.Resample(inner, reference, transform, sitk.sitkNearestNeighbor, 0), sitk.sitkUInt8)
 
 
 def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work: sitk.Image,

@@ -444,3 +444,13 @@ def target_registration_error(estimated: sitk.Transform, truth: sitk.Transform, 
     points = idx * np.asarray(mask.GetSpacing()) @ direction.T + np.asarray(mask.GetOrigin())
     d = np.linalg.norm(transform_points(estimated, points) - transform_points(truth, points), axis=1)
     return float(d.mean()), float(d.max())
+
+
+def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
+                       margin_voxels: int = 2) -> sitk.Image:
+    """uint8 mask on ``reference``'s grid: 1 where ``transform`` maps into ``post``'s field of view,
+    at least ``margin_voxels`` from its border (where B-spline interpolation sees zero padding)."""
+    ones = sitk.Image(post.GetSize(), sitk.sitkUInt8) + 1
+    ones.CopyInformation(post)
+    inner = sitk.BinaryErode(ones, [margin_voxels] * 3, sitk.sitkBall, 0, 1, False)  # border voxels -> 0
+    return sitk.Cast(sitk.Resample(inner, reference, transform, sitk.sitkNearestNeighbor, 0), sitk.sitkUInt8)

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from ..io.profiling import stage
 from ..io.cases import SEQUENCES
 from . import normalization
-from .registration import RIGID_PARAMETER_FILE, register
+from .registration import RIGID_PARAMETER_FILE, field_of_view_mask, register
 
 MIN_BRAIN_COVERAGE = 0.9
 """Below this fraction of the brain inside a registered sequence's field of view, QC warns."""
@@ -34,7 +34,6 @@ def register_sequence(image: sitk.Image, name: str, pre_native: sitk.Image, pre_
                       threads: int | None) -> tuple[sitk.Image, dict]:
     """(normalized registered sequence on the working grid (float32, 95th brain percentile = 1, 0 outside its
     field of view), its QC record) of one sequence ``name`` (a key of SEQUENCES)."""
-    from .preprocess import field_of_view_mask
     label = f"{SEQUENCES[name]} image"
     with stage("registration"):
         reg = register(pre_native, image, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,

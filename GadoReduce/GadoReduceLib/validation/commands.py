@@ -7,15 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def check_predict_arguments(args) -> dict:
+def check_predict_arguments(args, outputs: list[Path]) -> dict:
     """The validation stage of ``gadoreduce predict``: every check that needs only the arguments (condition, device,
-    tile, test-time augmentation, precision, thresholds, model file, outputs) before torch is loaded or an image is
-    read. Returns {"condition": (dose, field, agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError
+    tile, test-time augmentation, precision, thresholds, model file, ``outputs``: the files it will write,
+    ``pipeline.output_files``) before torch is loaded or an image is read. Returns {"condition": (dose, field, agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError
     naming the option and the fix."""
     from ..io.atomic import check_output_folder, check_outputs_spare_inputs
     from ..model.checksums import check_model_file
     from ..physics.agents import DEFAULT_AGENT
-    from ..pipeline import output_files
     from .arguments import check_condition, check_device, check_tta, optional_int, parse_tile, positive
     if not hasattr(args, "sources"):  # where each acquisition value came from (the cohort sets its own)
         args.sources = {"dose": "argument", "field_strength": "argument",
@@ -39,7 +38,6 @@ def check_predict_arguments(args) -> dict:
     positive(args.min_volume, "--min-volume", allow_zero=True)
     if args.memory_limit is not None:
         positive(args.memory_limit, "--memory-limit")
-    outputs = output_files(args.output)
     check_outputs_spare_inputs(outputs, {"--pre": args.pre, "--low": args.low, "--model": args.model,
                                          "--flair": getattr(args, "flair", None), "--t2": getattr(args, "t2", None)})
     model = check_model_file(args.model)
