@@ -178,7 +178,7 @@ def model_contrast(loaded, arrays: CaseArrays, dose: float, field_strength: floa
     return model_contrast_signal(loaded, arrays.z_ld, arrays.low, arrays.s_ld, arrays.noise_sigma_ld, dose,
                                  field_strength, agent, tile=tile, device=device, fixed_conditions=fixed_conditions,
                                  tta=tta, tissue=tissue_array(arrays.pre, arrays.brain, arrays.spacing),
-                                 uncertainty=uncertainty, sequences=arrays.sequences)
+                                 uncertainty=uncertainty, sequences=arrays.sequences, pre_contrast=arrays.pre)
 
 
 def method_images(arrays: CaseArrays, dose: float, contrasts: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

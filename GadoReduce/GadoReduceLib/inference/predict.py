@@ -202,12 +202,14 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
                      conditions: torch.Tensor, tile: int | str | None = "auto", overlap: int | None = None,
                      precision: str = "fp32", device: str | torch.device | None = None, tta: int = 1,
                      memory_budget: float | None = None, moments=None, scale: float = 1.0,
-                     sequences: dict | None = None) -> np.ndarray:
+                     sequences: dict | None = None, pre_contrast: np.ndarray | None = None) -> np.ndarray:
     """Network output y^ (noise-normalized contrast signal) [k, j, i] float32 for one volume.
 
     z_ld, x_ld, s_ld: arrays [k, j, i] (normalized subtraction, registered low dose, local std); sequences:
     {"flair"/"t2": registered, normalized array [k, j, i]} for a model with extra input sequences
     (``ModelConfig.sequences``; ValueError when one it needs is missing, the others are not used);
+    pre_contrast: the normalized pre-contrast x_PC [k, j, i], the input of a zero-dose model (whose z_ld, x_ld
+    and s_ld may be None);
     conditions: [1, 4] normalized condition vector (``ConditionNormalization.normalize``);
     tile: tile edge in voxels (rounded up to the alignment), None = whole volume, "auto" = the whole volume
     when its forward pass fits into ``memory_budget`` bytes (default: :data:`MEMORY_FRACTION` of the free
@@ -228,7 +230,7 @@ def predict_contrast(model: ConditionalUNet, z_ld: np.ndarray, x_ld: np.ndarray,
                       "slower than fp32; use precision fp32", RuntimeWarning, stacklevel=2)
     if conditions.ndim != 2 or conditions.shape[0] != 1:
         raise ValueError(f"conditions must be [1, {model.config.condition_dim}], got {tuple(conditions.shape)}")
-    arrays = network_arrays(*model_inputs(model.config, z_ld, x_ld, s_ld, sequences))
+    arrays = network_arrays(*model_inputs(model.config, z_ld, x_ld, s_ld, sequences, pre_contrast))
     shape = arrays[0].shape
     layout = channels_last(dev, precision)
     was_training = model.training
@@ -346,8 +348,10 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
                           dose: float, field_strength: float, agent: str, tile: int | str | None = "auto",
                           overlap: int | None = None, precision: str = "fp32", device: str | torch.device | None = None,
                           fixed_conditions: dict | None = None, tta: int = 1,
-                          tissue: np.ndarray | None = None, uncertainty: bool = False, sequences: dict | None = None):
-    """Contrast signal y~ = gamma s_LD y^ / sigma_LD [k, j, i] float32 on the working grid, normalized units: the
+                          tissue: np.ndarray | None = None, uncertainty: bool = False, sequences: dict | None = None,
+                          pre_contrast: np.ndarray | None = None):
+    """Contrast signal y~ = gamma s_LD y^ / sigma_LD (a zero-dose model: y~ = gamma y^) [k, j, i] float32 on the
+    working grid, normalized units: the
     mean over the passes (every ensemble member on every flip, ``uncertainty``); with ``uncertainty=True`` the pair
     (y~, its per-voxel standard deviation over the passes, same units and shape).
 
@@ -356,21 +360,28 @@ def model_contrast_signal(loaded, z_ld: np.ndarray, x_ld: np.ndarray, s_ld: np.n
     dose in (0, 1]; field_strength: tesla; agent: ``agents.get_agent`` name (its relaxivity at field_strength is a
     condition); fixed_conditions: {"dose", "field_strength", "relaxivity", "noise_sigma"} replacing the case's
     conditions (fixed-condition ablation); tissue: boolean mask [k, j, i] (``inference.tissue``) outside which
-    the contrast signal is exactly 0. tile, overlap, precision, device, tta, sequences: as :func:`predict_contrast`.
+    the contrast signal is exactly 0. tile, overlap, precision, device, tta, sequences, pre_contrast: as
+    :func:`predict_contrast`. A zero-dose model (``ModelConfig.low_dose`` False) reads only ``pre_contrast`` and
+    the sequences; its dose and noise conditions are ``network.ZERO_DOSE_CONDITIONS``.
     """
-    dose = check_dose(dose)
-    conditions = {"dose": dose, "field_strength": field_strength,
+    from ..model.network import ZERO_DOSE_CONDITIONS
+    zero_dose = not loaded.config.low_dose
+    conditions = {"dose": dose if zero_dose else check_dose(dose), "field_strength": field_strength,
                   "relaxivity": get_agent(agent).relaxivity(field_strength),  # checks the field strength range too
                   "noise_sigma": noise_sigma_ld}
+    if zero_dose:
+        conditions.update(ZERO_DOSE_CONDITIONS)
     conditions.update(fixed_conditions or {})
     normalized = loaded.normalization.normalize(conditions["dose"], conditions["field_strength"],
                                                 conditions["relaxivity"], conditions["noise_sigma"])
     moments = RunningMoments(spread=uncertainty)
     for network, gamma in loaded.networks():  # each member scaled by its own gamma: y~ = s_LD (gamma y^) / sigma_LD
         predict_contrast(network, z_ld, x_ld, s_ld, normalized, tile=tile, overlap=overlap, precision=precision,
-                         device=device, tta=tta, moments=moments, scale=gamma, sequences=sequences)
+                         device=device, tta=tta, moments=moments, scale=gamma, sequences=sequences,
+                         pre_contrast=pre_contrast)
     outputs = [moments.mean] + ([moments.std()] if uncertainty else [])
-    outputs = [revert_normalization(y, s_ld, 1.0, noise_sigma_ld) for y in outputs]
+    if not zero_dose:
+        outputs = [revert_normalization(y, s_ld, 1.0, noise_sigma_ld) for y in outputs]
     if tissue is not None:
         for y in outputs:
             y[~np.asarray(tissue, bool)] = 0.0

@@ -232,9 +232,9 @@ def model_card(header: dict) -> str:
              f"| parameters | {header.get('parameters', '?'):,} |" if isinstance(header.get("parameters"), int)
              else "| parameters | ? |",
              f"| gamma (y~ = gamma s_LD y^ / sigma_LD) | {_format_value(header.get('gamma', '?'))} |"]
-    lines += [f"| {k} | {v} |" if k != "sequences" else
-              f"| input sequences | T1w pre-contrast and low dose{''.join(' + ' + SEQUENCES.get(n, n) for n in v)} |"
-              for k, v in config.items()]
+    first = "T1w pre-contrast and low dose" if config.get("low_dose", True) else "T1w pre-contrast only (zero dose)"
+    lines += [f"| input sequences | {first}{''.join(' + ' + SEQUENCES.get(n, n) for n in v)} |" if k == "sequences"
+              else f"| {k} | {v} |" for k, v in config.items() if k != "low_dose"]
     lines += _table(header.get("members"), "Ensemble members", "Inference averages the members' contrast "
                     "signals; their spread (with flips) is the uncertainty map. The gamma in the table above is "
                     "their mean.")

@@ -40,6 +40,11 @@ normalized intensity units)."""
 
 LOW_DOSE_INPUTS = ("z_ld", "x_ld", "s_ld")
 """The network's first input channels: normalized subtraction z_LD, registered low dose x_LD, local std s_LD."""
+ZERO_DOSE_INPUTS = ("x_pc",)
+"""The first input channel of a zero-dose model (``ModelConfig.low_dose`` False): the normalized pre-contrast x_PC."""
+ZERO_DOSE_CONDITIONS = {"dose": 0.0, "noise_sigma": 0.0}
+"""The conditions of a zero-dose model that have no scan to come from (no low dose): constants in training and
+inference; field strength and relaxivity remain the case's."""
 
 BINOMIAL_5 = (1.0, 4.0, 6.0, 4.0, 1.0)
 FUSION_SLAB_VOXELS = 1 << 21
@@ -51,7 +56,9 @@ class ModelConfig:
     """Network size and inputs. Defaults are the paper's configuration (18.1 M parameters, T1w inputs only).
 
     sequences: optional input sequences (keys of :data:`SEQUENCES`, in that order), each one more input channel;
-    in_channels: 3 + len(sequences) (derived when None)."""
+    low_dose: False for a zero-dose model (papers 002-004): no low-dose input, the normalized pre-contrast x_PC
+    (:data:`ZERO_DOSE_INPUTS`) instead, and the output is the contrast signal itself (normalized units);
+    in_channels: len(inputs) (derived when None)."""
 
     in_channels: int | None = None
     base_features: int = 32
@@ -60,8 +67,11 @@ class ModelConfig:
     embedding_dim: int = 128
     condition_dim: int = 4
     sequences: tuple[str, ...] = ()
+    low_dose: bool = True
 
     def __post_init__(self):
+        if not isinstance(self.low_dose, bool):
+            raise ValueError(f"ModelConfig.low_dose must be True or False, got {self.low_dose!r}")
         sequences = tuple(self.sequences or ())
         unknown = [name for name in sequences if name not in SEQUENCES]
         if unknown or len(set(sequences)) != len(sequences):
@@ -70,7 +80,7 @@ class ModelConfig:
         sequences = tuple(name for name in SEQUENCES if name in sequences)  # one order for every model
         object.__setattr__(self, "sequences", sequences)
         if self.in_channels is None:
-            object.__setattr__(self, "in_channels", len(LOW_DOSE_INPUTS) + len(sequences))
+            object.__setattr__(self, "in_channels", len(self.inputs))
         for name in ("in_channels", "base_features", "scales", "blocks_per_scale", "embedding_dim",
                      "condition_dim"):
             value = getattr(self, name)
@@ -82,8 +92,8 @@ class ModelConfig:
 
     @property
     def inputs(self) -> tuple[str, ...]:
-        """Names of the input channels in order: LOW_DOSE_INPUTS, then ``sequences``."""
-        return LOW_DOSE_INPUTS + self.sequences
+        """Names of the input channels in order: LOW_DOSE_INPUTS (ZERO_DOSE_INPUTS), then ``sequences``."""
+        return (LOW_DOSE_INPUTS if self.low_dose else ZERO_DOSE_INPUTS) + self.sequences
 
     def features(self, scale: int) -> int:
         """Feature channels at a scale (0 = finest)."""
@@ -104,7 +114,8 @@ class ModelConfig:
         if unknown:
             raise ValueError(f"unknown model configuration fields {sorted(unknown)}; this model file needs a "
                              f"newer GadoReduce")
-        return cls(**{k: tuple(str(x) for x in v) if k == "sequences" else int(v) for k, v in data.items()})
+        kinds = {"sequences": lambda v: tuple(str(x) for x in v), "low_dose": bool}
+        return cls(**{k: kinds.get(k, int)(v) for k, v in data.items()})
 
 
 def sequence_names(names) -> str:
@@ -129,10 +140,14 @@ def choose_sequences(config: ModelConfig, given: dict | None) -> tuple[dict, lis
     return {name: given[name] for name in config.sequences}, notes
 
 
-def model_inputs(config: ModelConfig, z_ld, x_ld, s_ld, sequences: dict | None = None) -> list:
-    """The network's input arrays in the order of ``config.inputs``: z_LD, x_LD, s_LD, then each sequence the
-    model takes from ``sequences`` ({key of SEQUENCES: array [k, j, i]}); :func:`choose_sequences` checks them."""
+def model_inputs(config: ModelConfig, z_ld, x_ld, s_ld, sequences: dict | None = None, pre_contrast=None) -> list:
+    """The network's input arrays in the order of ``config.inputs``: z_LD, x_LD, s_LD (a zero-dose model: the
+    normalized ``pre_contrast`` x_PC instead), then each sequence the model takes from ``sequences`` ({key of SEQUENCES: array [k, j, i]}); :func:`choose_sequences` checks them."""
     sequences, _ = choose_sequences(config, sequences)
+    if not config.low_dose:
+        if pre_contrast is None:
+            raise ValueError("a zero-dose model takes the normalized pre-contrast image (pre_contrast)")
+        return [pre_contrast] + [sequences[name] for name in config.sequences]
     return [z_ld, x_ld, s_ld] + [sequences[name] for name in config.sequences]
 
 

@@ -23,7 +23,7 @@ TRAIN_OPTIONS = {"cases": ("data", "case_dirs"), "phantoms": ("data", "phantoms"
                  "threads": ("train", "threads"), "low_doses": ("data", "low_doses"),
                  "precision": ("train", "precision"), "channels_last": ("train", "channels_last"),
                  "init": ("train", "init"), "max_minutes": ("train", "max_minutes"),
-                 "sequences": ("model", "sequences")}
+                 "sequences": ("model", "sequences"), "low_dose": ("model", "low_dose")}
 """Option (command line and --config key) -> (where its default is defined, parameter name there): "train"
 ``TrainConfig``, "model" ``ModelConfig``, "data" ``training_sets``."""
 
@@ -54,7 +54,7 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
     def _get_help_string(self, action):
         text = super()._get_help_string(action) or ""
         default = train_defaults().get(action.dest) if action.dest in TRAIN_OPTIONS else None
-        if default is None or default == () or action.dest == "cache":
+        if default is None or default == () or action.dest in ("cache", "low_dose"):
             return text
         return f"{text} (default {_text(default)})".replace("%", "%%")
 
@@ -216,6 +216,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "training pair needs them (BraTS subjects with *_flair/*_t2, case folders with flair.*/t2.*), "
                         "pairs without are left out, phantoms have none; --init from a T1-only model starts "
                         "the added channels at zero")
+    p.add_argument("--zero-dose", dest="low_dose", action="store_const", const=False,
+                   help="a zero-dose model (papers 002-004): no low-dose input; it predicts the standard-dose contrast "
+                        "signal from the pre-contrast T1w and the --sequences alone (trained on pre-contrast / "
+                        "standard-dose pairs; the papers show that it misses small lesions)")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=run_train)
     return p

@@ -180,7 +180,8 @@ def validation_patches(cases, config: TrainConfig) -> list[tuple]:
     on enhancement (group "fixed"); for PairCases both simulators at 10 % and 33 % (``simulate.validation_samples``)."""
     from .simulate import PairCase, validation_samples
     pairs = [c for c in cases if isinstance(c, PairCase)]
-    fixed = validation_samples(pairs, config.patch_size, config.seed, per_case=config.validation_patches)
+    fixed = validation_samples(pairs, config.patch_size, config.seed, per_case=config.validation_patches,
+                               zero_dose=not config.model.low_dose)
     for index, case in enumerate(c for c in cases if not isinstance(c, PairCase)):
         check_patch(config.patch_size, case.shape, case.case_id)
         for j in range(config.validation_patches):
@@ -227,8 +228,11 @@ def validate(model, fixed: list[tuple], config: TrainConfig, normalization: Cond
 
 def draw_sample(case, config: TrainConfig, rng: np.random.Generator) -> tuple[dict, tuple]:
     """(patch, conditions) of one training sample: a low dose made on the fly for a PairCase
-    (``simulate.simulate_sample``), a patch of the fixed low dose for a TrainingCase."""
-    from .simulate import PairCase, simulate_sample
+    (``simulate.simulate_sample``), a patch of the fixed low dose for a TrainingCase; for a zero-dose model
+    (``ModelConfig.low_dose`` False) a PairCase patch without any low dose (``simulate.zero_dose_sample``)."""
+    from .simulate import PairCase, simulate_sample, zero_dose_sample
+    if not config.model.low_dose:
+        return zero_dose_sample(case, rng, config.patch_size, config.enhancing_fraction)
     if isinstance(case, PairCase):
         return simulate_sample(case, rng, config.patch_size, config.enhancing_fraction)
     return sample_patch(case, config.patch_size, rng, config.enhancing_fraction), case.conditions
@@ -262,6 +266,15 @@ def check_sequences(cases, sequences) -> None:
                              "(--sequences) takes as input; train on pairs with those images (on the fly)")
 
 
+def check_zero_dose(cases, model_config: ModelConfig) -> None:
+    """ValueError when a zero-dose model is to learn from cases that are no registered pre/standard-dose pairs."""
+    from .simulate import PairCase
+    if not model_config.low_dose and any(not isinstance(c, PairCase) for c in cases):
+        raise ValueError("a zero-dose model (--zero-dose) learns the standard-dose contrast signal from pre-contrast "
+                         "/ standard-dose pairs: train it on pairs (--brats DIR or case folders, on the fly), not on "
+                         "phantoms or fixed low doses")
+
+
 def init_weights(model, path) -> None:
     """Load the weights of a model file or checkpoint at ``path`` into ``model`` (same configuration, or the same
     network with fewer input sequences: the added channels start with zero weights)."""
@@ -283,16 +296,26 @@ def init_weights(model, path) -> None:
     model.load_state_dict(weights)
 
 
+WARM_START_ALIASES = {"x_pc": "x_ld"}
+"""A zero-dose model's stem starts from the low-dose model's kernel of the channel most like it (the pre-contrast
+looks like the registered low dose outside the enhancement)."""
+
+
 def _with_new_inputs(weights: dict, old: ModelConfig, new: ModelConfig) -> dict | None:
-    """``weights`` of an ``old`` network for a ``new`` one that differs only by more input sequences: the stem's
-    kernels of the added channels are 0, so the new network starts out computing exactly what the old one did.
+    """``weights`` of an ``old`` network for a ``new`` one that differs only by its inputs (more sequences, or
+    zero dose): the stem's kernels of channels the old network had (or their :data:`WARM_START_ALIASES`) are kept,
+    the others are 0. With more sequences only, the new network starts out computing exactly what the old one did.
     None when the configurations differ otherwise."""
-    if replace(old, in_channels=new.in_channels, sequences=new.sequences) != new or not set(old.inputs) <= set(new.inputs):
+    if replace(old, in_channels=new.in_channels, sequences=new.sequences, low_dose=new.low_dose) != new:
+        return None
+    if new.low_dose and not set(old.inputs) <= set(new.inputs):
         return None
     kernel = weights["stem.weight"]
     grown = kernel.new_zeros((kernel.shape[0], new.in_channels) + tuple(kernel.shape[2:]))
-    for index, name in enumerate(old.inputs):
-        grown[:, new.inputs.index(name)] = kernel[:, index]
+    for index, name in enumerate(new.inputs):
+        source = name if name in old.inputs else WARM_START_ALIASES.get(name)
+        if source in old.inputs:
+            grown[:, index] = kernel[:, old.inputs.index(source)]
     return {**weights, "stem.weight": grown}
 
 
@@ -334,6 +357,7 @@ def train(cases, validation_cases, output, config: TrainConfig = TrainConfig(), 
     for case in cases:
         check_patch(config.patch_size, case.shape, case.case_id)
     check_sequences(cases + validation_cases, config.model.sequences)
+    check_zero_dose(cases + validation_cases, config.model)
     rank, world = distributed_context()
     device = torch.device(device) if device is not None else default_device()
     if config.threads:

@@ -344,6 +344,24 @@ def simulate_sample(case: PairCase, rng: np.random.Generator, patch_size: int, e
 
 
 
+def zero_dose_sample(case: PairCase, rng: np.random.Generator, patch_size: int, enhancing_fraction: float = 0.5,
+                     centre=None) -> tuple[dict, tuple]:
+    """(patch, conditions) of a zero-dose model (``ModelConfig.low_dose`` False): no low dose is made; the inputs
+    are the normalized pre-contrast "x_pc" and the case's sequences, the target "y" the standard-dose contrast
+    signal p_SD (z~_SD - m_SD) in normalized units; conditions (dose, field strength, relaxivity, noise sigma) with
+    ``network.ZERO_DOSE_CONDITIONS`` and the case's own field strength and agent (whose enhancement it is)."""
+    from ..model.network import ZERO_DOSE_CONDITIONS
+    check_patch(patch_size, case.shape, case.case_id)
+    centre = patch_centre(case, rng, enhancing_fraction) if centre is None else centre
+    window, _ = _windows(case, centre, patch_size, 0)
+    channels = {"x_pc": case.pre, "y": case.signal_sd, "p": case.p, "b": case.b, **case.sequences}
+    patch = {name: np.ascontiguousarray(array[window], dtype=np.float32) for name, array in channels.items()}
+    if case.lesions is not None:
+        patch["lesions"] = np.ascontiguousarray(case.lesions[window], dtype=np.float32)
+    relaxivity = float(get_agent(case.agent).relaxivity(case.field_strength))
+    return patch, (ZERO_DOSE_CONDITIONS["dose"], case.field_strength, relaxivity, ZERO_DOSE_CONDITIONS["noise_sigma"])
+
+
 # ----------------------------------------------------------------------------- validation samples
 
 VALIDATION_DOSES = (0.1, 0.33)
@@ -351,14 +369,21 @@ SIMULATORS = ("signal-model", "kspace")
 """The training simulator (this module, without randomization in validation) and ``physics.lowdose_kspace``."""
 
 
-def validation_samples(cases, patch_size: int, seed: int = 0, doses=VALIDATION_DOSES, per_case: int = 2
-                       ) -> list[tuple[str, dict, tuple]]:
+def validation_samples(cases, patch_size: int, seed: int = 0, doses=VALIDATION_DOSES, per_case: int = 2,
+                       zero_dose: bool = False) -> list[tuple[str, dict, tuple]]:
     """Fixed (simulator, patch, conditions) for every held-out PairCase, dose and simulator: ``per_case``
-    windows (alternately centred on enhancement and on the brain), the same windows for both simulators."""
+    windows (alternately centred on enhancement and on the brain), the same windows for both simulators;
+    ``zero_dose``: the same windows as :func:`zero_dose_sample` patches instead (group "zero-dose")."""
     from ..physics.lowdose_kspace import low_dose_kspace
     samples = []
     for index, case in enumerate(cases):
         check_patch(patch_size, case.shape, case.case_id)
+        if zero_dose:
+            for j in range(per_case):
+                rng = np.random.default_rng([seed, 7919, index, j])
+                centre = patch_centre(case, rng, 1.0 if j % 2 == 0 else 0.0)
+                samples.append(("zero-dose", *zero_dose_sample(case, rng, patch_size, centre=centre)))
+            continue
         margin = margin_voxels(case)
         for dose in doses:
             draw = fixed_draw(dose, case.field_strength, case.agent)
