@@ -1,8 +1,7 @@
 """GadoReduce: gadolinium dose reduction for brain MRI (3D Slicer scripted module).
 
-A thin shell over GadoReduceLib (the core, importable without Slicer): the logic converts
-MRML nodes to images and back and calls into the core; inputs are never modified.
-"""
+A thin shell over GadoReduceLib (the core, importable without Slicer): the logic converts MRML nodes to images and
+back and calls into the core; inputs are never modified."""
 
 import logging
 import os
@@ -41,11 +40,10 @@ class GadoReduce(ScriptedLoadableModule):  # noqa: F405
         self.parent.dependencies = []
         self.parent.contributors = ["GadoReduce developers"]
         self.parent.helpText = _(
-            "Predicts the contrast signal a standard dose of a gadolinium-based contrast agent would give, "
-            "from a pre-contrast T1w scan and a low-dose contrast-enhanced T1w scan (10-33 % of the standard "
-            "dose). The method registers the scans rigidly and radiometrically, normalizes the noise of the "
-            "subtraction image and extracts the contrast signal with a CNN conditioned on dose, field "
-            "strength, agent relaxivity and noise level (Pinetz, Kobler et al. 2024).<br><br><b>"
+            "Predicts the contrast signal a standard dose of a gadolinium-based contrast agent would give, from a "
+            "pre-contrast T1w scan and a low-dose contrast-enhanced T1w scan (10-33 % of the standard dose; none with "
+            "a zero-dose model): rigid and radiometric registration, a noise-normalized subtraction and a CNN "
+            "conditioned on dose, field strength, agent relaxivity and noise (Pinetz, Kobler et al. 2024).<br><br><b>"
         ) + DISCLAIMER + "</b><br><br>" + _("See the README: https://github.com/gadoreduce/SlicerGadoReduce")
         self.parent.acknowledgementText = _("If you use GadoReduce, please cite the method paper: ") + CITATION
         # the sample phantom in Sample Data, once every module (SampleData too) is loaded
@@ -66,7 +64,8 @@ class GadoReduceParameterNode:
     (one of the panel's list); modelPath: model file (.pt), default the shipped model; device: auto, cpu or cuda.
     Every value is bound to its widget both ways (connectGui): values set from the console show and stay.
     thresholdSigmas, minRegionVolume: enhancing regions above this many noise sigmas and mm^3; computeUncertainty:
-    also the uncertainty map (the spread over mirrored passes or ensemble members, GadoReduceLib.inference.uncertainty).
+    also the uncertainty map (the spread over mirrored passes or ensemble members, GadoReduceLib.inference.uncertainty);
+    zeroDose: predict without a low dose (lowDose empty, dose unused) with a zero-dose model, outputs labelled so.
     syntheticStandardDose, beyondStandardDose, contrastSignal, subtraction, registeredLowDose,
     registeredStandardDose (with a standard dose only), virtualDoseVolume, uncertainty (with computeUncertainty),
     enhancingRegions, regionTable, lesionTable, runRecord (the run's record as JSON text): outputs (created when empty).
@@ -87,6 +86,7 @@ class GadoReduceParameterNode:
     thresholdSigmas: Annotated[float, WithinRange(1.0, 20.0)] = DEFAULT_THRESHOLD_SIGMAS
     minRegionVolume: Annotated[float, WithinRange(0.0, 100000.0)] = DEFAULT_MIN_VOLUME_MM3
     computeUncertainty: bool = False
+    zeroDose: bool = False
     syntheticStandardDose: vtkMRMLScalarVolumeNode
     beyondStandardDose: vtkMRMLScalarVolumeNode
     contrastSignal: vtkMRMLScalarVolumeNode
@@ -316,10 +316,10 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         ``progress(fraction, message)`` gets its progress. ``cancel``: optional callable polled while waiting,
         True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
         beyondStandardDose, contrastSignal, subtraction, registeredLowDose, registeredStandardDose (None without
-        a standard dose), virtualDoseVolume, enhancingRegions, regionTable, lesionTable or None) plus "record"
-        (noise sigma, warnings, rows); background=True returns at once; call :meth:`pollJob` until it returns
-        True. Inputs are never modified; output nodes are created when empty, else reused. Raises ValueError
-        naming the parameter. The steps live in ``GadoReduceLib.module`` (inputs, jobs, outputs)."""
+        a standard dose; zeroDose: no beyondStandardDose, subtraction, registeredLowDose), virtualDoseVolume,
+        enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows);
+        background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never modified;
+        output nodes are created when empty, else reused. Raises ValueError naming the parameter. The steps live in ``GadoReduceLib.module`` (inputs, jobs, outputs)."""
         from GadoReduceLib.module.inputs import set_parameters
         from GadoReduceLib.module.jobs import ModuleRun
         if self.busy:

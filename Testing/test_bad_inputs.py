@@ -253,7 +253,7 @@ def argument_errors(tmp_path_factory):
         "--device gpu": (["--device", "gpu"], "--device 'gpu' is not a device"),
         "--tta 0": (["--tta", "0"], "--tta must be"),
         "--tta 9": (["--tta", "9"], "--tta must be a number of flips from 1 (none) to 8"),
-        "--dose 0": (["--dose", "0"], "--dose: dose 0 is outside (0, 1]"),
+        "--dose 0": (["--dose", "0"], "--dose 0 asks for a zero-dose prediction, which takes no low-dose image"),
         "--dose 25": (["--dose", "25"], "--dose: dose 25 is outside (0, 1]"),
         "--field-strength 30": (["--field-strength", "30"], "--field-strength: field strength 30 T"),
         "--agent water": (["--agent", "water"], "--agent: unknown contrast agent 'water'"),

@@ -286,3 +286,37 @@ def test_flair_and_t2_selectors_feed_a_multimodal_model(module, harness, tmp_pat
     assert record["sequences"] == ["flair", "t2"]
     assert record["inputs"]["flair"]["node"] == "'FLAIR stand-in' (flair)"
     assert record["inputs"]["t2"]["node"] == "'T2 stand-in' (t2)"
+
+
+def test_zero_dose_mode_predicts_without_a_low_dose_and_labels_every_output(module, harness, tmp_path):
+    """zeroDose (the panel's *Zero-dose prediction*): the low dose is not needed (and refused when set), a low-dose
+    model is refused by the worker with the fix, a zero-dose model's outputs are named zero-dose, without the low
+    dose's images, and the record says so first."""
+    import json
+
+    import torch
+    from GadoReduceLib.model.files import save_model
+    from GadoReduceLib.model.network import ConditionalUNet, ConditionNormalization, ModelConfig
+    from GadoReduceLib.pipeline import ZERO_DOSE_NOTE
+    torch.manual_seed(7)
+    config = ModelConfig(base_features=4, scales=2, blocks_per_scale=1, low_dose=False)
+    model = save_model(tmp_path / "zero.pt", ConditionalUNet(config), config, ConditionNormalization(), 1.0,
+                       {"name": "tiny-zero"})
+    pre, low, _ = _phantom_nodes(harness.scene)
+    logic = module.GadoReduceLogic()
+    params = logic.getParameterNode()
+    with pytest.raises(ValueError, match=r"takes no low-dose volume: clear Low-dose \(lowDose\)"):
+        logic.process(params, preContrast=pre, lowDose=low, zeroDose=True, device="cpu")
+    params.lowDose = None
+    count = harness.scene.GetNumberOfNodes()
+    with pytest.raises(ValueError, match=r"predicts from a low dose; give a zero-dose model"):
+        logic.process(params)  # the shipped (low-dose) model
+    assert harness.scene.GetNumberOfNodes() == count and not logic.busy
+    params.zeroDose = False
+    assert any("tick Zero-dose prediction (zeroDose)" in p for p in logic.checkInputs(params))
+    out = logic.process(params, zeroDose=True, modelPath=str(model))
+    assert out["beyondStandardDose"] is None and out["registeredLowDose"] is None and out["subtraction"] is None
+    for name in ("syntheticStandardDose", "contrastSignal", "enhancingRegions", "regionTable"):
+        assert "zero-dose" in out[name].GetName(), name
+    record = json.loads(params.runRecord.GetText())
+    assert record["zero_dose"] is True and record["warnings"][0] == ZERO_DOSE_NOTE and "low_dose" not in record["inputs"]

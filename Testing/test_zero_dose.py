@@ -100,3 +100,59 @@ def test_a_zero_dose_warm_start_keeps_the_low_dose_network_but_its_stem(tmp_path
     torch.testing.assert_close(new["stem.weight"][:, 0], old["stem.weight"][:, TINY.inputs.index("x_ld")])
     assert not new["stem.weight"][:, 1:].any()  # FLAIR and T2 start at zero
     assert all(torch.equal(new[k], old[k]) for k in old if k != "stem.weight")
+
+
+def test_predict_dose_0_is_a_labelled_zero_dose_prediction_from_the_pre_contrast(tmp_path, capsys):
+    """``gadoreduce predict --dose 0`` with a zero-dose model: no low dose is read or written, the record, its
+    warnings and the montage say zero-dose, the synthetic standard dose is the pre-contrast outside the tissue;
+    every mismatch of dose, low dose and model is refused before anything is written."""
+    import json
+
+    import SimpleITK as sitk
+
+    from GadoReduceLib import cli
+    from GadoReduceLib.io.imageio import write_image
+    from GadoReduceLib.model.files import save_model
+    from GadoReduceLib.phantom.generate import PhantomConfig, generate_phantom
+    from GadoReduceLib.pipeline import RECORD_FILE, ZERO_DOSE_NOTE
+    phantom = generate_phantom(PhantomConfig(seed=5, size="small", doses=(0.25,)))
+    torch.manual_seed(6)
+    zero = dataclasses.replace(TINY, low_dose=False, in_channels=None)  # T1w pre-contrast only
+    model = save_model(tmp_path / "zero.pt", ConditionalUNet(zero), zero, ConditionNormalization(), 1.0,
+                       {"name": "tiny-zero"})
+    pre = write_image(phantom.pre_contrast, tmp_path / "in" / "pre.nii.gz")
+    low = write_image(phantom.low_dose[0.25], tmp_path / "in" / "low.nii.gz")
+    common = ["predict", "--pre", str(pre), "--field-strength", "3", "--device", "cpu", "--tta", "1"]
+    refused = [(["--dose", "0", "--low", str(low), "--model", str(model)], "takes no low-dose image"),
+               (["--dose", "0"], "predicts from a low dose"),  # the shipped low-dose model
+               (["--dose", "0.25", "--low", str(low), "--model", str(model)], "this is a zero-dose model")]
+    for extra, message in refused:
+        assert cli.main(common + extra + ["--output", str(tmp_path / "none")]) == 2
+        assert message in capsys.readouterr().err and not (tmp_path / "none").exists()
+    out = tmp_path / "out"
+    assert cli.main(common + ["--dose", "0", "--model", str(model), "--output", str(out)]) == 0
+    record = json.loads((out / RECORD_FILE).read_text())
+    assert record["zero_dose"] is True and record["dose"] == 0.0 and record["warnings"][0] == ZERO_DOSE_NOTE
+    assert "low_dose" not in record["inputs"] and record["noise_sigma"] > 0
+    written = {path.name for path in out.iterdir()}
+    assert {"synthetic_standard_dose.nii.gz", "contrast_signal.nii.gz", "prediction.png"} <= written
+    assert not written & {"beyond_standard_dose.nii.gz", "low_dose_registered.nii.gz",
+                          "normalized_subtraction.nii.gz"}
+    synthetic = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "synthetic_standard_dose.nii.gz")))
+    contrast = sitk.GetArrayFromImage(sitk.ReadImage(str(out / "contrast_signal.nii.gz")))
+    pre_array = sitk.GetArrayFromImage(phantom.pre_contrast).astype(np.float32)
+    np.testing.assert_array_equal(synthetic[contrast == 0], pre_array[contrast == 0])
+    assert (contrast == 0).any() and (contrast != 0).any()
+
+
+def test_the_zero_dose_noise_sigma_is_the_subtraction_noise_of_two_scans(rng):
+    """Neighbouring-voxel differences of one noisy scan have the noise of a subtraction of two (sqrt(2) sigma)."""
+    import SimpleITK as sitk
+
+    from GadoReduceLib.preprocessing.preprocess import zero_dose_noise_sigma
+    sigma = 0.05
+    k, j, i = np.meshgrid(*(np.linspace(0, 1, 48),) * 3, indexing="ij")
+    smooth = (1.0 + 0.2 * np.sin(3 * i) * np.cos(2 * j)).astype(np.float32)  # slowly varying anatomy
+    scan = sitk.GetImageFromArray(smooth + rng.normal(0, sigma, smooth.shape).astype(np.float32))
+    mask = sitk.GetImageFromArray(np.ones(smooth.shape, np.uint8))
+    assert zero_dose_noise_sigma(scan, mask) == pytest.approx(np.sqrt(2) * sigma, rel=0.05)

@@ -69,6 +69,33 @@ def region_columns(uncertainty: bool, standard_dose: bool) -> tuple[str, ...]:
     with a standard dose (also the header of a table without regions)."""
     return REGION_COLUMNS + (("mean_uncertainty",) if uncertainty else ()) + (("c_bar", "c_hat") if standard_dose
                                                                                else ())
+ZERO_DOSE_NOTE = ("zero-dose prediction: the contrast signal is predicted from the pre-contrast scan (and its FLAIR/T2) "
+                  "without any contrast agent given; such models miss small lesions (papers 002-004), so every "
+                  "output is a guess of where enhancement might be, not a measurement")
+"""The first warning of a zero-dose prediction's record (and the module's status), labelling every output."""
+
+
+def check_zero_dose(config, low_dose, dose) -> bool:
+    """True for a zero-dose prediction (dose 0, no low dose, a zero-dose model); ValueError naming the fix when
+    the dose, the low-dose image and the model (``config``: its ``ModelConfig``) do not agree."""
+    zero_model = not config.low_dose
+    try:
+        zero_dose = float(dose) == 0.0
+    except (TypeError, ValueError):
+        return False  # check_condition names the bad dose
+    if zero_dose and not zero_model:
+        raise ValueError("dose 0 asks for a zero-dose prediction, but this model predicts from a low dose; give a "
+                         "zero-dose model (gadoreduce train --zero-dose) or the low dose given as a fraction of "
+                         "the standard dose, e.g. 0.25")
+    if zero_model and not zero_dose:
+        raise ValueError(f"this is a zero-dose model (it predicts from the pre-contrast without a low dose): give "
+                         f"dose 0 and no low-dose image, not dose {dose}, or use a low-dose model")
+    if zero_dose and low_dose is not None:
+        raise ValueError("a zero-dose prediction (dose 0) takes no low-dose image: leave it out, or give its dose "
+                         "with a low-dose model")
+    return zero_dose
+
+
 REGIONS_FILE = "enhancing_regions.csv"
 LESIONS_FILE = "lesion_metrics.csv"
 RECORD_FILE = "record.json"
@@ -176,7 +203,9 @@ class Pipeline:
         """Synthetic standard dose, contrast signal, enhancing regions (and lesion metrics) of one case.
 
         pre_contrast, low_dose, standard_dose (optional reference): 3D SimpleITK images; dose: low-dose fraction
-        of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent name (``agents.get_agent``);
+        of the standard dose in (0, 1]; a zero-dose model (``ModelConfig.low_dose`` False): dose 0 and low_dose None,
+        a prediction from the pre-contrast (and its sequences) alone, labelled zero-dose in the record
+        (:data:`ZERO_DOSE_NOTE`), without beyond_standard_dose and the low dose's images; field_strength: tesla; agent: contrast agent name (``agents.get_agent``);
         lesion_labels: label image on the pre-contrast grid (CNR/LBR/CEP per label) with ``lesion_names``
         {str(label): name}; progress(percent 0-100, message); sequences: {"flair"/"t2": image} of the same session
         for a model with those inputs (``model.network.choose_sequences``: a missing one is an error, one the model
@@ -190,7 +219,8 @@ class Pipeline:
         from .preprocessing.preprocess import preprocess
         from .validation.arguments import check_condition
         report = progress or (lambda percent, message: None)
-        for name, image, required in (("pre_contrast", pre_contrast, True), ("low_dose", low_dose, True),
+        zero_dose = check_zero_dose(self.loaded.config, low_dose, dose)
+        for name, image, required in (("pre_contrast", pre_contrast, True), ("low_dose", low_dose, not zero_dose),
                                       ("standard_dose", standard_dose, False),
                                       ("lesion_labels", lesion_labels, False)):
             if (image is not None or required) and not isinstance(image, sitk.Image):
@@ -200,7 +230,9 @@ class Pipeline:
         for name, image in sequences.items():
             if not isinstance(image, sitk.Image):
                 raise ValueError(f"the {name} sequence must be a SimpleITK image, not {type(image).__name__}")
-        dose, field_strength, agent_name, relaxivity = check_condition(dose, field_strength, agent)
+        dose, field_strength, agent_name, relaxivity = check_condition(1.0 if zero_dose else dose, field_strength,
+                                                                       agent)
+        dose = 0.0 if zero_dose else dose
         if lesion_labels is not None and not same_grid(lesion_labels, pre_contrast):
             raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
                              f"(size {pre_contrast.GetSize()}); resample the segmentation onto it first")
@@ -228,7 +260,8 @@ class Pipeline:
                 scale = float(prep.pre_percentile)
                 noise_sigma = float(prep.noise_sigma_ld) * scale  # in the contrast signal's (input) units
                 brain = mapped["brain_mask"]
-                images["low_dose_registered"] = mapped["low_dose_registered"] * scale
+                if not zero_dose:
+                    images["low_dose_registered"] = mapped["low_dose_registered"] * scale
                 if standard_dose is not None:
                     images["standard_dose_registered"] = mapped["standard_dose_registered"] * scale
                 labels = enhancing_regions(images["contrast_signal"], noise_sigma, brain,
@@ -238,14 +271,15 @@ class Pipeline:
                                             uncertainty=images.get("uncertainty"))
                 lesions = []
                 if lesion_labels is not None:
-                    compared = {"low_dose": images["low_dose_registered"],
-                                "synthetic_standard_dose": images["synthetic_standard_dose"]}
+                    compared = ({} if zero_dose else {"low_dose": images["low_dose_registered"]})
+                    compared["synthetic_standard_dose"] = images["synthetic_standard_dose"]
                     if standard_dose is not None:
                         compared["standard_dose"] = images["standard_dose_registered"]
                     lesions = lesion_metrics(sitk.Cast(lesion_labels, sitk.sitkUInt16), compared, pre_contrast,
                                              brain, lesion_names)
-                images.update({"enhancing_labels": labels,
-                               "normalized_subtraction": mapped["normalized_subtraction_ld"]})
+                images["enhancing_labels"] = labels
+                if not zero_dose:
+                    images["normalized_subtraction"] = mapped["normalized_subtraction_ld"]
 
         record = {
             "gadoreduce_version": __version__, "disclaimer": DISCLAIMER,
@@ -254,11 +288,13 @@ class Pipeline:
             "model_verified": self.model_verified,
             "device": str(self.device), "precision": self.precision, "tile": tile, "tile_setting": self.tile,
             "tta": self.tta, "passes": self.passes, "ensemble_members": len(self.loaded.networks()),
-            "registration_backend": prep.low_dose.registration.backend, "sequences": list(sequences),
+            "registration_backend": self.backend if zero_dose else prep.low_dose.registration.backend,
+            "sequences": list(sequences), "zero_dose": zero_dose,
             "noise_sigma": noise_sigma, "noise_sigma_normalized": float(prep.noise_sigma_ld), "pre_percentile": scale,
             "threshold_sigmas": self.threshold_sigmas, "min_volume_mm3": self.min_volume_mm3,
             "threshold": self.threshold_sigmas * noise_sigma, "n_regions": len(regions), "n_lesions": len(lesions),
-            "warnings": ([] if self.model_verified else [self.model_warning]) + list(prep.qc.get("warnings", []))
+            "warnings": ([ZERO_DOSE_NOTE] if zero_dose else []) + ([] if self.model_verified else [self.model_warning])
+                        + list(prep.qc.get("warnings", []))
                         + sequence_notes + _kept_warnings(caught),
             "units": "images in the pre-contrast's input units (normalized_subtraction: 95th brain percentile "
                      "of the pre-contrast = 1); noise_sigma and threshold in input units",
@@ -304,7 +340,9 @@ def write(result: CaseResult, folder, suffix: str = ".nii.gz", footer: str | Non
             paths["lesion_metrics"] = write_text(folder / LESIONS_FILE, csv_text(result.lesions))
         r = result.record
         model = r["model_name"] if r.get("model_verified") else f"UNVERIFIED MODEL {r['model_name']}"
-        footer = footer or (f"{model}; dose {r['dose']:g}, {r['field_strength']:g} T, {r['agent']}. "
+        acquisition = ("ZERO-DOSE PREDICTION (no contrast agent given; misses small lesions)" if r.get("zero_dose")
+                       else f"dose {r['dose']:g}")
+        footer = footer or (f"{model}; {acquisition}, {r['field_strength']:g} T, {r['agent']}. "
                             "Synthetic images: research only, not for diagnosis.")
         pre = result.preprocessing.pre_contrast_input
         arrays = [sitk.GetArrayFromImage(pre).astype(np.float32)]
@@ -340,7 +378,8 @@ def add_predict_arguments(parser) -> None:
     p.add_argument("--t2", metavar="FILE", help="T2-weighted image of the same session, for a model with T2 input")
     p.add_argument("--dose", type=float, metavar="D",
                    help="low dose as a fraction of the standard dose, in (0, 1], e.g. 0.25 (a cohort: for the "
-                        "cases whose case.json or table row gives none)")
+                        "cases whose case.json or table row gives none); 0: a zero-dose prediction from --pre (and "
+                        "--flair/--t2) alone, without --low, with a zero-dose model (train --zero-dose)")
     p.add_argument("--field-strength", type=float, metavar="B", help="tesla, e.g. 1.5 or 3 (a cohort: as --dose)")
     p.add_argument("--agent", default=None, metavar="NAME",
                    help=f"contrast agent, generic or brand name (default {DEFAULT_AGENT})")
@@ -419,7 +458,9 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
     with staged_folder(args.output, known) as staging:
         progress = getattr(args, "progress", None)
         with stage("reading"):  # before the model (torch takes seconds to load): image errors come first
-            given = {"pre_contrast": ("--pre", args.pre), "low_dose": ("--low", args.low)}
+            given = {"pre_contrast": ("--pre", args.pre)}
+            if args.low is not None:  # none for a zero-dose prediction (--dose 0)
+                given["low_dose"] = ("--low", args.low)
             given.update({key: (f"--{key}", getattr(args, key)) for key in SEQUENCES if getattr(args, key, None)})
             images = read_inputs(given,
                                  series={"pre_contrast": getattr(args, "pre_series_uid", None),
@@ -427,7 +468,7 @@ def predict_from_arguments(args, pipeline: Pipeline | None = None) -> tuple[Pipe
         if pipeline is None:
             with stage("model loading"):
                 pipeline = pipeline_from_arguments(args)
-        result = pipeline.predict_case(images["pre_contrast"], images["low_dose"], args.dose, args.field_strength,
+        result = pipeline.predict_case(images["pre_contrast"], images.get("low_dose"), args.dose, args.field_strength,
                                        args.agent, progress=progress,
                                        sequences={key: images[key] for key in SEQUENCES if key in images})
         result.record = {"schema_version": RECORD_SCHEMA_VERSION,

@@ -394,10 +394,11 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
                ) -> dict[str, sitk.Image]:
     """Synthetic images from a preprocessed case (``preprocess.preprocess``) and a loaded model.
 
-    dose: low-dose fraction of the standard dose in (0, 1]; field_strength: tesla; agent: contrast agent
+    dose: low-dose fraction of the standard dose in (0, 1] (0 with a zero-dose model, whose case has no low dose:
+    ``preprocess(pre, None)``); field_strength: tesla; agent: contrast agent
     name (``agents.get_agent``; its relaxivity at field_strength is a condition). Returns images on the
     pre-contrast grid (``pipeline.CNN_OUTPUT_NAMES``): ``contrast_signal`` y~ (:func:`model_contrast_signal`),
-    ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~. intensity "input": in the
+    ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~ (not for a zero-dose case). intensity "input": in the
     pre-contrast scan's input units (normalized values times the pre-contrast's 95th brain percentile,
     ``preprocess_result.pre_percentile``); "normalized": in the preprocessing's units (that percentile = 1).
     The contrast signal is 0 outside the tissue (``inference.tissue``): there, in input units, the synthetic
@@ -406,23 +407,31 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     the contrast signal's standard deviation over the passes, in the same units, 0 outside the tissue.
     """
     from ..io.regrid import back_to_grid
-    dose = check_dose(dose)
+    low = preprocess_result.low_dose
+    zero_dose = not loaded.config.low_dose
+    if zero_dose != (low is None):
+        raise ValueError("a zero-dose model takes a case without a low dose (dose 0) and a low-dose model needs the "
+                         "low-dose image: give the model that matches the case" if zero_dose else
+                         "this case has no low-dose image (a zero-dose case, dose 0), but the model predicts from a "
+                         "low dose: give a zero-dose model (gadoreduce train --zero-dose) or the low-dose image")
+    dose = 0.0 if zero_dose else check_dose(dose)
     if intensity not in ("input", "normalized"):
         raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")
     get_agent(agent).relaxivity(field_strength)  # unknown agents and field strengths fail before the CNN
     check_voxel_size(loaded, preprocess_result.pre_contrast.GetSpacing())
     from .tissue import tissue_mask
-    low = preprocess_result.low_dose
     reference = preprocess_result.pre_contrast  # working grid
     tissue_image = tissue_mask(reference, preprocess_result.brain_mask)
     tissue = sitk.GetArrayFromImage(tissue_image) > 0
     from .uncertainty import passes
     spread = passes(loaded, tta) > 1
-    predicted = model_contrast_signal(loaded, _array(low.normalized_subtraction), _array(low.registered),
-                                      _array(low.local_std), preprocess_result.noise_sigma_ld, dose, field_strength,
+    low_inputs = (None, None, None) if zero_dose else (_array(low.normalized_subtraction), _array(low.registered),
+                                                       _array(low.local_std))
+    predicted = model_contrast_signal(loaded, *low_inputs, preprocess_result.noise_sigma_ld, dose, field_strength,
                                       agent, tile=tile, overlap=overlap, precision=precision, device=device, tta=tta,
                                       tissue=tissue, uncertainty=spread,
-                                      sequences={k: _array(v) for k, v in preprocess_result.sequences.items()})
+                                      sequences={k: _array(v) for k, v in preprocess_result.sequences.items()},
+                                      pre_contrast=_array(reference) if zero_dose else None)
     y_tilde, u_tilde = predicted if spread else (predicted, None)
     scale = float(preprocess_result.pre_percentile) if intensity == "input" else 1.0
     source = preprocess_result.pre_contrast_input
@@ -435,9 +444,10 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     contrast = np.where(tissue_in, on_input_grid(y_tilde), np.float32(0)).astype(np.float32)
     pre_in = (sitk.GetArrayFromImage(sitk.Cast(source, sitk.sitkFloat32)) if intensity == "input"
               else on_input_grid(_array(reference)))
-    arrays = {"synthetic_standard_dose": pre_in + contrast,
-              "beyond_standard_dose": on_input_grid(_array(low.registered)) + contrast,
-              "contrast_signal": contrast}
+    arrays = {"synthetic_standard_dose": pre_in + contrast}
+    if not zero_dose:
+        arrays["beyond_standard_dose"] = on_input_grid(_array(low.registered)) + contrast
+    arrays["contrast_signal"] = contrast
     if u_tilde is not None:  # a standard deviation: B-spline overshoot below 0 clipped
         arrays["uncertainty"] = np.where(tissue_in, np.maximum(on_input_grid(u_tilde), 0), np.float32(0))
     out = {}

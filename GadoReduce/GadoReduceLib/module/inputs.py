@@ -109,10 +109,15 @@ def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
     names the parameter. ``overlap(a, b)``: True when two volume nodes' fields of view intersect."""
     problems = []
     pre, low, standard = parameters.preContrast, parameters.lowDose, parameters.standardDose
+    zero_dose = bool(getattr(parameters, "zeroDose", False))  # no low dose: a zero-dose model's prediction
     if pre is None:
         problems.append("Pre-contrast volume is not set (preContrast): select the T1w scan before contrast.")
-    if low is None:
-        problems.append("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan.")
+    if low is None and not zero_dose:
+        problems.append("Low-dose volume is not set (lowDose): select the low-dose contrast-enhanced T1w scan, or "
+                        "tick Zero-dose prediction (zeroDose) to predict with a zero-dose model without one.")
+    if low is not None and zero_dose:
+        problems.append("A zero-dose prediction (zeroDose) takes no low-dose volume: clear Low-dose (lowDose), or "
+                        "untick Zero-dose prediction to use the low dose.")
     if pre is not None and low is not None and pre == low:
         problems.append("Pre-contrast and low-dose must be two different volumes.")
     sequences = [(key, getattr(parameters, key, None)) for key in SEQUENCES]  # parameter names = sequence keys
@@ -129,7 +134,8 @@ def check_parameters(parameters, overlap=volumes_overlap) -> list[str]:
             if other is not None and not overlap(pre, other):
                 problems.append(f"The fields of view of '{pre.GetName()}' (preContrast) and '{other.GetName()}' "
                                 f"({label}) do not overlap; check that both scans are of the same patient and session.")
-    problems += [p for p in (dose_problem(parameters.dose), agent_problem(parameters.agent)) if p]
+    problems += [p for p in (None if zero_dose else dose_problem(parameters.dose), agent_problem(parameters.agent))
+                 if p]
     model = model_problem(parameters.modelPath)
     if model:
         problems.append(model)

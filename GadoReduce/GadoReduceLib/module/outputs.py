@@ -38,6 +38,8 @@ reference) is left as it is and returned as None."""
 UNCERTAINTY_COLOR_NODE = "vtkMRMLColorTableNodeIron"
 """Colour map of the uncertainty volume (black - red - yellow - white: a heat map built into every Slicer, headless
 included), so that it never looks like a grey-scale image."""
+ZERO_DOSE_LABEL = "zero-dose"
+"""In the name of every output node of a zero-dose prediction (no contrast agent given: ``pipeline.ZERO_DOSE_NOTE``)."""
 SEGMENT_STATISTICS_REFERENCE = "GadoReduceSegmentStatistics"
 """Node reference from the enhancing-region segmentation to its Segment Statistics table."""
 _AXIS_SUFFIXES = {"_ras": ("R", "A", "S"), "_lps": ("L", "P", "S")}
@@ -373,7 +375,8 @@ def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
     pre-contrast geometry, in the pre-contrast's study (:func:`place_in_study`), and set them on the parameter
     node ``parameters``; returns parameter name -> node."""
     pre = parameters.preContrast
-    base = pre.GetName()
+    zero_dose = bool(record.get("zero_dose"))
+    base = pre.GetName() + (f" {ZERO_DOSE_LABEL}" if zero_dose else "")  # every output node says zero-dose
     nodes = {}
     for parameter, image_name, suffix, signed in VOLUME_OUTPUTS:
         if image_name not in images:
@@ -400,6 +403,11 @@ def create_outputs(scene, parameters, record: dict, images: dict) -> dict:
                                                               f"{base} GadoReduce record", parameters.runRecord)
     nodes["virtualDoseVolume"] = set_virtual_dose(scene, parameters, parameters.virtualDose)
     nodes["segmentStatistics"] = segment_statistics(parameters.enhancingRegions, nodes["contrastSignal"])
+    for node in nodes.values():  # a reused node of the other kind of run is renamed
+        if node is not None and (ZERO_DOSE_LABEL in node.GetName()) != zero_dose:
+            name = node.GetName()
+            node.SetName(f"{name} ({ZERO_DOSE_LABEL})" if zero_dose else
+                         name.replace(f" ({ZERO_DOSE_LABEL})", "").replace(f" {ZERO_DOSE_LABEL}", ""))
     place_in_study(pre, nodes.values())
     show_in_slice_views(pre, nodes["contrastSignal"])
     return nodes

@@ -103,6 +103,7 @@ def run_job(folder: str | os.PathLike, report=None) -> dict:
     record = {"regions": result.regions, "lesions": result.lesions, "noise_sigma": r["noise_sigma"],
               "noise_sigma_normalized": r["noise_sigma_normalized"], "pre_percentile": r["pre_percentile"],
               "registration_backend": r["registration_backend"], "warnings": r["warnings"], "model": r["model_path"],
+              "zero_dose": r["zero_dose"],
               "images": {name: f"out/{path.name}" for name, path in paths.items()}, "stages": stages.as_record(),
               "case_record": case_record(r, job, folder, inputs, stages.as_record())}
     write_json(folder / RESULT_FILE, record, indent=1, allow_nan=True, default=float)

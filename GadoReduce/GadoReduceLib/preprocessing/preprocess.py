@@ -12,6 +12,8 @@
 7. with a standard dose: contrast mask p = sigmoid(w z_SD + b) and target y = p * z_SD (eq. 2);
 8. QC: registration metric, brain correlation before/after, warnings;
 9. optional sequences (FLAIR, T2): registered and normalized alike, no subtraction (``sequences``).
+Without a low dose (``low_dose=None``: a zero-dose prediction) steps 4-7 are skipped for it and the noise sigma
+is :func:`zero_dose_noise_sigma`'s estimate.
 Intensities of the outputs are in units of the pre-contrast's 95th brain percentile.
 """
 
@@ -25,6 +27,7 @@ import SimpleITK as sitk
 
 from . import brainmask as bm
 from . import noise, normalization
+from .noise_estimate import HALF_NORMAL_MEDIAN
 from ..io import regrid
 from ..io.imageio import check_3d, same_grid
 from ..io.profiling import stage
@@ -89,9 +92,9 @@ class PreprocessResult:
     pre_percentile: float
     brain_mask: sitk.Image
     brain: bm.BrainMaskResult | None  # None when a brain mask was given
-    low_dose: ScanPreprocessing
+    low_dose: ScanPreprocessing | None  # None: a zero-dose case (no contrast-enhanced scan)
     standard_dose: ScanPreprocessing | None
-    noise_sigma_ld: float
+    noise_sigma_ld: float  # of the low-dose subtraction; a zero-dose case: zero_dose_noise_sigma
     contrast_mask: sitk.Image | None
     contrast_signal: sitk.Image | None
     qc: dict
@@ -100,13 +103,15 @@ class PreprocessResult:
 
     def outputs(self) -> dict[str, sitk.Image]:
         """Every intermediate image on the pre-contrast grid (exact sub-sampling when regridded), named as in
-        :func:`output_names`."""
+        :func:`output_names` (a zero-dose case: none of the low dose's)."""
         ld = self.low_dose
-        images = dict(zip(output_names(False), (self.pre_contrast, self.brain_mask, ld.registered, ld.subtraction,
-                                                ld.local_mean, ld.local_std, ld.normalized_subtraction, ld.coverage)))
+        images = {"pre_contrast": self.pre_contrast, "brain_mask": self.brain_mask}
+        if ld is not None:
+            images.update(zip(output_names(False)[2:], (ld.registered, ld.subtraction, ld.local_mean, ld.local_std,
+                                                        ld.normalized_subtraction, ld.coverage)))
         if self.standard_dose is not None:
             sd = self.standard_dose
-            images.update(zip(output_names(True)[len(images):],
+            images.update(zip(output_names(True)[len(output_names(False)):],
                               (sd.registered, sd.subtraction, sd.local_mean, sd.local_std, sd.normalized_subtraction,
                                sd.coverage, self.contrast_mask, self.contrast_signal)))
         images.update({f"{name}_registered": image for name, image in self.sequences.items()})
@@ -164,12 +169,13 @@ def overlap_fraction(reference: sitk.Image, other: sitk.Image) -> float:
     return float(np.prod(inter) / np.prod(hi1 - lo1))
 
 
-def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
+def check_inputs(pre_contrast: sitk.Image, low_dose: sitk.Image | None, standard_dose: sitk.Image | None = None,
                  sequences: dict | None = None) -> None:
     """All input checks of :func:`preprocess` (ValueError naming the problem and the fix)."""
     from ..io.cases import SEQUENCES
     check_image(pre_contrast, "pre-contrast image")
-    scans = [(low_dose, "low-dose image")] + ([(standard_dose, "standard-dose image")] if standard_dose is not None else [])
+    scans = [(image, name) for image, name in ((low_dose, "low-dose image"), (standard_dose, "standard-dose image"))
+             if image is not None]
     extra = [(image, f"{SEQUENCES[key]} image") for key, image in (sequences or {}).items()]
     for image, name in scans + extra:
         check_image(image, name)
@@ -303,13 +309,26 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
     return ScanPreprocessing(reg, registered, q, scale, subtraction, sigma, mean, std, z, coverage, qc)
 
 
-def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image, standard_dose: sitk.Image | None = None,
+def zero_dose_noise_sigma(pre_contrast: sitk.Image, mask: sitk.Image) -> float:
+    """Noise sigma a subtraction of two scans like ``pre_contrast`` would have, without a contrast-enhanced scan
+    (zero dose): the robust sigma of the differences of neighbouring voxels along the first axis inside ``mask``
+    (the difference of two independent noisy values has sqrt(2) sigma, as a subtraction has); anatomy and
+    interpolation make it an approximation. Image units."""
+    x = sitk.GetArrayViewFromImage(pre_contrast).astype(np.float32)
+    m = sitk.GetArrayViewFromImage(mask) > 0
+    difference = np.diff(x, axis=2)
+    inside = m[:, :, 1:] & m[:, :, :-1]
+    return float(np.median(np.abs(difference[inside])) / HALF_NORMAL_MEDIAN)
+
+
+def preprocess(pre_contrast: sitk.Image, low_dose: sitk.Image | None, standard_dose: sitk.Image | None = None,
                backend: str = "auto", threads: int | None = None, isotropic: bool = True,
                brain: bm.BrainMaskResult | sitk.Image | None = None,
                require_enhancement: bool = True, warn: bool = True,
                sequences: dict[str, sitk.Image] | None = None) -> PreprocessResult:
     """The preprocessing chain of paper 001 (see the module docstring); returns every intermediate image.
 
+    low_dose: None for a zero-dose case (a zero-dose model's input: the pre-contrast and its sequences only).
     warn: False keeps every warning out of Python's warnings (entry points that print or store
     ``result.qc["warnings"]`` themselves); the QC record holds them either way.
 
@@ -360,9 +379,10 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
 
     with stage("normalization"):
         pre_normalized, pre_q = normalization.percentile_normalize(pre_work, mask_work)
-    low = _post_contrast(low_dose, "low-dose image", pre_native, pre_normalized, mask_native, mask_work,
-                         registration_mask, backend, threads, None, require_enhancement)
-    sigma_ld = low.noise_sigma
+    low = None if low_dose is None else _post_contrast(
+        low_dose, "low-dose image", pre_native, pre_normalized, mask_native, mask_work, registration_mask, backend,
+        threads, None, require_enhancement)
+    sigma_ld = low.noise_sigma if low is not None else zero_dose_noise_sigma(pre_normalized, mask_work)
     sd, p, y = None, None, None
     if standard_dose is not None:
         sd = _post_contrast(standard_dose, "standard-dose image", pre_native, pre_normalized, mask_native,
@@ -376,8 +396,8 @@ def _preprocess(pre_contrast, low_dose, standard_dose, backend, threads, isotrop
           "skull_stripped_input": brain.skull_stripped if brain else None,
           "atlas_registration_metric": brain.registration.metric if brain else None,
           "working_grid_spacing_mm": list(pre_work.GetSpacing()), "regridded": pre_work is not pre_native,
-          "pre_contrast_percentile_95": pre_q, "noise_sigma_ld": sigma_ld, "low_dose": low.qc,
-          "warnings": list(low.qc["warnings"])}
+          "pre_contrast_percentile_95": pre_q, "noise_sigma_ld": sigma_ld,
+          "low_dose": low.qc if low is not None else None, "warnings": list(low.qc["warnings"]) if low else []}
     if not 700.0 <= brain_ml <= 2500.0:
         message = (f"The brain mask holds {brain_ml:.0f} ml, outside the plausible 700-2500 ml: the atlas "
                    "registration may have failed. Inspect the QC montage.")

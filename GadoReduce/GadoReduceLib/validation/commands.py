@@ -20,7 +20,12 @@ def check_predict_arguments(args, outputs: list[Path]) -> dict:
         args.sources = {"dose": "argument", "field_strength": "argument",
                         "agent": "argument" if args.agent else "default"}
     from_dicom = dicom_acquisition(args)
-    missing = [option for option, value in (("--pre", args.pre), ("--low", args.low), ("--dose", args.dose),
+    zero_dose = args.dose == 0  # a zero-dose prediction: no low dose (pipeline.check_zero_dose checks the model)
+    if zero_dose and args.low is not None:
+        raise ValueError("--dose 0 asks for a zero-dose prediction, which takes no low-dose image: leave out --low, "
+                         "or give --dose as the low dose's fraction of the standard dose, e.g. 0.25")
+    missing = [option for option, value in (("--pre", args.pre), ("--low", True if zero_dose else args.low),
+                                            ("--dose", args.dose),
                                             ("--field-strength", args.field_strength)) if value is None]
     if missing:
         absent = [m[2:] for m in missing if m in ("--dose", "--field-strength")] if from_dicom is not None else []
@@ -28,8 +33,10 @@ def check_predict_arguments(args, outputs: list[Path]) -> dict:
                          "case, or --cases DIR or --table FILE for a cohort"
                          + (f"; the low-dose DICOM header gives no {' and no '.join(absent)}" if absent else ""))
     args.agent = args.agent or DEFAULT_AGENT
-    condition = check_condition(args.dose, args.field_strength, args.agent,
+    condition = check_condition(1.0 if zero_dose else args.dose, args.field_strength, args.agent,
                                 names=("--dose", "--field-strength", "--agent"))
+    if zero_dose:
+        condition = (0.0,) + condition[1:]
     check_device(args.device, "--device")
     parse_tile(args.tile, "--tile")
     check_tta(args.tta, "--tta")
@@ -43,6 +50,9 @@ def check_predict_arguments(args, outputs: list[Path]) -> dict:
     model = check_model_file(args.model)
     check_output_folder(args.output, [path.name for path in outputs], overwrite=args.overwrite)
     if getattr(args, "dicom_out", None):
+        if zero_dose:
+            raise ValueError("--dicom-out derives its series from the low-dose DICOM series; a zero-dose prediction "
+                             "(--dose 0) has none: leave out --dicom-out")
         from ..io.dicom_out import dicom_outputs
         check_output_folder(args.dicom_out, dicom_outputs(args.dicom_out), overwrite=args.overwrite,
                             option="--dicom-out")

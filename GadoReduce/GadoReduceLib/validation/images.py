@@ -47,7 +47,7 @@ def read_inputs(paths: dict, series: dict | None = None) -> dict:
         except ValueError as error:
             raise type(error)(_named(option, path, error)) from None
     try:
-        check_inputs(images["pre_contrast"], images["low_dose"], images.get("standard_dose"),
+        check_inputs(images["pre_contrast"], images.get("low_dose"), images.get("standard_dose"),
                      {key: images[key] for key in SEQUENCES if images.get(key) is not None})
     except ValueError as error:
         text = str(error)
