@@ -44,13 +44,18 @@ def test_a_missing_sequence_is_an_error_and_an_unused_one_a_note():
     assert input_tensor(*arrays).shape == (1, 5, 4, 4, 4)
 
 
-def test_a_warm_started_multimodal_network_computes_what_the_t1_network_did(tmp_path, rng):
+def t1_checkpoint(path):
+    """(T1-only TINY network, its checkpoint file at ``path``): the start of a warm start."""
     torch.manual_seed(0)
     t1 = ConditionalUNet(TINY)
-    path = tmp_path / "checkpoint.pt"
     optimizer = torch.optim.Adam(t1.parameters())
     save_checkpoint(path, t1, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 1, {},
                     TrainConfig(model=TINY), ConditionNormalization(), 1.0)
+    return t1, path
+
+
+def test_a_warm_started_multimodal_network_computes_what_the_t1_network_did(tmp_path, rng):
+    t1, path = t1_checkpoint(tmp_path / "checkpoint.pt")
     both = ConditionalUNet(dataclasses.replace(TINY, sequences=("flair", "t2"), in_channels=None))
     init_weights(both, path)
     x = torch.from_numpy(rng.normal(size=(1, 3, 16, 16, 16)).astype(np.float32))

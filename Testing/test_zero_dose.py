@@ -14,9 +14,9 @@ from GadoReduceLib.model.files import LoadedModel
 from GadoReduceLib.model.network import (ZERO_DOSE_CONDITIONS, ConditionalUNet, ConditionNormalization, ModelConfig,
                                          input_tensor)
 from GadoReduceLib.physics.agents import get_agent
-from GadoReduceLib.training.loop import TrainConfig, check_zero_dose, init_weights, save_checkpoint, train
+from GadoReduceLib.training.loop import TrainConfig, check_zero_dose, init_weights, train
 from GadoReduceLib.training.simulate import validation_samples, zero_dose_sample
-from test_sequences import TINY, _pair
+from test_sequences import TINY, _pair, t1_checkpoint
 
 ZERO = dataclasses.replace(TINY, sequences=("flair", "t2"), low_dose=False, in_channels=None)
 
@@ -88,12 +88,7 @@ def test_a_zero_dose_model_trains_on_pairs_only(tmp_path, rng):
 
 
 def test_a_zero_dose_warm_start_keeps_the_low_dose_network_but_its_stem(tmp_path):
-    torch.manual_seed(0)
-    t1 = ConditionalUNet(TINY)
-    path = tmp_path / "checkpoint.pt"
-    optimizer = torch.optim.Adam(t1.parameters())
-    save_checkpoint(path, t1, optimizer, torch.optim.lr_scheduler.StepLR(optimizer, 1), 1, {},
-                    TrainConfig(model=TINY), ConditionNormalization(), 1.0)
+    t1, path = t1_checkpoint(tmp_path / "checkpoint.pt")
     zero = ConditionalUNet(ZERO)
     init_weights(zero, path)
     old, new = t1.state_dict(), zero.state_dict()

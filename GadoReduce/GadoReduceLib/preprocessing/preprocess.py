@@ -31,7 +31,7 @@ from .noise_estimate import HALF_NORMAL_MEDIAN
 from ..io import regrid
 from ..io.imageio import check_3d, same_grid
 from ..io.profiling import stage
-from .registration import RIGID_PARAMETER_FILE, RegistrationResult, field_of_view_mask, register
+from .registration import RegistrationResult, register_in_brain
 
 MAX_SPACING_MM = 7.0
 """Scans with any voxel spacing above this (mm) are refused: too coarse for brain lesions."""
@@ -249,14 +249,9 @@ def _post_contrast(post: sitk.Image, name: str, pre_native: sitk.Image, pre_work
                    require_enhancement: bool = True) -> ScanPreprocessing:
     with stage("quality control"):
         before = correlation_in_mask(pre_work, regrid.to_grid(post, pre_work, sitk.sitkLinear), mask_work)
-    with stage("registration"):
-        reg = register(pre_native, post, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
-                       threads=threads, reference=pre_work)
+    reg, coverage, valid, covered = register_in_brain(post, pre_native, pre_work, mask_work, registration_mask,
+                                                      backend, threads)
     with stage("normalization"):
-        coverage = field_of_view_mask(post, pre_work, reg.transform)
-        valid = sitk.And(mask_work, coverage)
-        covered = float(sitk.GetArrayViewFromImage(valid).sum()
-                        / max(sitk.GetArrayViewFromImage(mask_work).sum(), 1))
         registered, q = normalization.percentile_normalize(reg.resampled, valid)
         scale = normalization.radiometric_scale(pre_work, registered, valid)
         registered = sitk.Cast(registered * float(scale), sitk.sitkFloat32)

@@ -446,6 +446,23 @@ def target_registration_error(estimated: sitk.Transform, truth: sitk.Transform, 
     return float(d.mean()), float(d.max())
 
 
+def register_in_brain(moving: sitk.Image, pre_native: sitk.Image, pre_work: sitk.Image, mask_work: sitk.Image,
+                      registration_mask: sitk.Image, backend: str, threads: int | None):
+    """Rigid registration of ``moving`` to the pre-contrast (metric inside ``registration_mask``, resampled onto
+    the working grid ``pre_work``) and where it has data: (:class:`RegistrationResult`, coverage mask
+    (:func:`field_of_view_mask`), valid = brain mask ``mask_work`` and coverage, covered fraction of the brain)."""
+    from ..io.profiling import stage
+    with stage("registration"):
+        reg = register(pre_native, moving, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
+                       threads=threads, reference=pre_work)
+    with stage("normalization"):
+        coverage = field_of_view_mask(moving, pre_work, reg.transform)
+        valid = sitk.And(mask_work, coverage)
+        covered = float(sitk.GetArrayViewFromImage(valid).sum()
+                        / max(float(sitk.GetArrayViewFromImage(mask_work).sum()), 1.0))
+    return reg, coverage, valid, covered
+
+
 def field_of_view_mask(post: sitk.Image, reference: sitk.Image, transform: sitk.Transform,
                        margin_voxels: int = 2) -> sitk.Image:
     """uint8 mask on ``reference``'s grid: 1 where ``transform`` maps into ``post``'s field of view,

@@ -14,7 +14,7 @@ import SimpleITK as sitk
 from ..io.profiling import stage
 from ..io.cases import SEQUENCES
 from . import normalization
-from .registration import RIGID_PARAMETER_FILE, field_of_view_mask, register
+from .registration import register_in_brain
 
 MIN_BRAIN_COVERAGE = 0.9
 """Below this fraction of the brain inside a registered sequence's field of view, QC warns."""
@@ -35,14 +35,9 @@ def register_sequence(image: sitk.Image, name: str, pre_native: sitk.Image, pre_
     """(normalized registered sequence on the working grid (float32, 95th brain percentile = 1, 0 outside its
     field of view), its QC record) of one sequence ``name`` (a key of SEQUENCES)."""
     label = f"{SEQUENCES[name]} image"
-    with stage("registration"):
-        reg = register(pre_native, image, RIGID_PARAMETER_FILE, backend=backend, fixed_mask=registration_mask,
-                       threads=threads, reference=pre_work)
+    reg, coverage, valid, covered = register_in_brain(image, pre_native, pre_work, mask_work, registration_mask,
+                                                      backend, threads)
     with stage("normalization"):
-        coverage = field_of_view_mask(image, pre_work, reg.transform)
-        valid = sitk.And(mask_work, coverage)
-        brain = max(float(sitk.GetArrayViewFromImage(mask_work).sum()), 1.0)
-        covered = float(sitk.GetArrayViewFromImage(valid).sum()) / brain
         if covered == 0:
             raise ValueError(f"The registered {label} covers none of the brain: check that it is of the same "
                              "patient and session as the pre-contrast scan and keeps its position information.")
