@@ -43,12 +43,16 @@ def rows_by_key(per_case: Path) -> dict:
     return groups
 
 
-def table(folder: Path, methods: list[str] | None = None) -> str:
+HEADER = ("method", "simulator", "dose", "PSNR_L dB", "c^", "c-bar", "PSNR_B dB", "SSIM", "PSNR_L > both baselines",
+          "detected >= 10 mm", ">= 5 mm", "all", "false detections / case")
+
+
+def summary_rows(folder: Path, methods: list[str] | None = None) -> list[dict]:
+    """One row per (simulator, dose, method) with the :data:`HEADER` columns (text, as in the table)."""
     groups = rows_by_key(folder / "per_case.csv")
     found = sorted({m for _, _, m in groups}, key=lambda m: (m not in BASELINES, m != "gadoreduce", m))
     methods = methods or [m for m in found if m != "standard_dose"]
-    lines = ["| method | simulator | dose | PSNR_L dB | c^ | c-bar | PSNR_B dB | SSIM | PSNR_L > both baselines | "
-             "detected >= 10 mm | >= 5 mm | all | false detections / case |", "|" + "---|" * 13]
+    out = []
     for simulator, dose in sorted({(s, d) for s, d, _ in groups}):
         baseline = {b: {r["case"]: _number(r["psnr_lesions"]) for r in groups.get((simulator, dose, b), [])}
                     for b in BASELINES}
@@ -60,14 +64,20 @@ def table(folder: Path, methods: list[str] | None = None) -> str:
                                                                     "ssim")}
             beats = [_number(r["psnr_lesions"]) > max(baseline[b].get(r["case"], math.inf) for b in BASELINES)
                      for r in rows if not math.isnan(_number(r["psnr_lesions"]))]
-            wins = "" if method in BASELINES else f"{sum(beats)}/{len(beats)}"
             detected = [f"{int(sum(_number(r[f'detected_{s}']) for r in rows))}/"
                         f"{int(sum(_number(r[f'n_lesions_{s}']) for r in rows))}" for s in SIZES]
-            false = _mean(_number(r["false_detections_0mm"]) for r in rows)
-            lines.append(f"| {method} | {simulator} | {dose:g} | {mean['psnr_lesions']:.2f} | {mean['c_hat']:.3f} | "
-                         f"{mean['c_bar']:.3f} | {mean['psnr_brain']:.2f} | {mean['ssim']:.4f} | {wins} | "
-                         + " | ".join(detected) + f" | {false:.1f} |")
-    return "\n".join(lines)
+            values = [method, simulator, f"{dose:g}", f"{mean['psnr_lesions']:.2f}", f"{mean['c_hat']:.3f}",
+                      f"{mean['c_bar']:.3f}", f"{mean['psnr_brain']:.2f}", f"{mean['ssim']:.4f}",
+                      "" if method in BASELINES else f"{sum(beats)}/{len(beats)}", *detected,
+                      f"{_mean(_number(r['false_detections_0mm']) for r in rows):.1f}"]
+            out.append(dict(zip(HEADER, values)))
+    return out
+
+
+def table(folder: Path, methods: list[str] | None = None) -> str:
+    """The Markdown table of :func:`summary_rows`."""
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    return "\n".join(lines + ["| " + " | ".join(row.values()) + " |" for row in summary_rows(folder, methods)])
 
 
 def main(argv=None) -> int:
