@@ -69,8 +69,8 @@ def region_columns(uncertainty: bool, standard_dose: bool) -> tuple[str, ...]:
     with a standard dose (also the header of a table without regions)."""
     return REGION_COLUMNS + (("mean_uncertainty",) if uncertainty else ()) + (("c_bar", "c_hat") if standard_dose
                                                                                else ())
-ZERO_DOSE_NOTE = ("zero-dose prediction: the contrast signal is predicted from the pre-contrast scan (and its FLAIR/T2) "
-                  "without any contrast agent given; such models miss small lesions (papers 002-004), so every "
+ZERO_DOSE_NOTE = ("zero-dose prediction: the contrast signal is predicted from the pre-contrast scan (and its "
+                  "FLAIR/T2) without any contrast agent given; such models miss small lesions (papers 002-004), so every "
                   "output is a guess of where enhancement might be, not a measurement")
 """The first warning of a zero-dose prediction's record (and the module's status), labelling every output."""
 
@@ -205,7 +205,8 @@ class Pipeline:
         pre_contrast, low_dose, standard_dose (optional reference): 3D SimpleITK images; dose: low-dose fraction
         of the standard dose in (0, 1]; a zero-dose model (``ModelConfig.low_dose`` False): dose 0 and low_dose None,
         a prediction from the pre-contrast (and its sequences) alone, labelled zero-dose in the record
-        (:data:`ZERO_DOSE_NOTE`), without beyond_standard_dose and the low dose's images; field_strength: tesla; agent: contrast agent name (``agents.get_agent``);
+        (:data:`ZERO_DOSE_NOTE`), without beyond_standard_dose and the low dose's images; field_strength: tesla;
+        agent: contrast agent name (``agents.get_agent``);
         lesion_labels: label image on the pre-contrast grid (CNR/LBR/CEP per label) with ``lesion_names``
         {str(label): name}; progress(percent 0-100, message); sequences: {"flair"/"t2": image} of the same session
         for a model with those inputs (``model.network.choose_sequences``: a missing one is an error, one the model

@@ -398,8 +398,8 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     ``preprocess(pre, None)``); field_strength: tesla; agent: contrast agent
     name (``agents.get_agent``; its relaxivity at field_strength is a condition). Returns images on the
     pre-contrast grid (``pipeline.CNN_OUTPUT_NAMES``): ``contrast_signal`` y~ (:func:`model_contrast_signal`),
-    ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~ (not for a zero-dose case). intensity "input": in the
-    pre-contrast scan's input units (normalized values times the pre-contrast's 95th brain percentile,
+    ``synthetic_standard_dose`` x_PC + y~ and ``beyond_standard_dose`` x_LD + y~ (not for a zero-dose case).
+    intensity "input": in the pre-contrast scan's input units (normalized values times the pre-contrast's 95th brain percentile,
     ``preprocess_result.pre_percentile``); "normalized": in the preprocessing's units (that percentile = 1).
     The contrast signal is 0 outside the tissue (``inference.tissue``): there, in input units, the synthetic
     standard dose is the pre-contrast input exactly. tta: flip test-time augmentation (:func:`predict_contrast`).

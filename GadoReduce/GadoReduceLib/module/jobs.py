@@ -224,7 +224,8 @@ def job_settings(parameters) -> dict:
     from .inputs import model_file
     model = model_file(parameters.modelPath)
     zero_dose = bool(getattr(parameters, "zeroDose", False))
-    return {"dose": 0.0 if zero_dose else parameters.dose, "field_strength": parameters.fieldStrength, "agent": parameters.agent,
+    return {"dose": 0.0 if zero_dose else parameters.dose, "field_strength": parameters.fieldStrength,
+            "agent": parameters.agent,
             "model": str(model) if model is not None else None, "device": parameters.device, "tile": "auto",
             "threshold_sigmas": parameters.thresholdSigmas, "min_volume_mm3": parameters.minRegionVolume,
             "uncertainty": bool(parameters.computeUncertainty)}

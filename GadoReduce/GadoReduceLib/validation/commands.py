@@ -10,8 +10,8 @@ from pathlib import Path
 def check_predict_arguments(args, outputs: list[Path]) -> dict:
     """The validation stage of ``gadoreduce predict``: every check that needs only the arguments (condition, device,
     tile, test-time augmentation, precision, thresholds, model file, ``outputs``: the files it will write,
-    ``pipeline.output_files``) before torch is loaded or an image is read. Returns {"condition": (dose, field, agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError
-    naming the option and the fix."""
+    ``pipeline.output_files``) before torch is loaded or an image is read. Returns {"condition": (dose, field,
+    agent, relaxivity), "model": ``checksums.ModelCheck``}; ValueError naming the option and the fix."""
     from ..io.atomic import check_output_folder, check_outputs_spare_inputs
     from ..model.checksums import check_model_file
     from ..physics.agents import DEFAULT_AGENT
