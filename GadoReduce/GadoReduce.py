@@ -317,9 +317,9 @@ class GadoReduceLogic(ScriptedLoadableModuleLogic):  # noqa: F405
         True cancels. background=False waits and returns a dict of the output nodes (syntheticStandardDose,
         beyondStandardDose, contrastSignal, subtraction, registeredLowDose, registeredStandardDose (None without
         a standard dose; zeroDose: no beyondStandardDose, subtraction, registeredLowDose), virtualDoseVolume,
-        enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows);
-        background=True returns at once; call :meth:`pollJob` until it returns True. Inputs are never modified;
-        output nodes are created when empty, else reused. Raises ValueError naming the parameter. The steps live in ``GadoReduceLib.module`` (inputs, jobs, outputs)."""
+        enhancingRegions, regionTable, lesionTable or None) plus "record" (noise sigma, warnings, rows); background=
+        True returns at once; call :meth:`pollJob` until it returns True. Inputs are never modified; output nodes
+        are created when empty, else reused. Raises ValueError naming the parameter. Steps: ``GadoReduceLib.module``."""
         from GadoReduceLib.module.inputs import set_parameters
         from GadoReduceLib.module.jobs import ModuleRun
         if self.busy:

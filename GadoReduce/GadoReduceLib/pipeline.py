@@ -75,27 +75,6 @@ ZERO_DOSE_NOTE = ("zero-dose prediction: the contrast signal is predicted from t
 """The first warning of a zero-dose prediction's record (and the module's status), labelling every output."""
 
 
-def check_zero_dose(config, low_dose, dose) -> bool:
-    """True for a zero-dose prediction (dose 0, no low dose, a zero-dose model); ValueError naming the fix when
-    the dose, the low-dose image and the model (``config``: its ``ModelConfig``) do not agree."""
-    zero_model = not config.low_dose
-    try:
-        zero_dose = float(dose) == 0.0
-    except (TypeError, ValueError):
-        return False  # check_condition names the bad dose
-    if zero_dose and not zero_model:
-        raise ValueError("dose 0 asks for a zero-dose prediction, but this model predicts from a low dose; give a "
-                         "zero-dose model (gadoreduce train --zero-dose) or the low dose given as a fraction of "
-                         "the standard dose, e.g. 0.25")
-    if zero_model and not zero_dose:
-        raise ValueError(f"this is a zero-dose model (it predicts from the pre-contrast without a low dose): give "
-                         f"dose 0 and no low-dose image, not dose {dose}, or use a low-dose model")
-    if zero_dose and low_dose is not None:
-        raise ValueError("a zero-dose prediction (dose 0) takes no low-dose image: leave it out, or give its dose "
-                         "with a low-dose model")
-    return zero_dose
-
-
 REGIONS_FILE = "enhancing_regions.csv"
 LESIONS_FILE = "lesion_metrics.csv"
 RECORD_FILE = "record.json"
@@ -218,9 +197,9 @@ class Pipeline:
         from .inference.regions import enhancing_regions, region_statistics
         from .io.imageio import same_grid
         from .preprocessing.preprocess import preprocess
-        from .validation.arguments import check_condition
+        from .validation.arguments import check_condition, zero_dose_prediction
         report = progress or (lambda percent, message: None)
-        zero_dose = check_zero_dose(self.loaded.config, low_dose, dose)
+        zero_dose = zero_dose_prediction(self.loaded.config, low_dose is not None, dose)
         for name, image, required in (("pre_contrast", pre_contrast, True), ("low_dose", low_dose, not zero_dose),
                                       ("standard_dose", standard_dose, False),
                                       ("lesion_labels", lesion_labels, False)):
@@ -231,9 +210,8 @@ class Pipeline:
         for name, image in sequences.items():
             if not isinstance(image, sitk.Image):
                 raise ValueError(f"the {name} sequence must be a SimpleITK image, not {type(image).__name__}")
-        dose, field_strength, agent_name, relaxivity = check_condition(1.0 if zero_dose else dose, field_strength,
-                                                                       agent)
-        dose = 0.0 if zero_dose else dose
+        dose, field_strength, agent_name, relaxivity = check_condition(dose, field_strength, agent,
+                                                                       zero_dose=zero_dose)
         if lesion_labels is not None and not same_grid(lesion_labels, pre_contrast):
             raise ValueError(f"lesion_labels (size {lesion_labels.GetSize()}) is not on the pre-contrast grid "
                              f"(size {pre_contrast.GetSize()}); resample the segmentation onto it first")

@@ -407,13 +407,9 @@ def synthesize(loaded, preprocess_result, dose: float, field_strength: float, ag
     the contrast signal's standard deviation over the passes, in the same units, 0 outside the tissue.
     """
     from ..io.regrid import back_to_grid
+    from ..validation.arguments import zero_dose_prediction
     low = preprocess_result.low_dose
-    zero_dose = not loaded.config.low_dose
-    if zero_dose != (low is None):
-        raise ValueError("a zero-dose model takes a case without a low dose (dose 0) and a low-dose model needs the "
-                         "low-dose image: give the model that matches the case" if zero_dose else
-                         "this case has no low-dose image (a zero-dose case, dose 0), but the model predicts from a "
-                         "low dose: give a zero-dose model (gadoreduce train --zero-dose) or the low-dose image")
+    zero_dose = zero_dose_prediction(loaded.config, low is not None, dose)
     dose = 0.0 if zero_dose else check_dose(dose)
     if intensity not in ("input", "normalized"):
         raise ValueError(f"intensity must be 'input' or 'normalized', got {intensity!r}")

@@ -96,12 +96,14 @@ def check_device(value, name: str = "device") -> str:
     return text
 
 
-def check_condition(dose, field_strength, agent, names=("dose", "field_strength", "agent")) -> tuple:
-    """(dose, field strength in T, agent name, relaxivity) of the low-dose acquisition, checked."""
+def check_condition(dose, field_strength, agent, names=("dose", "field_strength", "agent"),
+                    zero_dose: bool = False) -> tuple:
+    """(dose, field strength in T, agent name, relaxivity) of the low-dose acquisition, checked; ``zero_dose``: a
+    zero-dose prediction (:func:`zero_dose_prediction`), whose dose is 0."""
     from ..physics.agents import get_agent
     from ..physics.lowdose import check_dose
     try:
-        dose = check_dose(dose)
+        dose = 0.0 if zero_dose else check_dose(dose)
     except ValueError as error:
         raise ValueError(f"{names[0]}: {error}") from None
     try:
@@ -113,3 +115,25 @@ def check_condition(dose, field_strength, agent, names=("dose", "field_strength"
     except (ValueError, TypeError) as error:
         raise ValueError(f"{names[1]}: {error}") from None
     return dose, float(field_strength), contrast_agent.name, float(relaxivity)
+
+
+def zero_dose_prediction(config, low_dose_given: bool, dose) -> bool:
+    """True for a zero-dose prediction (dose 0, no low-dose image, a zero-dose model: ``config``, the
+    ``ModelConfig``, with ``low_dose`` False); ValueError naming the fix when the three do not agree. A dose that is
+    no number is left to :func:`check_condition`."""
+    zero_model = not config.low_dose
+    try:
+        zero_dose = float(dose) == 0.0
+    except (TypeError, ValueError):
+        return False
+    if zero_dose and not zero_model:
+        raise ValueError("dose 0 asks for a zero-dose prediction, but this model predicts from a low dose; give a "
+                         "zero-dose model (gadoreduce train --zero-dose) or the low dose given as a fraction of "
+                         "the standard dose, e.g. 0.25")
+    if zero_model and not zero_dose:
+        raise ValueError(f"this is a zero-dose model (it predicts from the pre-contrast without a low dose): give "
+                         f"dose 0 and no low-dose image, not dose {dose}, or use a low-dose model")
+    if zero_dose and low_dose_given:
+        raise ValueError("a zero-dose prediction (dose 0) takes no low-dose image: leave it out, or give its dose "
+                         "with a low-dose model")
+    return zero_dose

@@ -20,7 +20,7 @@ def check_predict_arguments(args, outputs: list[Path]) -> dict:
         args.sources = {"dose": "argument", "field_strength": "argument",
                         "agent": "argument" if args.agent else "default"}
     from_dicom = dicom_acquisition(args)
-    zero_dose = args.dose == 0  # a zero-dose prediction: no low dose (pipeline.check_zero_dose checks the model)
+    zero_dose = args.dose == 0  # a zero-dose prediction: no low dose (arguments.zero_dose_prediction: the model)
     if zero_dose and args.low is not None:
         raise ValueError("--dose 0 asks for a zero-dose prediction, which takes no low-dose image: leave out --low, "
                          "or give --dose as the low dose's fraction of the standard dose, e.g. 0.25")
@@ -33,10 +33,8 @@ def check_predict_arguments(args, outputs: list[Path]) -> dict:
                          "case, or --cases DIR or --table FILE for a cohort"
                          + (f"; the low-dose DICOM header gives no {' and no '.join(absent)}" if absent else ""))
     args.agent = args.agent or DEFAULT_AGENT
-    condition = check_condition(1.0 if zero_dose else args.dose, args.field_strength, args.agent,
-                                names=("--dose", "--field-strength", "--agent"))
-    if zero_dose:
-        condition = (0.0,) + condition[1:]
+    condition = check_condition(args.dose, args.field_strength, args.agent,
+                                names=("--dose", "--field-strength", "--agent"), zero_dose=zero_dose)
     check_device(args.device, "--device")
     parse_tile(args.tile, "--tile")
     check_tta(args.tta, "--tta")
