@@ -115,3 +115,21 @@ def test_an_interrupt_that_a_library_swallowed_stops_the_run_at_the_next_stage()
         reached.append("later")
     assert reached == ["library finished its step", "later"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the previous handler is back
+
+
+def test_commands_put_torch_tensors_on_huge_pages_unless_told_otherwise(monkeypatch):
+    """io.memory.command_allocator asks PyTorch for transparent huge pages (read at its first allocation), keeps a
+    value the user set, and leaves everything as it is under GADOREDUCE_ALLOCATOR=glibc."""
+    import os
+
+    from GadoReduceLib.io.memory import command_allocator
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    monkeypatch.setenv("GADOREDUCE_ALLOCATOR", "glibc")
+    with command_allocator():
+        assert "THP_MEM_ALLOC_ENABLE" not in os.environ
+    monkeypatch.delenv("GADOREDUCE_ALLOCATOR")
+    with command_allocator():
+        assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    with command_allocator():
+        assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0", "the user's choice is kept"

@@ -277,6 +277,8 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         train([], [], tmp_path / "out", small_config(), progress=False)
     with pytest.raises(ValueError, match="no checkpoint"):
         train(cases, [], tmp_path / "fresh", small_config(), resume=True, progress=False)
+    with pytest.raises(ValueError, match="--huber-epsilon must be positive"):
+        small_config(huber_epsilon=0.0)
 
 
 def test_cli_train_without_sources_or_with_a_too_large_patch_exits_2(tmp_path):

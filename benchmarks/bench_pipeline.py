@@ -12,7 +12,8 @@ assertions. Usage:
 
 ``--allocators``: "default" runs the command as a user starts it; "jemalloc" preloads jemalloc
 (``LD_PRELOAD``, Debian libjemalloc2) as ``../shared/notes/performance.md`` did; "glibc" switches off the
-command's own allocator setting (``GADOREDUCE_ALLOCATOR=glibc``), to measure what it gives.
+command's own allocator setting (``GADOREDUCE_ALLOCATOR=glibc``), to measure what it gives; "no-huge-pages"
+keeps the setting but PyTorch's tensors off transparent huge pages (``THP_MEM_ALLOC_ENABLE=0``).
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def run_predict(inputs: dict, output: Path, allocator: str, extra: list[str]) ->
         env.update(LD_PRELOAD=JEMALLOC, MALLOC_CONF=JEMALLOC_CONF)
     elif allocator == "glibc":
         env["GADOREDUCE_ALLOCATOR"] = "glibc"
+    elif allocator == "no-huge-pages":
+        env["THP_MEM_ALLOC_ENABLE"] = "0"
     command = [sys.executable, "-m", "GadoReduceLib.cli", "predict", "--pre", str(inputs["pre"]),
                "--low", str(inputs["low"]), "--dose", str(DOSE), "--field-strength", str(inputs["field_strength"]),
                "--agent", inputs["agent"], "--output", str(output), "--overwrite"] + extra

@@ -23,7 +23,8 @@ TRAIN_OPTIONS = {"cases": ("data", "case_dirs"), "phantoms": ("data", "phantoms"
                  "threads": ("train", "threads"), "low_doses": ("data", "low_doses"),
                  "precision": ("train", "precision"), "channels_last": ("train", "channels_last"),
                  "init": ("train", "init"), "max_minutes": ("train", "max_minutes"),
-                 "sequences": ("model", "sequences"), "low_dose": ("model", "low_dose")}
+                 "sequences": ("model", "sequences"), "low_dose": ("model", "low_dose"),
+                 "huber_epsilon": ("train", "huber_epsilon")}
 """Option (command line and --config key) -> (where its default is defined, parameter name there): "train"
 ``TrainConfig``, "model" ``ModelConfig``, "data" ``training_sets``."""
 
@@ -220,6 +221,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="a zero-dose model (papers 002-004): no low-dose input; it predicts the standard-dose contrast "
                         "signal from the pre-contrast T1w and the --sequences alone (trained on pre-contrast / "
                         "standard-dose pairs; the papers show that it misses small lesions)")
+    p.add_argument("--huber-epsilon", type=float, metavar="E",
+                   help="where the Huber loss turns from squared to absolute error, in normalized intensity (the "
+                        "pre-contrast's 95th brain percentile = 1; lesions enhance by about 0.2-0.5 there): the "
+                        "paper's 0.1 makes lesion errors absolute ones, whose minimum is the median and underestimates "
+                        "uncertain enhancement; 1 or more gives the squared error, whose minimum is the mean")
     p.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint.pt")
     p.set_defaults(func=run_train)
     return p

@@ -84,6 +84,9 @@ class TrainConfig:
             raise ValueError("learning rates must satisfy 0 < final_learning_rate <= learning_rate")
         if self.max_minutes is not None and not self.max_minutes > 0:
             raise ValueError(f"--max-minutes must be positive, got {self.max_minutes!r}")
+        if not self.huber_epsilon > 0:
+            raise ValueError(f"--huber-epsilon must be positive (the paper's 0.1; 1 or more for the squared error), "
+                             f"got {self.huber_epsilon!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"training precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
         if self.patch_size <= 2 * self.margin:
