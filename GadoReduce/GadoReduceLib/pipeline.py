@@ -293,7 +293,8 @@ def output_files(folder, suffix: str = ".nii.gz") -> list[Path]:
 
 def write_images(result: CaseResult, folder, suffix: str = ".nii.gz") -> dict:
     """Write every image of ``result`` as ``folder/<name><suffix>`` (atomic); returns name -> path. The files are
-    compressed in two threads (ITK's writer releases the GIL: 2.6 s to 1.6 s for a 240x240x155 case on 2 cores)."""
+    compressed in two threads (ITK's writer releases the GIL; the "writing" stage of
+    ``benchmarks/bench_pipeline.py``)."""
     from concurrent.futures import ThreadPoolExecutor
 
     from .io.imageio import write_image

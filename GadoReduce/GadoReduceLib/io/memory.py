@@ -107,8 +107,8 @@ def torch_huge_pages() -> None:
     """PyTorch's CPU tensors of 2 MiB and more on transparent huge pages (``THP_MEM_ALLOC_ENABLE``, read once at
     PyTorch's first allocation, so this must run before it; a value the user set is kept). Where the kernel gives
     huge pages only on request (``transparent_hugepage=madvise``, the usual default) the CNN's volume-sized
-    activations, returned and faulted back in (:func:`returned_when_freed`), then cost 512 times fewer page faults:
-    on a 240x240x155 case the network stage took 8.1-9.4 s instead of 9.7-13.2 s at the same peak memory (README
-    performance section)."""
+    activations, returned and faulted back in (:func:`returned_when_freed`), then cost 512 times fewer page faults
+    at the same peak memory (``benchmarks/bench_pipeline.py --allocators default,no-huge-pages``; figures in the
+    README's performance section)."""
     import os
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
